@@ -1,0 +1,1 @@
+"""The validator and inspection device agent for BoB mobile tickets (MTBs)."""
