@@ -138,8 +138,9 @@ class SerialFeedback:
             self._port = serial.serial_for_url(
                 self.url, baudrate=self.baudrate, timeout=0, write_timeout=self.write_timeout
             )
+        # No flush(): tcdrain has no timeout, and a display stalling flow control would hang
+        # this thread for good. write_timeout already bounds handing the bytes to the driver.
         self._port.write(message)
-        self._port.flush()
 
     def _drop_port(self) -> None:
         port, self._port = self._port, None

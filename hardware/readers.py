@@ -9,7 +9,8 @@ Two framings are understood on a serial line:
     One scan per line, as the barcode/NFC module sends it (base64url text). A line ends at
     LF, CR or CRLF (scanners differ); the terminator is stripped, empty lines are skipped,
     the rest is handed over byte for byte. A line longer than ``max_len`` is dropped whole
-    (with a log line) and reading goes on at the next terminator.
+    (with a log line) and reading goes on at the next terminator. A partial line followed by
+    ``frame_timeout`` seconds of silence is dropped too, so it cannot glue onto the next scan.
 
 ``length-prefixed``
     A 2-byte big-endian length, then that many bytes of payload (binary modules). There is
@@ -90,7 +91,9 @@ class LineFramer:
         return len(self._buf)
 
     def reset(self) -> None:
-        """Forget a partial line (after a reconnect or a stalled frame)."""
+        """Forget a partial line (after a reconnect, or when the line went quiet mid-line)."""
+        if self._buf:
+            self._drop(f"incomplete line ({len(self._buf)} bytes) after the line went quiet")
         self._buf.clear()
         self._discarding = False
 
@@ -167,7 +170,8 @@ class SerialReader:
     Blocking pyserial calls run in a private one-thread executor with a short read timeout,
     so the event loop never blocks and ``close()`` takes effect within ``read_timeout``.
     When the device fails (unplugged, other end closed) the port is closed and reopened with
-    exponential back-off until it comes back; each transition is logged.
+    exponential back-off until it comes back; each transition is logged. A closed reader
+    stays closed (make a new one).
     """
 
     def __init__(
@@ -194,6 +198,7 @@ class SerialReader:
         self.connected = asyncio.Event()  # set while the port is open
         self.port: serial.SerialBase | None = None
         self._closed = False
+        self._closing = asyncio.Event()  # wakes a back-off pause on close()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"serial-{url}")
         self._inflight: concurrent.futures.Future[bytes] | None = None
         self._open_failing = False
@@ -279,12 +284,15 @@ class SerialReader:
             _quiet_close(port)
 
     async def _sleep(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while not self._closed and time.monotonic() < end:
-            await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
+        """Back-off pause that ``close()`` cuts short."""
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
     async def close(self) -> None:
         self._closed = True
+        self._closing.set()
         port = self.port
         if port is not None:
             try:

@@ -268,3 +268,28 @@ async def test_simulated_reader_from_file(tmp_path):
     f.write_text(f"# two tickets\n{MTB1.decode()}\n\n  {MTB2.decode()}  \n")
     reader = SimulatedReader.from_file(f, finish=True)
     assert [s async for s in reader.scans()] == [MTB1, MTB2]
+
+
+async def test_partial_line_dropped_after_silence(pty: Pty, collect):
+    reader = fast(pty.name, framing="line", frame_timeout=0.15)
+    c = collect(reader)
+    await connected(reader)
+    pty.write(b"half-a-sca")  # scanner glitch: no terminator, then silence
+    await asyncio.sleep(0.4)
+    pty.write(MTB2 + b"\n")
+    assert await c.next() == MTB2  # not b"half-a-sca" + MTB2
+    assert reader.dropped == 1
+    await c.stop()
+
+
+async def test_close_during_backoff_is_prompt(tmp_path):
+    reader = SerialReader(str(tmp_path / "absent"), backoff_initial=5.0)
+    task = asyncio.create_task(_drain(reader))
+    await asyncio.sleep(0.1)  # now in a 5 s back-off pause
+    await reader.close()
+    await asyncio.wait_for(task, 1.0)
+
+
+async def _drain(reader) -> None:
+    async for _ in reader.scans():
+        pass
