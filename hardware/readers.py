@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, cast, runtime_checkable
 
 import serial
 
@@ -196,7 +196,7 @@ class SerialReader:
         self.framer = make_framer(framing, max_len)
         self.connects = 0  # successful opens; > 1 means we reconnected
         self.connected = asyncio.Event()  # set while the port is open
-        self.port: serial.SerialBase | None = None
+        self.port: serial.Serial | None = None
         self._closed = False
         self._closing = asyncio.Event()  # wakes a back-off pause on close()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"serial-{url}")
@@ -226,7 +226,7 @@ class SerialReader:
             finally:
                 self._release(port)
 
-    async def _frames(self, port: serial.SerialBase) -> AsyncIterator[bytes]:
+    async def _frames(self, port: serial.Serial) -> AsyncIterator[bytes]:
         last_data = time.monotonic()
         while not self._closed:
             data = await self._read(port)
@@ -238,7 +238,7 @@ class SerialReader:
             elif self.framer.pending() and now - last_data > self.frame_timeout:
                 self.framer.reset()
 
-    async def _open(self) -> serial.SerialBase | None:
+    async def _open(self) -> serial.Serial | None:
         loop = asyncio.get_running_loop()
         try:
             port = await loop.run_in_executor(self._executor, self._open_blocking)
@@ -256,15 +256,17 @@ class SerialReader:
         log.info("reader %s: connected%s", self.url, " again" if self.connects > 1 else "")
         return port
 
-    def _open_blocking(self) -> serial.SerialBase:
-        return serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=self.read_timeout)
+    def _open_blocking(self) -> serial.Serial:
+        # Typed as Serial: URL handlers (loop://, socket://, ...) duck-type its interface.
+        port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=self.read_timeout)
+        return cast(serial.Serial, port)
 
-    async def _read(self, port: serial.SerialBase) -> bytes:
+    async def _read(self, port: serial.Serial) -> bytes:
         self._inflight = self._executor.submit(self._read_blocking, port)
         return await asyncio.wrap_future(self._inflight)
 
     @staticmethod
-    def _read_blocking(port: serial.SerialBase) -> bytes:
+    def _read_blocking(port: serial.Serial) -> bytes:
         data = port.read(1)  # waits up to read_timeout
         if data:
             waiting = port.in_waiting
@@ -272,7 +274,7 @@ class SerialReader:
                 data += port.read(waiting)
         return data
 
-    def _release(self, port: serial.SerialBase) -> None:
+    def _release(self, port: serial.Serial) -> None:
         """Close the port, but only once no worker thread is still reading it."""
         self.connected.clear()
         if self.port is port:
@@ -303,7 +305,7 @@ class SerialReader:
         self._executor.shutdown(wait=False)
 
 
-def _quiet_close(port: serial.SerialBase) -> None:
+def _quiet_close(port: serial.Serial) -> None:
     try:
         port.close()
     except (serial.SerialException, OSError):
