@@ -244,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=cmd_mtb_verify)
 
     commands.add_parser("demo", help="mint, device-sign and validate a ticket").set_defaults(handler=cmd_demo)
+    from . import cli_engine  # registers cache, validate, outbox
+
+    cli_engine.register(commands)
     return parser
 
 

@@ -1,0 +1,304 @@
+"""The device's SQLite cache: keys, KDKs, deny-list, stops and zones, usage history, outbox.
+
+One file per device, WAL mode. sqlite-utils makes and migrates the schema; the hot paths
+(a scan's lookups and its one recording transaction) use plain sqlite3. Every write that a
+passenger's green light depends on is committed before the method returns.
+
+The object is not thread-safe: the engine drives it from one worker thread.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlite_utils
+
+from .keys import KeyStore, jwk_public_key, KeyMaterialError
+from .timeutil import format_extended, parse_time, utcnow
+
+DenyKind = Literal["ticket", "traveller", "token"]
+Durability = Literal["full", "normal"]
+
+
+@dataclass(frozen=True)
+class Use:
+    """One recorded scan of a ticket: what passback, fraud and the inspector's view look at."""
+
+    ticket_id: str
+    time: datetime
+    event_type: str
+    result: int
+    device_id: str | None
+    stop_area: str | None
+    zone: str | None
+    lat: float | None
+    long: float | None
+    boot_id: str | None = None
+    monotonic: float | None = None
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    seq: int
+    local_event_id: str
+    event_type: str
+    body: dict[str, Any]
+    attempts: int
+    parked: bool
+    last_error: str | None
+
+
+def _create_v1(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["issuer_keys"].create({"pid": str, "kid": str, "jwk": str, "kind": str}, pk=("pid", "kid", "kind"))
+    db["kdks"].create({"kid": str, "key": bytes, "added_at": str}, pk="kid")
+    db["deny_list"].create({"kind": str, "value": str, "expire": str, "expire_epoch": float,
+                            "server_id": int}, pk=("kind", "value"))
+    db["stop_areas"].create({"stop_area_id": str, "name": str, "lat": float, "long": float, "zone_id": str},
+                            pk="stop_area_id")
+    db["usage"].create({"id": int, "ticket_id": str, "time": str, "epoch": float, "event_type": str,
+                        "result": int, "device_id": str, "stop_area": str, "zone": str, "lat": float,
+                        "long": float, "boot_id": str, "monotonic": float}, pk="id")
+    db["usage"].create_index(["ticket_id", "epoch"])
+    db["outbox"].create({"seq": int, "local_event_id": str, "event_type": str, "body": str,
+                         "created_at": str, "attempts": int, "parked": int, "last_error": str},
+                        pk="seq", defaults={"attempts": 0, "parked": 0}, not_null=["local_event_id", "body"])
+    db["outbox"].create_index(["local_event_id"], unique=True)
+    db["outbox"].create_index(["parked", "seq"])
+
+
+# Append-only: migration N takes a cache at schema N-1 to N. Never edit a released one.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_create_v1]
+
+
+def _epoch(value: datetime) -> float:
+    return value.timestamp()
+
+
+class Cache:
+    def __init__(self, path: str | Path, *, durability: Durability = "full") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # full: fsync at every commit, survives a power cut; normal: survives a process kill.
+        self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        self.conn.execute("PRAGMA busy_timeout=5000")
+        self.db = sqlite_utils.Database(self.conn)
+        self._migrate()
+        self._keystore: KeyStore | None = None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- schema --------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                migration(self.db)
+                self.conn.execute(f"PRAGMA user_version={number}")
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.conn)
+
+    # --- meta ------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self._set_meta(key, value)
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # --- keys ------------------------------------------------------------------------------------
+
+    def import_metadata(self, participants: Any) -> KeyStore:
+        """Replace the issuer and auth-token keys with those of a participant metadata document.
+
+        The document is checked whole first (a bad one changes nothing); single unusable keys are
+        skipped and reported in the returned store's ``skipped``.
+        """
+        checked = KeyStore()
+        checked.add_metadata(participants)
+        rows = []
+        for participant in participants:
+            pid = str(participant["pid"])
+            for group, kind in (("mtbPublicKeys", "mtb"), ("authtokenPublicKeys", "authtoken")):
+                for jwk in participant.get(group) or []:
+                    try:
+                        jwk_public_key(jwk)
+                    except KeyMaterialError:
+                        continue
+                    rows.append((pid, str(jwk["kid"]), json.dumps(jwk), kind))
+        with self.transaction():
+            self.conn.execute("DELETE FROM issuer_keys")
+            self.conn.executemany("INSERT OR REPLACE INTO issuer_keys(pid, kid, jwk, kind) VALUES (?,?,?,?)", rows)
+            self._set_meta("metadata_updated_at", format_extended(utcnow()))
+        self._keystore = None
+        return checked
+
+    def add_kdk(self, kid: str, key: bytes) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO kdks(kid, key, added_at) VALUES (?,?,?)",
+                              (kid, key, format_extended(utcnow())))
+        self._keystore = None
+
+    def replace_kdks(self, kdks: Iterable[tuple[str, bytes]]) -> None:
+        now = format_extended(utcnow())
+        with self.transaction():
+            self.conn.execute("DELETE FROM kdks")
+            self.conn.executemany("INSERT INTO kdks(kid, key, added_at) VALUES (?,?,?)",
+                                  [(kid, key, now) for kid, key in kdks])
+        self._keystore = None
+
+    def keystore(self) -> KeyStore:
+        """The keys as the verifier wants them; rebuilt only after they change."""
+        if self._keystore is None:
+            store = KeyStore()
+            for pid, kid, jwk, kind in self.conn.execute("SELECT pid, kid, jwk, kind FROM issuer_keys"):
+                target = store.issuer_keys if kind == "mtb" else store.authtoken_keys
+                target[(pid, kid)] = jwk_public_key(json.loads(jwk))
+            store.kdks.update(self.conn.execute("SELECT kid, key FROM kdks"))
+            self._keystore = store
+        return self._keystore
+
+    # --- deny-list -------------------------------------------------------------------------------
+
+    def deny(self, kind: DenyKind, value: str, expire: datetime, server_id: int | None = None) -> None:
+        self.apply_deny_entries([(kind, value, expire, server_id)])
+
+    def apply_deny_entries(self, entries: Sequence[tuple[DenyKind, str, datetime, int | None]]) -> None:
+        """The newest entry for a (kind, value) wins: that is how the server lifts one."""
+        rows = [(kind, value, format_extended(expire), _epoch(expire), server_id)
+                for kind, value, expire, server_id in entries]
+        high = max((r[4] for r in rows if r[4] is not None), default=None)
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO deny_list(kind, value, expire, expire_epoch, server_id) VALUES (?,?,?,?,?)",
+                rows)
+            if high is not None and high > self.deny_high_water():
+                self._set_meta("deny_high_water", str(high))
+
+    def deny_high_water(self) -> int:
+        """The highest server ``blacklistEntryId`` applied: the next delta starts after it."""
+        return int(self.get_meta("deny_high_water") or 0)
+
+    def denied(self, kind: DenyKind, values: Iterable[str], at: datetime) -> str | None:
+        """The first value of ``values`` with a deny entry still in force at ``at``."""
+        for value in values:
+            row = self.conn.execute("SELECT expire_epoch FROM deny_list WHERE kind=? AND value=?",
+                                    (kind, value)).fetchone()
+            if row and row[0] > _epoch(at):
+                return value
+        return None
+
+    # --- stops and zones -------------------------------------------------------------------------
+
+    def replace_stop_areas(self, stops: Iterable[tuple[str, str, float, float, str | None]]) -> int:
+        rows = list(stops)
+        with self.transaction():
+            self.conn.execute("DELETE FROM stop_areas")
+            self.conn.executemany("INSERT INTO stop_areas(stop_area_id, name, lat, long, zone_id) VALUES (?,?,?,?,?)",
+                                  rows)
+        return len(rows)
+
+    def stop_areas(self) -> list[tuple[str, str, float, float, str | None]]:
+        return list(self.conn.execute("SELECT stop_area_id, name, lat, long, zone_id FROM stop_areas"))
+
+    # --- usage history ---------------------------------------------------------------------------
+
+    def last_use(self, ticket_id: str, *, device_id: str | None = None, event_type: str | None = None) -> Use | None:
+        """The latest accepted use of a ticket, optionally on one device or of one event type."""
+        sql = ("SELECT ticket_id, time, event_type, result, device_id, stop_area, zone, lat, long, boot_id, "
+               "monotonic FROM usage WHERE ticket_id=? AND result=0")
+        params: list[Any] = [ticket_id]
+        if device_id is not None:
+            sql += " AND device_id=?"
+            params.append(device_id)
+        if event_type is not None:
+            sql += " AND event_type=?"
+            params.append(event_type)
+        row = self.conn.execute(sql + " ORDER BY epoch DESC LIMIT 1", params).fetchone()
+        return _use(row) if row else None
+
+    def recent_uses(self, ticket_id: str, limit: int = 5) -> list[Use]:
+        rows = self.conn.execute(
+            "SELECT ticket_id, time, event_type, result, device_id, stop_area, zone, lat, long, boot_id, monotonic "
+            "FROM usage WHERE ticket_id=? ORDER BY epoch DESC LIMIT ?", (ticket_id, limit))
+        return [_use(row) for row in rows]
+
+    # --- recording and the outbox ----------------------------------------------------------------
+
+    def record(self, events: Sequence[dict[str, Any]], uses: Sequence[Use]) -> None:
+        """The outbox events and their usage rows in one committed transaction."""
+        now = format_extended(utcnow())
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO outbox(local_event_id, event_type, body, created_at) VALUES (?,?,?,?)",
+                [(e["localEventId"], e["eventType"], json.dumps(e, separators=(",", ":")), now) for e in events])
+            self.conn.executemany(
+                "INSERT INTO usage(ticket_id, time, epoch, event_type, result, device_id, stop_area, zone, lat, long, "
+                "boot_id, monotonic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(u.ticket_id, format_extended(u.time), _epoch(u.time), u.event_type, u.result, u.device_id,
+                  u.stop_area, u.zone, u.lat, u.long, u.boot_id, u.monotonic) for u in uses])
+
+    def outbox(self, *, limit: int = 1000, event_type: str | None = None, parked: bool = False) -> list[OutboxEvent]:
+        sql = "SELECT seq, local_event_id, event_type, body, attempts, parked, last_error FROM outbox WHERE parked=?"
+        params: list[Any] = [int(parked)]
+        if event_type is not None:
+            sql += " AND event_type=?"
+            params.append(event_type)
+        rows = self.conn.execute(sql + " ORDER BY seq LIMIT ?", [*params, limit])
+        return [OutboxEvent(seq, lid, etype, json.loads(body), attempts, bool(p), err)
+                for seq, lid, etype, body, attempts, p, err in rows]
+
+    def outbox_count(self, *, parked: bool | None = None) -> int:
+        if parked is None:
+            return self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        return self.conn.execute("SELECT count(*) FROM outbox WHERE parked=?", (int(parked),)).fetchone()[0]
+
+    def acknowledge(self, local_event_ids: Iterable[str]) -> int:
+        """Delete events the server acknowledged; the only way an event leaves the outbox."""
+        with self.transaction():
+            cursor = self.conn.executemany("DELETE FROM outbox WHERE local_event_id=?", [(i,) for i in local_event_ids])
+        return cursor.rowcount
+
+    def note_failure(self, local_event_ids: Iterable[str], error: str, *, park: bool) -> None:
+        """Count a failed upload; ``park`` sets the events aside for a human (never dropped)."""
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE outbox SET attempts=attempts+1, last_error=?, parked=MAX(parked, ?) WHERE local_event_id=?",
+                [(error[:500], int(park), i) for i in local_event_ids])
+
+    def unpark(self) -> int:
+        with self.transaction():
+            return self.conn.execute("UPDATE outbox SET parked=0 WHERE parked=1").rowcount
+
+
+def _use(row: Sequence[Any]) -> Use:
+    return Use(row[0], parse_time(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10])
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

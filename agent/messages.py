@@ -1,0 +1,18 @@
+"""What the passenger reads on the validator, per result code (spec §5)."""
+from __future__ import annotations
+
+PASSENGER = {
+    0: "Welcome aboard - ticket valid",
+    1: "Ticket could not be read - please try again",
+    2: "Ticket not valid here",
+    3: "Ticket not valid at this time",
+    4: "Please open your ticket in the app and scan again",
+    5: "Ticket not recognised",
+    6: "Ticket not recognised - open it in the app",
+    7: "Ticket blocked - please contact customer service",
+    8: "Ticket already used here",
+    9: "Ticket cannot be used - please contact staff",
+}
+
+RESULT_NAMES = {0: "success", 1: "other", 2: "spatial", 3: "time", 4: "device header", 5: "issuer signature",
+                6: "device signature", 7: "blacklist", 8: "passback", 9: "fraud"}
