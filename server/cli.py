@@ -1,0 +1,159 @@
+"""``python -m server ...``: serve, initialise a data directory, manage credentials.
+
+::
+
+    python -m server --data DIR [--host 127.0.0.1] [--port 8080]      # serve (same as `serve`)
+    python -m server init --data DIR [--pid 1234] [--name ORG] [--admin admin] [--base-path /api/v1]
+    python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password P]
+    python -m server credentials list --data DIR
+    python -m server credentials remove --data DIR --entity ID
+
+``init`` prints the admin password once (only its scrypt hash is stored); ``credentials add``
+prints the generated password when none is given. Errors are one line on stderr, exit 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.timeutil import utcnow
+
+from . import auth
+from .config import CONFIG_FILE, ServerConfig, load_config, save_config
+from .keyring import create_key_material
+from .store import Credential, DuplicateCredential, SqliteStore
+
+
+class UsageError(Exception):
+    pass
+
+
+def init_data_dir(data_dir: str | Path, *, pid: int = 1234, name: str | None = None, admin_entity: str = "admin",
+                  admin_password: str | None = None, **config: Any) -> str:
+    """Create a fresh deployment in ``data_dir``; returns the admin password (shown once)."""
+    data_dir = Path(data_dir)
+    if (data_dir / CONFIG_FILE).exists():
+        raise UsageError(f"{data_dir} is already initialised ({CONFIG_FILE} exists)")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = ServerConfig(pid=pid, **({"organisation_name": name} if name else {}), **config)
+    create_key_material(data_dir, settings)
+    save_config(data_dir, settings)
+    return add_credential(data_dir, admin_entity, "admin", admin_password, config=settings)
+
+
+def add_credential(data_dir: str | Path, entity: str, role: str, password: str | None = None, *,
+                   replace: bool = False, config: ServerConfig | None = None) -> str:
+    if role not in auth.ROLES:
+        raise UsageError(f"role must be one of {', '.join(auth.ROLES)}")
+    if not entity or len(entity) > 200 or any(c in entity for c in "/:?#% \t\n"):
+        raise UsageError("entity id must be 1-200 characters without / : ? # % or spaces")
+    config = config or load_config(data_dir)
+    password = password or auth.generate_password()
+    store = SqliteStore(Path(data_dir) / config.database)
+    try:
+        store.add_credential(Credential(entity, role, config.pid, auth.hash_password(password), utcnow()),
+                             replace=replace)
+    except DuplicateCredential:
+        raise UsageError(f"credential {entity!r} exists (use --replace to set a new password/role)") from None
+    finally:
+        store.close()
+    return password
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .app import app_from_data_dir
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(args.data)
+    host = args.host or config.host
+    port = config.port if args.port is None else args.port
+    app = app_from_data_dir(args.data)
+    print(f"serving {config.base_path or '/'} on http://{host}:{port} (data {args.data})", flush=True)
+    web.run_app(app, host=host, port=port, print=None,
+                access_log=logging.getLogger("aiohttp.access") if args.access_log else None)
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    extra = {"base_path": args.base_path} if args.base_path else {}
+    password = init_data_dir(args.data, pid=args.pid, name=args.name, admin_entity=args.admin, **extra)
+    print(json.dumps({"data": str(args.data), "pid": args.pid, "adminEntity": args.admin, "adminPassword": password,
+                      "note": "the password is shown only now; it is stored hashed"}, indent=2))
+    return 0
+
+
+def _credentials(args: argparse.Namespace) -> int:
+    if args.action == "add":
+        if not args.entity or not args.role:
+            raise UsageError("credentials add needs --entity and --role")
+        password = add_credential(args.data, args.entity, args.role, args.password, replace=args.replace)
+        out = {"entity": args.entity, "role": args.role}
+        if not args.password:
+            out["password"] = password
+        print(json.dumps(out, indent=2))
+    elif args.action == "list":
+        config = load_config(args.data)
+        store = SqliteStore(Path(args.data) / config.database)
+        try:
+            for cred in store.list_credentials():
+                print(f"{cred.entity_id}\t{cred.role}\t{cred.pid}")
+        finally:
+            store.close()
+    else:
+        if not args.entity:
+            raise UsageError("credentials remove needs --entity")
+        config = load_config(args.data)
+        store = SqliteStore(Path(args.data) / config.database)
+        try:
+            if not store.remove_credential(args.entity):
+                raise UsageError(f"no credential {args.entity!r}")
+        finally:
+            store.close()
+        print(f"removed {args.entity}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m server", description="The bundled BoB ticket server")
+    sub = top.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server (default command)")
+    serve.add_argument("--data", type=Path, required=True, help="data directory made by `init`")
+    serve.add_argument("--host", default=None, help="default: config host (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="default: config port (8080)")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(func=_serve)
+    init = sub.add_parser("init", help="create keys, KDK, participant metadata, config and an admin credential")
+    init.add_argument("--data", type=Path, required=True)
+    init.add_argument("--pid", type=int, default=1234)
+    init.add_argument("--name", default=None, help="organisation name in the participant metadata")
+    init.add_argument("--admin", default="admin", help="entity id of the admin credential")
+    init.add_argument("--base-path", default=None)
+    init.set_defaults(func=_init)
+    creds = sub.add_parser("credentials", help="manage Basic-auth credentials")
+    creds.add_argument("action", choices=("add", "list", "remove"))
+    creds.add_argument("--data", type=Path, required=True)
+    creds.add_argument("--entity")
+    creds.add_argument("--role", choices=auth.ROLES)
+    creds.add_argument("--password", default=None, help="default: generate one and print it")
+    creds.add_argument("--replace", action="store_true", help="overwrite an existing credential")
+    creds.set_defaults(func=_credentials)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("serve", "init", "credentials", "-h", "--help"):
+        argv.insert(0, "serve")
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

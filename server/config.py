@@ -1,0 +1,99 @@
+"""Server configuration (``config.json`` in the data directory), checked by pydantic.
+
+A data directory holds everything one deployment needs (``python -m server init`` writes it):
+
+====================================  =====================================================
+``config.json``                       this :class:`ServerConfig`
+``issuer-key.pem`` (0600)             P-256 key that signs MTBs and manifests
+``authtoken-key.pem`` (0600)          P-256 key that signs ``X-BoB-AuthToken`` JWTs
+``kdk.json`` (0600)                   device key-derivation keys ``[{"kid", "key"}]``; the
+                                      last one is current
+``participant-metadata.json``         the BoB participant list served by the API; add other
+                                      participants' entries here (reloaded when it changes)
+``server.sqlite3``                    the store (tickets, events, deny-list, credentials)
+====================================  =====================================================
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CONFIG_FILE = "config.json"
+ISSUER_KEY_FILE = "issuer-key.pem"
+AUTH_KEY_FILE = "authtoken-key.pem"
+KDK_FILE = "kdk.json"
+METADATA_FILE = "participant-metadata.json"
+
+
+class RateLimitConfig(BaseModel):
+    """Per credential (entity id): ``requests`` in a rolling ``window_seconds``; the next one
+    gets 429 and blocks that credential for ``block_seconds``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    requests: int = Field(100, ge=1)
+    window_seconds: float = Field(60.0, gt=0)
+    block_seconds: float = Field(300.0, ge=0)
+
+
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pid: int = Field(1234, ge=0)
+    organisation_name: str = "Bundled ticket server"
+    issuer_kid: str = ""  # default "<pid>:issuer-1"
+    authtoken_kid: str = ""  # default "<pid>:auth-1"
+    base_path: str = "/api/v1"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    database: str = "server.sqlite3"  # relative to the data directory
+    token_lifetime_seconds: int = Field(3600, ge=10)
+    clock_skew_seconds: int = Field(60, ge=0, le=3600)
+    manifest_lifetime_seconds: int = Field(3600, ge=10)
+    max_batch_events: int = Field(1000, ge=1, le=100_000)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    blacklist_grace_seconds: int = Field(86400, ge=0)  # deny entries outlive validUntil by this
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+
+    @field_validator("base_path")
+    @classmethod
+    def _base_path(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError("base_path must start with '/'")
+        if any(c in value for c in "{}?#% "):
+            raise ValueError("base_path must be a plain path")
+        return value
+
+    def model_post_init(self, _context: object) -> None:
+        if not self.issuer_kid:
+            self.issuer_kid = f"{self.pid}:issuer-1"
+        if not self.authtoken_kid:
+            self.authtoken_kid = f"{self.pid}:auth-1"
+
+
+def load_config(data_dir: str | Path) -> ServerConfig:
+    path = Path(data_dir) / CONFIG_FILE
+    return ServerConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def save_config(data_dir: str | Path, config: ServerConfig) -> Path:
+    path = Path(data_dir) / CONFIG_FILE
+    write_file(path, (config.model_dump_json(indent=2) + "\n").encode(), mode=0o644)
+    return path
+
+
+def write_file(path: Path, data: bytes, *, mode: int) -> None:
+    """Write a file created with ``mode`` from the start (no window with wider permissions)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -1,0 +1,36 @@
+"""What every handler needs, kept on the application under one key."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .config import ServerConfig
+from .keyring import KeyRing
+from .ratelimit import RateLimiter
+from .store import Store, StoreRunner
+
+
+@dataclass
+class Context:
+    config: ServerConfig
+    keyring: KeyRing
+    store: Store
+    run: StoreRunner  # await ctx.run(ctx.store.method, *args): the store's own thread
+    limiter: RateLimiter | None
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"{self.config.base_path}{path}"
+
+
+CTX: web.AppKey[Context] = web.AppKey("ctx", Context)
+
+
+def ctx_of(request: web.Request) -> Context:
+    return request.app[CTX]
+
+
+def principal_of(request: web.Request) -> Any:
+    return request["principal"]

@@ -1,0 +1,167 @@
+"""Errors as the client sees them: JSON bodies ``{"code", "message", "details"?}``.
+
+Handlers raise :class:`ApiError` (or let pydantic raise ``ValidationError``); the middleware
+below turns everything into a JSON body with a stable ``code``. Bad input is always a 4xx that
+names the field; an unexpected exception is a 500 with an opaque body (the traceback goes to
+the server log, never to the client).
+
+Status codes follow the JobTicket B2B conventions: 400 malformed request, 401 credentials,
+403 role/participant, 404 unknown resource, 409 conflict with the resource's state, 413 body or
+batch too large, 422 business validation (field-level ``details``), 429 rate limit.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+log = logging.getLogger("server")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class BadRequest(ApiError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = 413, "payload_too_large"
+
+
+class Unprocessable(ApiError):
+    status, code = 422, "validation_failed"
+
+
+class TooManyRequests(ApiError):
+    status, code = 429, "rate_limited"
+
+
+def field_error(field: str, message: str, *, status: int = 422, code: str = "validation_failed") -> ApiError:
+    """An error about one named field (query parameter or body member)."""
+    return ApiError(f"{field}: {message}", status=status, code=code,
+                    details=[{"field": field, "message": message}])
+
+
+def _loc(loc: Iterable[Any], prefix: str) -> str:
+    text = prefix
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(body)"
+
+
+def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
+    details = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False)[:50]:
+        loc = tuple(err.get("loc", ()))
+        item: dict[str, Any] = {"field": _loc(loc, prefix), "message": err.get("msg", "invalid"),
+                                "type": err.get("type", "invalid")}
+        if loc and isinstance(loc[0], int):
+            item["index"] = loc[0]
+        details.append(item)
+    return details
+
+
+def from_validation(exc: ValidationError, prefix: str = "") -> ApiError:
+    details = validation_details(exc, prefix)
+    first = details[0] if details else {"field": "(body)", "message": "invalid"}
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return Unprocessable(f"{first['field']}: {first['message']}{more}", details=details)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(text=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+                        status=status, headers=headers, content_type="application/json")
+
+
+def error_response(err: ApiError) -> web.Response:
+    return json_response(err.body(), status=err.status, headers=err.headers)
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return error_response(err)
+    except ValidationError as exc:
+        return error_response(from_validation(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like are answers, not errors
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 413 else "request body too large"
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return error_response(ApiError(message, status=exc.status, code=code, headers=headers))
+    except Exception:  # noqa: BLE001 - the one place that turns the unexpected into a 500
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(ApiError("internal server error", status=500, code="internal_error"))
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON; 400 (naming the position) when it is not JSON."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body exceeds {request.client_max_size} bytes") from None
+    if not raw.strip():
+        raise ApiError("request body is empty; JSON expected", status=400, code="malformed_json",
+                       details=[{"field": "(body)", "message": "empty body"}])
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ApiError(f"malformed JSON body{where}", status=400, code="malformed_json",
+                       details=[{"field": "(body)", "message": str(exc)[:200]}]) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")

@@ -1,0 +1,125 @@
+"""Signed manifests: the product side's authorisation to issue tickets of one product.
+
+``POST /manifest`` answers ``{"manifestMtbTemplate": base64url(JWS)}``, where JWS is a compact
+JWS (ES256) signed with the participant's issuer key; header
+``{"alg": "ES256", "typ": "bob-manifest+jwt", "kid": "<pid>:issuer-1"}``, claims::
+
+    {"manifestId", "iss": "<pid>", "pid": <pid>, "iat", "exp",          # exp: iat + 1 h
+     "product": {"productId", "category"?}, "fare": {amount, currency, vatAmount, vatPercent},
+     "validitySeconds", "count", "latestStart",                      # unix seconds
+     "mtbTemplate": {"c_md": [{"p_cid": productId}], "zon"?, "mot"?, "sa"?, "cat"?}}
+
+``POST /ticket`` verifies it against the ``mtbPublicKeys`` of participant ``pid`` in the
+participant metadata. Unknown participant or key, any ``alg`` but ES256 (``none`` too), a
+bad signature, an expired or malformed manifest: :class:`ManifestError`, a 400 with a JSON body.
+A manifest issues tickets once (the store refuses a second issue from the same manifestId).
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from agent.mtb import MtbFormatError, b64url_decode, b64url_encode
+
+from . import jws
+from .errors import ApiError
+from .keyring import KeyRing
+from .models import Fare, ManifestRequest
+
+TYP = "bob-manifest+jwt"
+
+
+class ManifestError(ApiError):
+    status = 400
+    code = "invalid_manifest"
+
+
+class Product(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    productId: str
+    category: str | None = None
+
+
+class Manifest(BaseModel):
+    """Verified manifest claims."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    manifestId: str
+    pid: int
+    iat: int
+    exp: int
+    product: Product
+    fare: Fare
+    validitySeconds: int
+    count: int = 1
+    latestStart: int
+    zones: list[str] | None = None
+    modes: list[str] | None = None
+    stopAreas: list[str] | None = None
+
+
+def create(ring: KeyRing, request: ManifestRequest, now: datetime, lifetime: int) -> tuple[str, dict[str, Any]]:
+    iat = int(now.timestamp())
+    template: dict[str, Any] = {"c_md": [{"p_cid": request.productId}]}
+    for key, value in (("zon", request.zones), ("mot", request.modes), ("sa", request.stopAreas),
+                       ("cat", request.category)):
+        if value is not None:
+            template[key] = value
+    claims = {
+        "manifestId": uuid.uuid4().hex, "iss": str(ring.pid), "pid": ring.pid, "iat": iat, "exp": iat + lifetime,
+        "product": {"productId": request.productId, **({"category": request.category} if request.category else {})},
+        "fare": request.fare.model_dump(), "validitySeconds": request.validitySeconds, "count": request.count,
+        "latestStart": iat + request.startWindowSeconds, "zones": request.zones, "modes": request.modes,
+        "stopAreas": request.stopAreas, "mtbTemplate": template,
+    }
+    claims = {k: v for k, v in claims.items() if v is not None}
+    token = jws.sign(ring.issuer_key, {"typ": TYP, "kid": ring.issuer_kid}, claims)
+    return b64url_encode(token.encode("ascii")), claims
+
+
+def _token(text: str) -> str:
+    """Accept base64url(JWS) (what /manifest returns) or the bare compact JWS."""
+    if text.count(".") == 2:
+        return text
+    try:
+        return b64url_decode(text).decode("ascii")
+    except (MtbFormatError, UnicodeDecodeError):
+        raise ManifestError("manifestMtbTemplate is neither base64url nor a compact JWS",
+                            details=[{"field": "manifestMtbTemplate", "message": "not base64url"}]) from None
+
+
+def verify(ring: KeyRing, text: str, now: datetime, skew: int) -> Manifest:
+    token = _token(text)
+    field = [{"field": "manifestMtbTemplate"}]
+    try:
+        header, claims, _, _ = jws.unverified(token)
+    except jws.JwsError as exc:
+        raise ManifestError(f"manifest: {exc}", code="bad_manifest_signature" if exc.reason == "alg" else
+                            "invalid_manifest", details=[{**field[0], "message": str(exc)}]) from None
+    pid, kid = claims.get("pid"), header.get("kid")
+    if isinstance(pid, bool) or not isinstance(pid, (int, str)) or not str(pid).isdigit():
+        raise ManifestError("manifest has no participant id", details=[{**field[0], "message": "no pid"}])
+    if not ring.known_participant(str(pid)):
+        raise ManifestError(f"manifest from unknown participant {pid}", code="unknown_participant",
+                            details=[{**field[0], "message": f"unknown participant {pid}"}])
+    try:
+        jws.verify(token, lambda h, c: ring.issuer_public_key(str(pid), str(kid)))
+    except jws.JwsError as exc:
+        code = "unknown_key" if exc.reason == "unknown-key" else "bad_manifest_signature"
+        raise ManifestError(f"manifest: {exc}", code=code, details=[{**field[0], "message": str(exc)}]) from None
+    if header.get("typ") != TYP:
+        raise ManifestError(f"manifest typ {header.get('typ')!r} is not {TYP!r}",
+                            details=[{**field[0], "message": "wrong typ"}])
+    try:
+        manifest = Manifest.model_validate(claims)
+    except ValidationError as exc:
+        raise ManifestError(f"manifest claims are malformed: {exc.errors()[0]['msg']}",
+                            details=[{**field[0], "message": "malformed claims"}]) from None
+    if now.timestamp() > manifest.exp + skew:
+        raise ManifestError("manifest expired", code="manifest_expired",
+                            details=[{**field[0], "message": "expired"}])
+    return manifest

@@ -1,0 +1,331 @@
+"""Tickets: issuing from a manifest, the life-cycle state machine, refund/recover amounts.
+
+State machine (read this table; :data:`TRANSITIONS` below is the same table in code)
+=====================================================================================
+
+=========  ======  =========================================================================
+state      usable  meaning
+=========  ======  =========================================================================
+active     yes     issued and usable (``activeStatus: true``)
+frozen     no      ``PUT /ticket/{id}/active`` ``false``; ``true`` thaws it back to active
+recovered  no      ``PUT /ticket/{id}/recoverStatus``: its MTB is dead, its remaining value
+                   waits to be re-issued by ``POST /ticket`` with ``recoverTicketId``
+replaced   no      a recovered ticket whose value went into a new ticket (terminal)
+refunded   no      ``PUT /ticket/{id}/refundStatus`` (terminal)
+revoked    no      ``PUT /ticket/{id}/revoke`` (terminal)
+=========  ======  =========================================================================
+
+=========  ======================  =========  ==========  ===================================
+action     from                    to         deny-list   else
+=========  ======================  =========  ==========  ===================================
+freeze     active                  frozen     add         frozen: no-op 200; others 409
+thaw       frozen                  active     lift        active: no-op 200; others 409
+refund     active, frozen          refunded   add         409 (refunded, revoked, recovered,
+                                                          replaced, or validity over)
+recover    active, frozen          recovered  add         409 (as refund)
+revoke     active, frozen,         revoked    add         revoked: no-op 200; refunded,
+           recovered                                      replaced: 409
+reissue    recovered               replaced   --          409 (POST /ticket recoverTicketId)
+=========  ======================  =========  ==========  ===================================
+
+``add`` puts ``{ticketId, travellerId?, expire}`` on the deny-list with ``expire`` =
+max(validUntil, now) + ``blacklist_grace_seconds``; ``lift`` adds an entry for the ticket whose
+``expire`` is now (an entry that has expired lifts the earlier ones: the newest entry of a
+ticket wins). Refund and recover also need the validity not to be over; the amount is the
+fare while the validity has not started, then pro rata of the validity left (VAT alike).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from agent import mtb, signer
+from agent.mtb import b64url_encode
+from agent.timeutil import format_extended
+
+from .auth import Principal
+from .context import Context
+from .errors import ApiError, Conflict, Forbidden, NotFound, field_error
+from .manifest import Manifest, verify as verify_manifest
+from .models import ManifestCall
+from .store import (BlacklistEntry, BundleRecord, DuplicateManifest, StateConflict, TicketRecord)
+
+USABLE = frozenset({"active"})
+STATES = ("active", "frozen", "recovered", "replaced", "refunded", "revoked")
+
+
+@dataclass(frozen=True)
+class Transition:
+    action: str
+    sources: frozenset[str]
+    target: str
+    blacklist: str | None  # "add", "lift" or None
+    noop_from: frozenset[str] = frozenset()
+    needs_value: bool = False  # refund/recover: only while the validity is not over
+
+
+TRANSITIONS = {t.action: t for t in (
+    Transition("freeze", frozenset({"active"}), "frozen", "add", noop_from=frozenset({"frozen"})),
+    Transition("thaw", frozenset({"frozen"}), "active", "lift", noop_from=frozenset({"active"})),
+    Transition("refund", frozenset({"active", "frozen"}), "refunded", "add", needs_value=True),
+    Transition("recover", frozenset({"active", "frozen"}), "recovered", "add", needs_value=True),
+    Transition("revoke", frozenset({"active", "frozen", "recovered"}), "revoked", "add",
+               noop_from=frozenset({"revoked"})),
+    Transition("reissue", frozenset({"recovered"}), "replaced", None),
+)}
+
+MAX_EVENT_IDS = 1000
+
+
+def new_id(prefix: str = "") -> str:
+    return prefix + secrets.token_hex(10)
+
+
+# --- amounts and JSON -------------------------------------------------------------------------
+
+def remaining_value(ticket: TicketRecord, now: datetime) -> dict[str, Any] | None:
+    """What a refund or recover is worth now; None once the validity is over."""
+    if now >= ticket.valid_until:
+        return None
+    fare = ticket.fare
+    if now <= ticket.valid_from:
+        share = 1.0
+    else:
+        share = (ticket.valid_until - now) / (ticket.valid_until - ticket.valid_from)
+    return {"amount": round(fare["amount"] * share, 2), "currency": fare["currency"],
+            "vatAmount": round(fare["vatAmount"] * share, 2), "vatPercent": fare["vatPercent"]}
+
+
+def refundable_status(ticket: TicketRecord, now: datetime) -> dict[str, Any]:
+    value = remaining_value(ticket, now) if ticket.state in TRANSITIONS["refund"].sources else None
+    return {"refundable": True, "refundableAmount": value} if value else {"refundable": False}
+
+
+def recoverable_status(ticket: TicketRecord, now: datetime) -> dict[str, Any]:
+    value = remaining_value(ticket, now) if ticket.state in TRANSITIONS["recover"].sources else None
+    return {"recoverable": True, "recoverableAmount": value} if value else {"recoverable": False}
+
+
+def refund_status(ticket: TicketRecord) -> dict[str, Any]:
+    if ticket.state == "refunded":
+        return {"refunded": True, "refundedAmount": ticket.refunded_amount}
+    return {"refunded": False}
+
+
+def recover_status(ticket: TicketRecord) -> dict[str, Any]:
+    if ticket.state in ("recovered", "replaced") or ticket.recovered_amount is not None:
+        return {"recovered": True, "recoveredAmount": ticket.recovered_amount}
+    return {"recovered": False}
+
+
+def ticket_json(ticket: TicketRecord, now: datetime) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "ticketId": ticket.ticket_id, "issuedAt": format_extended(ticket.issued_at),
+        "ticketPayload": ticket.payload, "mtb": ticket.mtb, "activeStatus": ticket.state in USABLE,
+        "recoverStatus": recover_status(ticket), "refundStatus": refund_status(ticket),
+        "refundableStatus": refundable_status(ticket, now),
+        # beyond the seed's ticket schema (clients ignore unknown members):
+        "state": ticket.state, "pid": ticket.pid, "productId": ticket.product_id,
+        "validFrom": format_extended(ticket.valid_from), "validUntil": format_extended(ticket.valid_until),
+        "ticketBundleId": ticket.bundle_id, "manifestId": ticket.manifest_id,
+        "settlementId": ticket.settlement_id,
+    }
+    if ticket.traveller_id is not None:
+        body["ticketHolder"] = {"travellerId": ticket.traveller_id}
+        if ticket.traveller_name is not None:
+            body["ticketHolder"]["travellerName"] = ticket.traveller_name
+    for key, value in (("requestId", ticket.request_id), ("bookingId", ticket.booking_id),
+                       ("recoveredFrom", ticket.recovered_from), ("replacedBy", ticket.replaced_by)):
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def bundle_json(bundle: BundleRecord) -> dict[str, Any]:
+    return {"ticketBundleId": bundle.bundle_id, "manifestId": bundle.manifest_id,
+            "settlementId": bundle.settlement_id, "mtb": bundle.mtb, "ticketIds": bundle.ticket_ids}
+
+
+# --- access -----------------------------------------------------------------------------------
+
+async def load_ticket(ctx: Context, principal: Principal, ticket_id: str) -> TicketRecord:
+    """The ticket, if it exists and the caller's participant owns it (admin: any); else 404."""
+    ticket = await ctx.run(ctx.store.get_ticket, ticket_id)
+    if ticket is None or not (principal.admin or ticket.pid == principal.pid):
+        raise NotFound(f"ticket {ticket_id!r} not found", code="ticket_not_found")
+    return ticket
+
+
+# --- minting ----------------------------------------------------------------------------------
+
+def _spec(ctx: Context, manifest: Manifest, ticket_id: str, vf: datetime, vu: datetime,
+          traveller_id: str | None) -> signer.TicketSpec:
+    return signer.TicketSpec(ticket_id=ticket_id, valid_from=vf, valid_until=vu, zones=manifest.zones,
+                             stop_areas=manifest.stopAreas, modes=manifest.modes, traveller_id=traveller_id,
+                             category=manifest.product.category, product_id=manifest.product.productId)
+
+
+def mint(ctx: Context, specs: list[signer.TicketSpec]) -> str:
+    ring = ctx.keyring
+    container = signer.mint(ring.issuer_key, pid=ring.pid, kid=ring.issuer_kid, tickets=specs)
+    return str(mtb.wrap_transport(container, "zlib+base64url"))
+
+
+def spec_of(ticket: TicketRecord) -> signer.TicketSpec:
+    payload = json.loads(mtb.b64url_decode(ticket.payload))
+    return signer.TicketSpec(ticket_id=ticket.ticket_id, valid_from=ticket.valid_from,
+                             valid_until=ticket.valid_until, zones=payload.get("zones"),
+                             stop_areas=payload.get("stopAreas"), modes=payload.get("modes"),
+                             traveller_id=ticket.traveller_id, category=ticket.category,
+                             product_id=ticket.product_id)
+
+
+def _payload(manifest: Manifest, ticket_id: str, vf: datetime, vu: datetime, traveller_id: str | None) -> str:
+    body = {"ticketId": ticket_id, "pid": manifest.pid, "manifestId": manifest.manifestId,
+            "productId": manifest.product.productId, "category": manifest.product.category,
+            "validFrom": format_extended(vf), "validUntil": format_extended(vu), "zones": manifest.zones,
+            "modes": manifest.modes, "stopAreas": manifest.stopAreas, "travellerId": traveller_id,
+            "fare": manifest.fare.model_dump()}
+    return b64url_encode(json.dumps({k: v for k, v in body.items() if v is not None},
+                                    separators=(",", ":"), ensure_ascii=False).encode())
+
+
+# --- issuing ----------------------------------------------------------------------------------
+
+@dataclass
+class IssueResult:
+    status: int  # 201 new, 200 a replay of the same requestId
+    body: dict[str, Any]
+    location: str
+
+
+def _issue_response(ctx: Context, bundle: BundleRecord, issue_mtb: bool, status: int) -> IssueResult:
+    body: dict[str, Any] = {"settlementId": bundle.settlement_id, "ticketIds": bundle.ticket_ids}
+    if issue_mtb:
+        body["ticketBundle"] = bundle_json(bundle)
+    return IssueResult(status, body, ctx.url(f"/ticketbundle/{bundle.bundle_id}"))
+
+
+async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: datetime) -> IssueResult:
+    manifest = verify_manifest(ctx.keyring, call.manifestMtbTemplate, now, ctx.config.clock_skew_seconds)
+    if not principal.admin and manifest.pid != principal.pid:
+        raise Forbidden(f"manifest is for participant {manifest.pid}, the token for {principal.pid}",
+                        code="wrong_participant")
+    if call.requestId is not None:
+        earlier = await ctx.run(ctx.store.find_issue, manifest.pid, call.requestId)
+        if earlier is not None:
+            if earlier.manifest_id != manifest.manifestId:
+                raise Conflict(f"requestId {call.requestId!r} was used with another manifest",
+                               code="request_id_reused", details=[{"field": "requestId", "message": "reused"}])
+            return _issue_response(ctx, earlier, call.issueMtb, 200)  # a retry: same answer, nothing new
+
+    now = now.replace(microsecond=0)
+    skew = timedelta(seconds=ctx.config.clock_skew_seconds)
+    valid_from = now
+    if call.startOfValidity is not None:
+        start = call.startOfValidity
+        if start < now - skew:
+            raise field_error("startOfValidity", "must not be in the past")
+        if start.timestamp() > manifest.latestStart:
+            raise field_error("startOfValidity", "is later than the manifest allows")
+        valid_from = max(start.replace(microsecond=0), now)
+    valid_until = valid_from + timedelta(seconds=manifest.validitySeconds)
+
+    replaces = None
+    if call.recoverTicketId is not None:
+        old = await ctx.run(ctx.store.get_ticket, call.recoverTicketId)
+        if old is None or not (principal.admin or old.pid == principal.pid):
+            raise field_error("recoverTicketId", "no such ticket")
+        if old.state != "recovered":
+            raise Conflict(f"ticket {old.ticket_id} is {old.state}, not recovered", code="invalid_state",
+                           details=[{"field": "recoverTicketId", "message": f"ticket is {old.state}"}])
+        replaces = old.ticket_id
+
+    holder = call.ticketHolder
+    traveller_id = holder.travellerId if holder else None
+    bundle_id, settlement_id = new_id("tb-"), new_id("st-")
+    ticket_ids = [new_id() for _ in range(manifest.count)]
+    specs = [_spec(ctx, manifest, tid, valid_from, valid_until, traveller_id) for tid in ticket_ids]
+    records = [TicketRecord(
+        ticket_id=tid, pid=manifest.pid, bundle_id=bundle_id, manifest_id=manifest.manifestId,
+        settlement_id=settlement_id, issued_at=now, valid_from=valid_from, valid_until=valid_until,
+        fare=manifest.fare.model_dump(), state="active",
+        payload=_payload(manifest, tid, valid_from, valid_until, traveller_id), mtb=mint(ctx, [spec]),
+        product_id=manifest.product.productId, category=manifest.product.category, traveller_id=traveller_id,
+        traveller_name=holder.travellerName if holder else None, request_id=call.requestId,
+        booking_id=call.bookingId, recovered_from=replaces, updated_at=now)
+        for tid, spec in zip(ticket_ids, specs)]
+    bundle = BundleRecord(bundle_id=bundle_id, pid=manifest.pid, manifest_id=manifest.manifestId,
+                          settlement_id=settlement_id, mtb=records[0].mtb if len(specs) == 1 else mint(ctx, specs),
+                          created_at=now, ticket_ids=ticket_ids, request_id=call.requestId)
+    try:
+        await ctx.run(ctx.store.create_issue, bundle, records, actor=principal.sub, replaces=replaces)
+    except DuplicateManifest:
+        raise Conflict("this manifest (or requestId) was already used to issue tickets",
+                       code="manifest_already_used",
+                       details=[{"field": "manifestMtbTemplate", "message": "already used"}]) from None
+    except StateConflict as exc:
+        raise Conflict(str(exc), code="invalid_state") from None
+    return _issue_response(ctx, bundle, call.issueMtb, 201)
+
+
+# --- transitions ------------------------------------------------------------------------------
+
+async def apply(ctx: Context, principal: Principal, ticket_id: str, action: str, now: datetime) -> TicketRecord:
+    """Run one action of the state machine; returns the ticket as it is afterwards."""
+    rule = TRANSITIONS[action]
+    ticket = await load_ticket(ctx, principal, ticket_id)
+    if ticket.state in rule.noop_from:
+        return ticket
+    if ticket.state not in rule.sources:
+        raise Conflict(f"cannot {action} a ticket that is {ticket.state}", code="invalid_state",
+                       details=[{"field": "state", "message": ticket.state}])
+    changes: dict[str, Any] = {}
+    if rule.needs_value:
+        value = remaining_value(ticket, now)
+        if value is None:
+            raise Conflict(f"cannot {action} a ticket whose validity is over", code="validity_over")
+        changes["refunded_amount" if action == "refund" else "recovered_amount"] = value
+    entry = None
+    if rule.blacklist == "add":
+        expire = max(ticket.valid_until, now) + timedelta(seconds=ctx.config.blacklist_grace_seconds)
+        entry = BlacklistEntry(expire=expire, ticket_id=ticket.ticket_id, reason=action, created_at=now)
+    elif rule.blacklist == "lift":
+        entry = BlacklistEntry(expire=now, ticket_id=ticket.ticket_id, reason=action, created_at=now)
+    try:
+        await ctx.run(ctx.store.transition, ticket.ticket_id, ticket.state, rule.target, at=now,
+                      actor=principal.sub, action=action, changes=changes, blacklist=entry)
+    except StateConflict as exc:
+        raise Conflict(str(exc), code="invalid_state") from None
+    updated = await ctx.run(ctx.store.get_ticket, ticket.ticket_id)
+    assert updated is not None
+    return updated
+
+
+# --- bundles ----------------------------------------------------------------------------------
+
+async def make_bundle(ctx: Context, principal: Principal, ticket_ids: list[str], now: datetime) -> BundleRecord:
+    if len(set(ticket_ids)) != len(ticket_ids):
+        raise field_error("ticketIds", "lists a ticket twice")
+    tickets = []
+    for index, tid in enumerate(ticket_ids):
+        ticket = await ctx.run(ctx.store.get_ticket, tid)
+        if ticket is None or not (principal.admin or ticket.pid == principal.pid):
+            raise field_error(f"ticketIds[{index}]", f"no such ticket {tid!r}")
+        tickets.append(ticket)
+    origins = {t.bundle_id for t in tickets}
+    if len(origins) > 1:
+        raise ApiError("the tickets come from different ticket bundles", status=400, code="different_bundles",
+                       details=[{"field": "ticketIds", "message": f"{len(origins)} bundles: {sorted(origins)}"}])
+    dead = [t for t in tickets if t.state not in ("active", "frozen")]
+    if dead:
+        raise Conflict(f"ticket {dead[0].ticket_id} is {dead[0].state}", code="invalid_state")
+    first = tickets[0]
+    bundle = BundleRecord(bundle_id=new_id("tb-"), pid=first.pid, manifest_id=first.manifest_id,
+                          settlement_id=first.settlement_id, mtb=mint(ctx, [spec_of(t) for t in tickets]),
+                          created_at=now, ticket_ids=list(ticket_ids), parent_id=first.bundle_id)
+    await ctx.run(ctx.store.create_bundle, bundle)
+    return bundle
