@@ -31,6 +31,7 @@ from aiohttp import web
 from agent.mtb import MtbFormatError, b64url_decode, b64url_encode
 
 from . import jws
+from .context import PRINCIPAL
 from .errors import Forbidden, Handler, TooManyRequests, Unauthorized
 from .keyring import KeyRing
 
@@ -182,7 +183,7 @@ def auth_middleware(ctx: Any) -> Any:
         if principal.role not in roles:
             raise Forbidden(f"role {principal.role!r} may not call this endpoint (allowed: {', '.join(roles)})",
                             code="wrong_role")
-        request["principal"] = principal
+        request[PRINCIPAL] = principal
         return await handler(request)
 
     return middleware

@@ -26,6 +26,7 @@ class Context:
 
 
 CTX: web.AppKey[Context] = web.AppKey("ctx", Context)
+PRINCIPAL: Any = web.RequestKey("principal", object) if hasattr(web, "RequestKey") else "principal"
 
 
 def ctx_of(request: web.Request) -> Context:
@@ -33,4 +34,4 @@ def ctx_of(request: web.Request) -> Context:
 
 
 def principal_of(request: web.Request) -> Any:
-    return request["principal"]
+    return request[PRINCIPAL]

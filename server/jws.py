@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent.keys import es256_sign, es256_verify
 from agent.mtb import MtbFormatError, b64url_decode, b64url_encode
 
-MAX_TOKEN_CHARS = 16 * 1024
+MAX_TOKEN_CHARS = 8 * 1024
 
 KeyLookup = Callable[[dict[str, Any], dict[str, Any]], "ec.EllipticCurvePublicKey | None"]
 

@@ -1,0 +1,234 @@
+"""Fixtures for the ticket server tests: a real data directory (made by the init function),
+a real server on 127.0.0.1 (its own event loop in a thread), real tokens over real HTTP.
+
+The session server has a rate limit too high to trip; ``make_server`` starts others (e.g.
+with a tight rate limit) that stop at the end of the test.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from agent import keys
+from server import cli
+from server.app import app_from_data_dir
+from server.config import load_config
+
+PID = 1234
+OTHER_PID = 4321  # a second participant, added to the participant metadata by the fixture
+ROLES = ("val", "ins", "pos", "tvm", "admin")
+PASSWORD = "correct horse battery staple"
+FARE = {"amount": 100.0, "currency": "SEK", "vatAmount": 6.0, "vatPercent": 6.0}
+
+
+class ServerThread:
+    """An aiohttp app served by AppRunner + TCPSite on port 0, in its own thread and loop."""
+
+    def __init__(self, app: web.Application):
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._start())
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
+        self.loop.close()
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def start(self) -> "ServerThread":
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("server did not start")
+        return self
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Deployment:
+    def __init__(self, data_dir: Path, server: ServerThread):
+        self.data_dir = data_dir
+        self.server = server
+        self.config = load_config(data_dir)
+        self.base = self.server.origin + self.config.base_path
+        self._tokens: dict[str, str] = {}
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def basic(self, entity: str, password: str = PASSWORD) -> str:
+        return "Basic " + base64.b64encode(f"{entity}:{password}".encode()).decode()
+
+    def token(self, role: str) -> str:
+        """A real token for credential ``<role>1`` (admin: ``admin``), fetched over HTTP once."""
+        if role not in self._tokens:
+            entity = "admin" if role == "admin" else f"{role}1"
+            request = urllib.request.Request(self.url(f"/auth/{entity}"), headers={"Authorization": self.basic(entity)})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                self._tokens[role] = json.load(response)["jwtCompact"]
+        return self._tokens[role]
+
+    def private_key(self, name: str) -> Any:
+        return keys.load_private_key((self.data_dir / name).read_bytes())
+
+
+def make_data_dir(path: Path, **config: Any) -> Path:
+    cli.init_data_dir(path, pid=PID, name="Test Transit", admin_password=PASSWORD, **config)
+    for role in ROLES[:-1]:
+        cli.add_credential(path, f"{role}1", role, PASSWORD)
+    cli.add_credential(path, "val2", "val", PASSWORD)
+    # A second participant: its own issuer and auth-token keys, listed in the trust list.
+    other_issuer, other_auth = keys.generate_es256_key(), keys.generate_es256_key()
+    (path / "other-issuer.pem").write_bytes(keys.private_key_pem(other_issuer))
+    (path / "other-auth.pem").write_bytes(keys.private_key_pem(other_auth))
+    metadata = json.loads((path / "participant-metadata.json").read_text())
+    metadata += keys.participant_metadata(OTHER_PID, [keys.public_jwk(other_issuer, f"{OTHER_PID}:issuer-1")],
+                                          [keys.public_jwk(other_auth, f"{OTHER_PID}:auth-1")], name="Other")
+    (path / "participant-metadata.json").write_text(json.dumps(metadata, indent=2))
+    return path
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    data_dir = make_data_dir(tmp_path_factory.mktemp("server") / "data",
+                             rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1})
+    server = ServerThread(app_from_data_dir(data_dir)).start()
+    deployment = Deployment(data_dir, server)
+    yield deployment
+    # The server must still be answering after every test has had a go at it.
+    with urllib.request.urlopen(deployment.url("/openapi.json"), timeout=10) as response:
+        assert response.status == 200
+    server.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Any]:
+    started: list[ServerThread] = []
+
+    def start(**config: Any) -> Deployment:
+        data_dir = make_data_dir(tmp_path / f"data{len(started)}", **config)
+        server = ServerThread(app_from_data_dir(data_dir)).start()
+        started.append(server)
+        return Deployment(data_dir, server)
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+class Reply:
+    def __init__(self, status: int, headers: Any, body: Any, text: str):
+        self.status, self.headers, self.body, self.text = status, headers, body, text
+
+    def __repr__(self) -> str:
+        return f"<Reply {self.status} {self.text[:300]}>"
+
+
+class Api:
+    """HTTP client for one test: ``await api.get("/ticket/x", role="pos")`` -> :class:`Reply`."""
+
+    def __init__(self, deployment: Deployment, session: aiohttp.ClientSession):
+        self.d = deployment
+        self.session = session
+
+    async def call(self, method: str, path: str, *, role: str | None = "admin", token: str | None = None,
+                   json_body: Any = None, data: Any = None, headers: dict[str, str] | None = None,
+                   params: Any = None) -> Reply:
+        headers = dict(headers or {})
+        if token is not None:
+            headers["X-BoB-AuthToken"] = token
+        elif role is not None:
+            headers["X-BoB-AuthToken"] = self.d.token(role)
+        if json_body is not None:
+            data = json.dumps(json_body)
+            headers.setdefault("Content-Type", "application/json")
+        async with self.session.request(method, self.d.url(path), data=data, headers=headers, params=params,
+                                        allow_redirects=False) as response:
+            text = await response.text()
+            try:
+                body = json.loads(text) if text else None
+            except ValueError:
+                body = None
+            return Reply(response.status, response.headers, body, text)
+
+    async def get(self, path: str, **kw: Any) -> Reply:
+        return await self.call("GET", path, **kw)
+
+    async def post(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return await self.call("POST", path, json_body=body, **kw)
+
+    async def put(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return await self.call("PUT", path, json_body=body, **kw)
+
+    async def manifest(self, role: str = "pos", **overrides: Any) -> str:
+        body = {"productId": "single-2h", "fare": FARE, "validitySeconds": 7200, "zones": ["A", "B"],
+                "modes": ["bus", "tram"], "category": "adult", **overrides}
+        reply = await self.post("/manifest", body, role=role)
+        assert reply.status == 201, reply
+        return reply.body["manifestMtbTemplate"]
+
+    async def issue(self, traveller: str = "trav-1", role: str = "pos", *, manifest: dict[str, Any] | None = None,
+                    **call: Any) -> Reply:
+        template = await self.manifest(role=role, **(manifest or {}))
+        body = {"manifestMtbTemplate": template, "ticketHolder": {"travellerId": traveller}, **call}
+        return await self.post("/ticket", body, role=role)
+
+    async def ticket_id(self, traveller: str = "trav-1", **kw: Any) -> str:
+        reply = await self.issue(traveller, **kw)
+        assert reply.status == 201, reply
+        return reply.body["ticketIds"][0]
+
+
+@pytest.fixture
+async def api(deployment: Deployment) -> Any:
+    async with aiohttp.ClientSession() as session:
+        yield Api(deployment, session)
+
+
+def event(ticket_id: str = "T-foreign", local_id: str = "L1", **extra: Any) -> dict[str, Any]:
+    """A full BoB ticketEvent."""
+    body = {
+        "ticketId": ticket_id, "localEventId": local_id, "time": "2026-03-02T08:30:00.000Z",
+        "eventType": "validation", "eventResult": 0, "eventReason": "ok",
+        "mtbReference": {"pid": PID, "issuerSignature": "c2lnbmF0dXJl"},
+        "deviceReference": {"pid": PID, "did": "phone-1"},
+        "geo": {"lat": 55.6, "long": 13.0, "alt": 12.5},
+        "stopArea": {"pid": PID, "stopAreaId": "SA1", "nextStopAreaId": "SA2"},
+        "zone": {"pid": PID, "zoneId": "A"}, "service": {"pid": PID, "serviceId": "S1", "tripId": "T1", "blockId": "B1"},
+        "modeOfTransport": "bus", "validator": {"validatorId": "V1", "location": "vehicle", "sublocation": "door 1"},
+        "operatingDayDate": "2026-03-02",
+    }
+    body.update(extra)
+    return body
+
+
+@pytest.fixture
+def make_event() -> Any:
+    return event
