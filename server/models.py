@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 Id = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 Text = Annotated[StrictStr, Field(max_length=1000)]
@@ -18,6 +18,15 @@ Pid = Annotated[StrictInt, Field(ge=0, le=2 ** 53)]
 Float = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Money = Annotated[float, Field(strict=True, ge=0, le=1e9, allow_inf_nan=False)]
 MODES = ("bus", "tram", "train", "metro", "ferry")
+
+
+def _iso_text(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string with a zone")
+    return value
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]  # no unix numbers, zone required
 
 
 class _Tolerant(BaseModel):
@@ -73,7 +82,7 @@ class TicketEvent(_Tolerant):
 
     ticketId: Id
     localEventId: Id | None = None
-    time: AwareDatetime
+    time: IsoTime
     eventType: Literal["inspection", "validation"] | None = None
     eventResult: Annotated[StrictInt, Field(ge=0, le=9)] | None = None
     eventReason: Text | None = None
@@ -125,7 +134,7 @@ class ManifestCall(BaseModel):
     issueMtb: StrictBool = False
     recoverTicketId: Id | None = None
     requestId: Id | None = None
-    startOfValidity: AwareDatetime | None = None
+    startOfValidity: IsoTime | None = None
     ticketHolder: TicketHolder | None = None
 
 
