@@ -7,6 +7,7 @@ BoB Ticket API v1 definitions.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -270,6 +271,11 @@ def build(config: Any, routes: Any) -> dict[str, Any]:
         responses = dict(spec.pop("responses"))
         roles = roles_of(route.handler)
         operation: dict[str, Any] = {"operationId": route.operation_id, **spec}
+        declared = {p["name"] for p in spec.get("parameters", []) if p["in"] == "path"}
+        missing = [name for name in re.findall(r"{(\w+)}", route.path) if name not in declared]
+        if missing:
+            operation["parameters"] = [*(_param(n, "path", {"type": "string"}) for n in missing),
+                                       *spec.get("parameters", [])]
         if roles[0] == PUBLIC:
             operation["security"] = []
         elif roles[0] == BASIC:

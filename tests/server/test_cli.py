@@ -1,0 +1,102 @@
+"""``python -m server``: init, credentials, serve (a real process on a free port)."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "server", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, headers: dict | None = None) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_init_credentials_and_serve(tmp_path):
+    data = tmp_path / "data"
+    out = run("init", "--data", str(data), "--pid", "77", "--name", "CLI Transit")
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    password = shown["adminPassword"]
+    assert shown["pid"] == 77 and len(password) >= 16
+    for name in ("issuer-key.pem", "authtoken-key.pem", "kdk.json"):
+        assert stat.S_IMODE(os.stat(data / name).st_mode) == 0o600, name
+    config = json.loads((data / "config.json").read_text())
+    assert config["pid"] == 77 and config["rate_limit"]["requests"] == 100
+    metadata = json.loads((data / "participant-metadata.json").read_text())
+    assert metadata[0]["pid"] == 77 and metadata[0]["organisationName"] == "CLI Transit"
+    db = sqlite3.connect(data / "server.sqlite3")
+    [(stored,)] = db.execute("SELECT password_hash FROM credentials WHERE entity_id = 'admin'").fetchall()
+    db.close()
+    assert password not in stored and stored.startswith("scrypt$")
+    assert password not in "".join(p.read_text(errors="ignore") for p in data.iterdir() if p.is_file())
+
+    again = run("init", "--data", str(data))
+    assert again.returncode == 1 and "already initialised" in again.stderr and "Traceback" not in again.stderr
+
+    added = run("credentials", "add", "--data", str(data), "--entity", "bus-17", "--role", "val")
+    assert added.returncode == 0, added.stderr
+    generated = json.loads(added.stdout)["password"]
+    given = run("credentials", "add", "--data", str(data), "--entity", "shop", "--role", "pos", "--password", "s3cret")
+    assert given.returncode == 0 and "s3cret" not in given.stdout
+    dup = run("credentials", "add", "--data", str(data), "--entity", "shop", "--role", "pos")
+    assert dup.returncode == 1 and "exists" in dup.stderr
+    bad = run("credentials", "add", "--data", str(data), "--entity", "x", "--role", "root")
+    assert bad.returncode != 0
+    listed = run("credentials", "list", "--data", str(data))
+    assert "bus-17\tval" in listed.stdout and "s3cret" not in listed.stdout
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "server", "--data", str(data), "--host", "127.0.0.1",
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}/api/v1"
+        for _ in range(100):
+            try:
+                status, doc = get(f"{base}/openapi.json")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        else:
+            pytest.fail("server did not start")
+        assert status == 200 and doc["openapi"].startswith("3.")
+        for entity, secret in (("admin", password), ("bus-17", generated), ("shop", "s3cret")):
+            basic = "Basic " + base64.b64encode(f"{entity}:{secret}".encode()).decode()
+            status, body = get(f"{base}/auth/{entity}", {"Authorization": basic})
+            assert status == 200, (entity, body)
+        token = body["jwtCompact"]
+        status, _ = get(f"{base}/participantMetadata", {"X-BoB-AuthToken": token})
+        assert status == 200
+        removed = run("credentials", "remove", "--data", str(data), "--entity", "shop")
+        assert removed.returncode == 0
+        status, body = get(f"{base}/participantMetadata", {"X-BoB-AuthToken": token})
+        assert status == 401
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,0 +1,69 @@
+"""Bad input never gets a 500 or a traceback: malformed JSON = 400, wrong types = 422 naming
+the field, unknown routes and methods = JSON 404/405, oversized bodies = 413."""
+from __future__ import annotations
+
+import pytest
+
+ROUTES_WITH_BODIES = [("POST", "/validation", "val"), ("POST", "/validation/T1", "val"),
+                      ("POST", "/inspection", "ins"), ("POST", "/inspection/T1", "ins"),
+                      ("POST", "/manifest", "pos"), ("POST", "/ticket", "pos"), ("POST", "/ticketbundle", "pos"),
+                      ("POST", "/device/key", "pos"), ("PUT", "/ticket/T1/active", "pos")]
+
+
+@pytest.mark.parametrize("method,path,role", ROUTES_WITH_BODIES)
+@pytest.mark.parametrize("raw", ["{", "[1,", "not json", "", "   ", '{"a": NaN}', "\xff\xfe", '{"a": 1}}'])
+async def test_malformed_json_is_400(api, method, path, role, raw):
+    reply = await api.call(method, path, role=role, data=raw.encode("latin-1"),
+                           headers={"Content-Type": "application/json"})
+    assert reply.status == 400, (path, raw, reply)
+    assert reply.body["code"] == "malformed_json" and reply.body["details"][0]["field"] == "(body)"
+    assert "Traceback" not in reply.text
+
+
+@pytest.mark.parametrize("method,path,role", ROUTES_WITH_BODIES)
+@pytest.mark.parametrize("body", [[1, 2], "text", 3.5, {"unexpected": {"deep": [None]}}])
+async def test_wrong_shapes_are_4xx_with_a_body(api, method, path, role, body):
+    reply = await api.call(method, path, role=role, json_body=body)
+    assert reply.status in (400, 404, 422), (path, body, reply)
+    assert set(reply.body) >= {"code", "message"}
+    if reply.status == 422:
+        assert reply.body["details"][0]["field"]
+
+
+@pytest.mark.parametrize("body,field", [({"activeStatus": "false"}, "activeStatus"), ("false", "activeStatus"),
+                                        ({"activeStatus": 0}, "activeStatus"), ({}, "activeStatus")])
+async def test_active_status_body_types(api, body, field):
+    tid = await api.ticket_id("trav-errors")
+    reply = await api.put(f"/ticket/{tid}/active", body, role="pos")
+    assert reply.status == 422 and reply.body["details"][0]["field"] == field
+    assert (await api.get(f"/ticket/{tid}/active", role="pos")).body is True
+
+
+async def test_unknown_route_and_method_are_json(api):
+    reply = await api.get("/no/such/route", role="admin")
+    assert reply.status == 404 and reply.body["code"] == "not_found"
+    reply = await api.call("DELETE", "/ticket/T1", role="admin")
+    assert reply.status == 405 and reply.body["code"] == "method_not_allowed" and "GET" in reply.headers["Allow"]
+    unauth = await api.get("/no/such/route", role=None)
+    assert unauth.status == 404
+
+
+async def test_body_over_the_size_limit_is_413(api, deployment):
+    big = b"[" + b" " * (deployment.config.max_body_bytes + 10) + b"]"
+    reply = await api.call("POST", "/validation", role="val", data=big, headers={"Content-Type": "application/json"})
+    assert reply.status == 413 and reply.body["code"] == "payload_too_large"
+
+
+async def test_hostile_strings_in_paths_and_queries(api):
+    for path in ("/ticket/%27%20OR%201%3D1", "/ticket/..%2F..%2Fetc%2Fpasswd", "/ticket/" + "a" * 3000,
+                 "/ticketbundle/%00", "/ticket/x/event/1%20OR%201=1"):
+        reply = await api.get(path, role="admin")
+        assert reply.status in (400, 404), (path, reply)
+        assert reply.body is None or "code" in reply.body
+    reply = await api.get("/ticket", params={"travellerId": "\x00\u202e" * 50}, role="admin")
+    assert reply.status == 200 and reply.body == []
+
+
+async def test_server_still_answers(api):
+    assert (await api.get("/openapi.json", role=None)).status == 200
+    assert (await api.get("/blacklist", role="val")).status == 200

@@ -1,0 +1,86 @@
+"""Rate limit per credential: N requests per rolling window, then 429 + Retry-After and a block."""
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from server.ratelimit import RateLimiter
+
+from .conftest import Api
+
+
+async def test_limit_then_429_with_retry_after_block_honoured_then_served_again(make_server):
+    deployment = make_server(rate_limit={"requests": 5, "window_seconds": 2, "block_seconds": 1})
+    async with aiohttp.ClientSession() as session:
+        api = Api(deployment, session)
+        token = deployment.token("val")  # GET /auth/val1 is request 1 for credential val1
+        for _ in range(4):
+            assert (await api.get("/blacklist", token=token)).status == 200
+        over = await api.get("/blacklist", token=token)
+        assert over.status == 429 and over.body["code"] == "rate_limited"
+        assert over.headers["Retry-After"] == "1"
+        # blocked: every route, even a fresh token from /auth, gets 429
+        assert (await api.get("/participantMetadata", token=token)).status == 429
+        auth = await api.get("/auth/val1", role=None, headers={"Authorization": deployment.basic("val1")})
+        assert auth.status == 429 and int(auth.headers["Retry-After"]) >= 1
+        # other credentials are not affected
+        assert (await api.get("/blacklist", role="ins")).status == 200
+        await asyncio.sleep(1.1)
+        assert (await api.get("/blacklist", token=token)).status == 200
+        assert (await api.get("/openapi.json", role=None)).status == 200  # the server still answers
+
+
+async def test_password_guessing_is_rate_limited(make_server):
+    deployment = make_server(rate_limit={"requests": 3, "window_seconds": 60, "block_seconds": 30})
+    async with aiohttp.ClientSession() as session:
+        api = Api(deployment, session)
+        statuses = []
+        for _ in range(5):
+            reply = await api.get("/auth/pos1", role=None, headers={"Authorization": deployment.basic("pos1", "guess")})
+            statuses.append(reply.status)
+        assert statuses == [401, 401, 401, 429, 429]
+        right = await api.get("/auth/pos1", role=None, headers={"Authorization": deployment.basic("pos1")})
+        assert right.status == 429 and 1 <= int(right.headers["Retry-After"]) <= 30
+
+
+async def test_rate_limit_can_be_disabled(make_server):
+    deployment = make_server(rate_limit={"enabled": False, "requests": 1})
+    async with aiohttp.ClientSession() as session:
+        api = Api(deployment, session)
+        for _ in range(5):
+            assert (await api.get("/blacklist", role="val")).status == 200
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_window_is_rolling():
+    clock = Clock()
+    limiter = RateLimiter(3, 60, 300, clock=clock)
+    for step in (0, 20, 40):
+        clock.t = 1000 + step
+        assert limiter.hit("a") is None
+    clock.t = 1059
+    assert limiter.hit("b") is None  # per key
+    clock.t = 1060.5  # the first hit (t=1000) left the window: room for one
+    assert limiter.hit("a") is None
+    clock.t = 1061
+    assert limiter.hit("a") == 300  # 4 in the last 60 s: blocked
+    clock.t = 1200
+    assert limiter.hit("a") == 161  # still blocked, counting down
+    clock.t = 1361
+    assert limiter.hit("a") is None  # block over, fresh window
+
+
+def test_without_a_block_retry_after_is_when_the_window_frees_up():
+    clock = Clock()
+    limiter = RateLimiter(2, 10, 0, clock=clock)
+    assert limiter.hit("a") is None and limiter.hit("a") is None
+    clock.t += 4
+    assert limiter.hit("a") == 6
