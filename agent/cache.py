@@ -194,14 +194,15 @@ class Cache:
         """The highest server ``blacklistEntryId`` applied: the next delta starts after it."""
         return int(self.get_meta("deny_high_water") or 0)
 
-    def denied(self, kind: DenyKind, values: Iterable[str], at: datetime) -> str | None:
-        """The first value of ``values`` with a deny entry still in force at ``at``."""
-        for value in values:
-            row = self.conn.execute("SELECT expire_epoch FROM deny_list WHERE kind=? AND value=?",
-                                    (kind, value)).fetchone()
-            if row and row[0] > _epoch(at):
-                return value
-        return None
+    def denied(self, candidates: Sequence[tuple[DenyKind, str]], at: datetime) -> tuple[DenyKind, str] | None:
+        """The first of ``candidates`` (kind, value) with a deny entry still in force at ``at``."""
+        if not candidates:
+            return None
+        wanted = " OR ".join("(kind=? AND value=?)" for _ in candidates)  # each term uses the primary key
+        rows = self.conn.execute(f"SELECT kind, value FROM deny_list WHERE ({wanted}) AND expire_epoch > ?",
+                                 [*(x for c in candidates for x in c), _epoch(at)]).fetchall()
+        found = set(rows)
+        return next((c for c in candidates if c in found), None)
 
     # --- stops and zones -------------------------------------------------------------------------
 
@@ -218,24 +219,15 @@ class Cache:
 
     # --- usage history ---------------------------------------------------------------------------
 
-    def last_use(self, ticket_id: str, *, device_id: str | None = None, event_type: str | None = None) -> Use | None:
-        """The latest accepted use of a ticket, optionally on one device or of one event type."""
-        sql = ("SELECT ticket_id, time, event_type, result, device_id, stop_area, zone, lat, long, boot_id, "
-               "monotonic FROM usage WHERE ticket_id=? AND result=0")
-        params: list[Any] = [ticket_id]
-        if device_id is not None:
-            sql += " AND device_id=?"
-            params.append(device_id)
-        if event_type is not None:
-            sql += " AND event_type=?"
-            params.append(event_type)
-        row = self.conn.execute(sql + " ORDER BY epoch DESC LIMIT 1", params).fetchone()
-        return _use(row) if row else None
+    def accepted_uses(self, ticket_id: str, limit: int = 50) -> list[Use]:
+        """The latest accepted uses of a ticket, newest first (passback and fraud look here)."""
+        rows = self.conn.execute(f"SELECT {_USE_COLUMNS} FROM usage WHERE ticket_id=? AND result=0 "
+                                 "ORDER BY epoch DESC LIMIT ?", (ticket_id, limit))
+        return [_use(row) for row in rows]
 
     def recent_uses(self, ticket_id: str, limit: int = 5) -> list[Use]:
-        rows = self.conn.execute(
-            "SELECT ticket_id, time, event_type, result, device_id, stop_area, zone, lat, long, boot_id, monotonic "
-            "FROM usage WHERE ticket_id=? ORDER BY epoch DESC LIMIT ?", (ticket_id, limit))
+        rows = self.conn.execute(f"SELECT {_USE_COLUMNS} FROM usage WHERE ticket_id=? ORDER BY epoch DESC LIMIT ?",
+                                 (ticket_id, limit))
         return [_use(row) for row in rows]
 
     # --- recording and the outbox ----------------------------------------------------------------
@@ -284,6 +276,9 @@ class Cache:
     def unpark(self) -> int:
         with self.transaction():
             return self.conn.execute("UPDATE outbox SET parked=0 WHERE parked=1").rowcount
+
+
+_USE_COLUMNS = "ticket_id, time, event_type, result, device_id, stop_area, zone, lat, long, boot_id, monotonic"
 
 
 def _use(row: Sequence[Any]) -> Use:

@@ -12,10 +12,11 @@ import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, TypeVar
 
 from . import checks, mtb as codec
-from .cache import Cache, Use
+from .cache import Cache, DenyKind, Use
 from .context import Context, Policy, operating_day
 from .messages import PASSENGER
 from .timeutil import format_extended
@@ -38,9 +39,13 @@ class Decision:
     event_result: int
     event_reason: str
     passenger_message: str
-    inspector_message: str
     events: list[dict[str, Any]]
     outcomes: list[TicketOutcome] = field(default_factory=list)
+
+    @cached_property
+    def inspector_message(self) -> str:
+        """Made on demand: a validator's hot path never formats what only an inspector reads."""
+        return inspector_text(self.outcomes)
 
     @property
     def accepted(self) -> bool:
@@ -155,7 +160,7 @@ class Engine:
         first = min(failing, key=lambda o: checks.RESULT_ORDER.index(o.code)) if failing else None
         code = first.code if first else 0
         reason = first.reason if first else f"{len(outcomes)} ticket(s) valid"
-        return Decision(code, reason, PASSENGER[code], inspector_text(outcomes), events, outcomes)
+        return Decision(code, reason, PASSENGER[code], events, outcomes)
 
     def _evaluate(self, raw: bytes | str, ctx: Context) -> tuple[list[TicketOutcome], codec.Mtb | None]:
         try:
@@ -172,24 +177,23 @@ class Engine:
 
     def _ticket_outcome(self, scanned: codec.Mtb, ticket: codec.Ticket, ctx: Context, issuer: SignatureCheck,
                         device: SignatureCheck) -> TicketOutcome:
+        uses = self.cache.accepted_uses(ticket.ticket_id)
+        here = next((u for u in uses if u.device_id == ctx.validator.validator_id and u.event_type == "validation"),
+                    None)
         facts = checks.TicketFacts(issuer=issuer, device=device, denied=self._denied(scanned, ticket, ctx),
-                                   last_use_here=self.cache.last_use(ticket.ticket_id,
-                                                                     device_id=ctx.validator.validator_id,
-                                                                     event_type="validation"),
-                                   last_use=self.cache.last_use(ticket.ticket_id))
+                                   last_use_here=here, last_use=uses[0] if uses else None)
         failure = checks.first_failure(scanned, ticket, ctx, facts, self.policy)
         if failure is None:
             return TicketOutcome(ticket, ticket.ticket_id, 0, "valid")
         return TicketOutcome(ticket, ticket.ticket_id, failure.code, failure.reason)
 
     def _denied(self, scanned: codec.Mtb, ticket: codec.Ticket, ctx: Context) -> str | None:
-        if self.cache.denied("ticket", [ticket.ticket_id], ctx.time):
-            return f"ticket {ticket.ticket_id}"
-        if ticket.traveller_id and self.cache.denied("traveller", [ticket.traveller_id], ctx.time):
-            return f"traveller {ticket.traveller_id}"
-        tokens = token_ids(scanned)
-        token = self.cache.denied("token", tokens, ctx.time) if tokens else None
-        return f"token {token}" if token else None
+        candidates: list[tuple[DenyKind, str]] = [("ticket", ticket.ticket_id)]
+        if ticket.traveller_id:
+            candidates.append(("traveller", ticket.traveller_id))
+        candidates += [("token", token) for token in token_ids(scanned)]
+        hit = self.cache.denied(candidates, ctx.time)
+        return f"{hit[0]} {hit[1]}" if hit else None
 
 
 def token_ids(scanned: codec.Mtb) -> list[str]:

@@ -208,7 +208,7 @@ def test_outbox_survives_close_and_reopen(tmp_path, issuer_key):
     cache.close()
     reopened = Cache(path)
     assert [e.local_event_id for e in reopened.outbox()] == ids
-    assert reopened.last_use("T0") is not None
+    assert [u.ticket_id for u in reopened.accepted_uses("T0")] == ["T0"]
     assert reopened.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     reopened.close()
 
