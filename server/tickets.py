@@ -30,8 +30,9 @@ reissue    recovered               replaced   --          409 (POST /ticket reco
 
 ``add`` puts ``{ticketId, travellerId?, expire}`` on the deny-list with ``expire`` =
 max(validUntil, now) + ``blacklist_grace_seconds``; ``lift`` adds an entry for the ticket whose
-``expire`` is now (an entry that has expired lifts the earlier ones: the newest entry of a
-ticket wins). Refund and recover also need the validity not to be over; the amount is the
+``expire`` is already past (now - ``clock_skew_seconds``, so a device whose clock lags a little
+still sees it expired): an expired entry lifts the earlier ones, the newest entry of a ticket
+wins. Refund and recover also need the validity not to be over; the amount is the
 fare while the validity has not started, then pro rata of the validity left (VAT alike).
 """
 from __future__ import annotations
@@ -293,8 +294,9 @@ async def apply(ctx: Context, principal: Principal, ticket_id: str, action: str,
     if rule.blacklist == "add":
         expire = max(ticket.valid_until, now) + timedelta(seconds=ctx.config.blacklist_grace_seconds)
         entry = BlacklistEntry(expire=expire, ticket_id=ticket.ticket_id, reason=action, created_at=now)
-    elif rule.blacklist == "lift":
-        entry = BlacklistEntry(expire=now, ticket_id=ticket.ticket_id, reason=action, created_at=now)
+    elif rule.blacklist == "lift":  # already expired, even on a device whose clock lags ours a little
+        lifted = now - timedelta(seconds=ctx.config.clock_skew_seconds)
+        entry = BlacklistEntry(expire=lifted, ticket_id=ticket.ticket_id, reason=action, created_at=now)
     try:
         await ctx.run(ctx.store.transition, ticket.ticket_id, ticket.state, rule.target, at=now,
                       actor=principal.sub, action=action, changes=changes, blacklist=entry)

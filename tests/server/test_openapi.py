@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from server.app import ROUTES
 
 
@@ -60,3 +62,8 @@ async def test_declared_roles_match_what_the_server_enforces(api):
     ingest = doc["paths"]["/validation"]["post"]["x-bob-roles"]
     assert ingest == ["val", "admin"]
     assert (await api.post("/validation", [], role="ins")).status == 403
+
+
+async def test_document_passes_an_openapi_validator_when_one_is_installed(api):
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate((await api.get("/openapi.json", role=None)).body)
