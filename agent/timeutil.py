@@ -29,7 +29,10 @@ def parse_time(text: str, *, assume_utc: bool = False) -> datetime:
         if not assume_utc:
             raise TimeFormatError(f"time without a zone: {text!r:.60}")
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+14:00 falls before year 1 in UTC
+        raise TimeFormatError(f"time out of range in UTC: {text!r:.60}") from exc
 
 
 def format_basic(value: datetime) -> str:
