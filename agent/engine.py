@@ -61,6 +61,12 @@ class Decision:
                 "events": self.events}
 
 
+# What the server's ticketEvent accepts (server/models.py): ids and signatures up to 200 chars,
+# reasons up to 1000. Hostile MTBs carry longer ones; an event the server refuses would block
+# the upload of its whole batch, so such values are hashed, dropped or cut here.
+MAX_EVENT_ID, MAX_EVENT_REASON = 200, 1000
+
+
 def unreadable_id(raw: bytes | str) -> str:
     """A stable id for an unreadable scan, so repeated junk from one phone can be told apart."""
     data = raw.encode("utf-8", "replace") if isinstance(raw, str) else raw
@@ -68,13 +74,18 @@ def unreadable_id(raw: bytes | str) -> str:
 
 
 def _int_pid(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() else None
+    """A pid as the server's ticketEvent wants it (0..2**53), or None. ``isdigit`` alone would
+    pass '²' (int() refuses it) and 5000-digit text (int() refuses that too): both crashed a scan."""
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 16:
+        return None
+    pid = int(value)
+    return pid if pid <= 2 ** 53 else None
 
 
 def ticket_event(ctx: Context, policy: Policy, outcome: TicketOutcome, scanned: codec.Mtb | None) -> dict[str, Any]:
     """One BoB ticketEvent."""
     event: dict[str, Any] = {
-        "ticketId": outcome.ticket_id,
+        "ticketId": outcome.ticket_id if len(outcome.ticket_id) <= MAX_EVENT_ID else unreadable_id(outcome.ticket_id),
         "localEventId": str(uuid.uuid4()),
         "time": format_extended(ctx.time),
         "eventType": ctx.mode,
@@ -87,11 +98,14 @@ def ticket_event(ctx: Context, policy: Policy, outcome: TicketOutcome, scanned: 
     }
     if scanned is not None:
         pid = _int_pid(scanned.issuer.header.iid)
-        if pid is not None:
-            event["mtbReference"] = {"pid": pid, "issuerSignature": codec.b64url_encode(scanned.issuer.signature)}
+        signature = codec.b64url_encode(scanned.issuer.signature)
+        if pid is not None and len(signature) <= MAX_EVENT_ID:
+            event["mtbReference"] = {"pid": pid, "issuerSignature": signature}
         if scanned.device is not None:
             device_pid = _int_pid(scanned.issuer.header.dsp) or pid
-            event["deviceReference"] = {"pid": device_pid, "did": scanned.device.header.did}
+            did = scanned.device.header.did
+            if device_pid is not None and 0 < len(did) <= MAX_EVENT_ID:
+                event["deviceReference"] = {"pid": device_pid, "did": did}
     if ctx.geo is not None:
         event["geo"] = {k: v for k, v in (("lat", ctx.geo.lat), ("long", ctx.geo.long), ("alt", ctx.geo.alt))
                         if v is not None}
@@ -110,6 +124,7 @@ def ticket_event(ctx: Context, policy: Policy, outcome: TicketOutcome, scanned: 
         event["modeOfTransport"] = ctx.mode_of_transport
     if ctx.position_stale:
         event["eventReason"] += " [position: last known, fix lost]"
+    event["eventReason"] = event["eventReason"][:MAX_EVENT_REASON]
     return event
 
 
