@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -134,6 +135,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(err)
     except ValidationError as exc:
         return error_response(from_validation(exc))
+    except RecursionError:
+        return error_response(ApiError("JSON nested too deeply", status=400, code="malformed_json",
+                                       details=[{"field": "(body)", "message": "nesting too deep"}]))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and the like are answers, not errors
@@ -156,11 +160,31 @@ async def read_json(request: web.Request) -> Any:
         raise ApiError("request body is empty; JSON expected", status=400, code="malformed_json",
                        details=[{"field": "(body)", "message": "empty body"}])
     try:
-        return json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = json.loads(raw, parse_constant=_refuse_constant)
+        if _SURROGATE_ESCAPE.search(raw):
+            _refuse_lone_surrogates(value)
+        return value
+    except (ValueError, UnicodeError) as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise ApiError(f"malformed JSON body{where}", status=400, code="malformed_json",
                        details=[{"field": "(body)", "message": str(exc)[:200]}]) from None
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    """``"\\ud800"`` is valid JSON but not text: it could be neither stored nor sent back."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")  # raises UnicodeEncodeError on a lone surrogate
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _refuse_constant(name: str) -> Any:

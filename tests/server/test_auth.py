@@ -194,3 +194,21 @@ def test_password_hashes_are_salted_scrypt_and_verify():
     assert a != b and a.startswith("scrypt$") and "pw" not in a
     assert auth.verify_password("pw", a) and not auth.verify_password("pW", a)
     assert not auth.verify_password("pw", None) and not auth.verify_password("pw", "md5$x")
+
+
+def _concrete(path: str) -> str:
+    return path.replace("{entityId}", "x").replace("{ticketId}", "T1").replace("{eventId}", "1") \
+        .replace("{ticketBundleId}", "B1")
+
+
+async def test_every_token_route_is_401_without_or_with_a_bad_token(api):
+    from server.app import ROUTES
+    checked = 0
+    for route in ROUTES:
+        if auth.roles_of(route.handler)[0] in (auth.PUBLIC, auth.BASIC):
+            continue
+        for token in (None, "bad.token.value"):
+            reply = await api.call(route.method, _concrete(route.path), role=None, token=token, json_body={})
+            assert reply.status == 401, (route.method, route.path, reply)
+        checked += 1
+    assert checked == len(ROUTES) - 2

@@ -2,7 +2,11 @@
 the field, unknown routes and methods = JSON 404/405, oversized bodies = 413."""
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ROUTES_WITH_BODIES = [("POST", "/validation", "val"), ("POST", "/validation/T1", "val"),
                       ("POST", "/inspection", "ins"), ("POST", "/inspection/T1", "ins"),
@@ -67,3 +71,62 @@ async def test_hostile_strings_in_paths_and_queries(api):
 async def test_server_still_answers(api):
     assert (await api.get("/openapi.json", role=None)).status == 200
     assert (await api.get("/blacklist", role="val")).status == 200
+
+
+def _post(deployment, path: str, data: bytes, role: str) -> int:
+    import urllib.error
+    import urllib.request
+    request = urllib.request.Request(deployment.url(path), data=data, method="POST",
+                                     headers={"X-BoB-AuthToken": deployment.token(role),
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        assert b"Traceback" not in body
+        return exc.code
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                                       max_size=4), max_leaves=12)
+event_like = st.fixed_dictionaries({"ticketId": json_values | st.text(min_size=1), "time": json_values},
+                                   optional={"localEventId": json_values, "eventResult": json_values,
+                                             "geo": json_values, "stopArea": json_values})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.lists(event_like, max_size=3) | json_values)
+def test_fuzzed_event_batches_never_500(deployment, body):
+    import json
+    assert _post(deployment, "/validation", json.dumps(body).encode(), "val") in (201, 400, 413, 422)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=json_values)
+def test_fuzzed_product_bodies_never_500(deployment, body):
+    import json
+    for path in ("/manifest", "/ticket", "/ticketbundle", "/device/key"):
+        assert _post(deployment, path, json.dumps(body).encode(), "pos") in (400, 403, 409, 422), path
+
+
+async def test_lone_surrogates_are_400_not_500(api, make_event):
+    for path, role, body in (("/validation", "val", [make_event("T-s", "L-s", vendor={"k\ud801": "v\udc00"})]),
+                             ("/manifest", "pos", {"productId": "\ud800"})):
+        reply = await api.call("POST", path, role=role, data=json.dumps(body), headers={"Content-Type": "application/json"})
+        assert reply.status == 400 and reply.body["code"] == "malformed_json", reply
+    emoji = await api.post("/validation", [make_event("T-\U0001F68C", "L-emoji", eventReason="\U0001F68C ok")], role="val")
+    assert emoji.status == 201
+
+
+async def test_deeply_nested_json_is_400_not_500(api, make_event):
+    for depth in (5000, 200_000):
+        raw = "[" * depth + "]" * depth
+        reply = await api.call("POST", "/validation", role="val", data=raw, headers={"Content-Type": "application/json"})
+        assert reply.status == 400 and reply.body["code"] == "malformed_json"
+        nested = json.dumps([make_event("T-deep", f"L-deep-{depth}")])[:-2] + ', "x": ' + raw + "}]"
+        reply = await api.call("POST", "/validation", role="val", data=nested,
+                               headers={"Content-Type": "application/json"})
+        assert reply.status == 400
+    assert (await api.post("/validation", [make_event("T-deep", "L-ok")], role="val")).status == 201

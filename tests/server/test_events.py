@@ -190,3 +190,25 @@ async def test_single_event_errors(api, make_event):
 
 async def test_events_of_a_ticket_nobody_knows_are_404(api):
     assert (await api.get("/ticket/never-seen/event", role="ins")).status == 404
+
+
+async def test_concurrent_batches_store_each_event_once(api, deployment, make_event):
+    import asyncio
+    prefix = uid()
+    other = val2_token(deployment)
+    batches = [[make_event(f"T-{prefix}", f"{prefix}-{(b * 25 + i) % 200}") for i in range(50)] for b in range(16)]
+    before = count_rows(deployment)
+    replies = await asyncio.gather(*(api.post("/validation", batch, **({"role": "val"} if n % 2 else {"token": other}))
+                                     for n, batch in enumerate(batches)))
+    assert all(r.status == 201 for r in replies)
+    # each credential saw localEventIds 0..199 (some of them); each (credential, id) stored once
+    per_credential = [set(), set()]
+    for n, batch in enumerate(batches):
+        per_credential[n % 2].update(e["localEventId"] for e in batch)
+    assert count_rows(deployment) == before + len(per_credential[0]) + len(per_credential[1])
+    ids: dict[tuple[int, str], str] = {}
+    for n, reply in enumerate(replies):
+        for result in reply.body:
+            key = (n % 2, result["localEventId"])
+            assert ids.setdefault(key, result["eventId"]) == result["eventId"]
+    assert len(set(ids.values())) == len(ids)
