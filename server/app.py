@@ -64,7 +64,13 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-def make_app(config: ServerConfig, store: Store, keyring: KeyRing) -> web.Application:
+def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None) -> web.Application:
+    """The application. ``keyring`` defaults to the keys in ``config.data_dir`` (a config read
+    by :func:`server.config.load_config` knows its directory)."""
+    if keyring is None:
+        if not config.data_dir:
+            raise ValueError("make_app needs a keyring or a config loaded from a data directory")
+        keyring = KeyRing.load(config.data_dir, config)
     limiter = None
     if config.rate_limit.enabled:
         rl = config.rate_limit
@@ -88,7 +94,35 @@ def app_from_data_dir(data_dir: str | Path, **overrides: object) -> web.Applicat
     data_dir = Path(data_dir)
     config = load_config(data_dir)
     if overrides:
-        config = config.model_copy(update=overrides)
-    keyring = KeyRing.load(data_dir, config)
-    store = SqliteStore(data_dir / config.database)
-    return make_app(config, store, keyring)
+        config = ServerConfig.model_validate({**config.model_dump(), **overrides})
+        config.data_dir = str(data_dir)
+    return make_app(config, SqliteStore(data_dir / config.database))
+
+
+@dataclass
+class RunningServer:
+    """A server started with :func:`start`: ``url`` is the base URL (``http://127.0.0.1:PORT/api/v1``)."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+    base_path: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self.base_path}"
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start(data_dir: str | Path, host: str = "127.0.0.1", port: int = 0, **overrides: object) -> RunningServer:
+    """Serve a data directory on the running event loop (port 0 = a free port); for end-to-end
+    tests and the demo. ``await server.close()`` stops it."""
+    app = app_from_data_dir(data_dir, **overrides)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1] if port == 0 else port  # type: ignore[union-attr]
+    return RunningServer(runner, host, bound, app[CTX].config.base_path)

@@ -58,6 +58,8 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     blacklist_grace_seconds: int = Field(86400, ge=0)  # deny entries outlive validUntil by this
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    # Where the key files live; set by load_config() from the directory read, never saved.
+    data_dir: str | None = Field(None, exclude=True)
 
     @field_validator("base_path")
     @classmethod
@@ -78,7 +80,9 @@ class ServerConfig(BaseModel):
 
 def load_config(data_dir: str | Path) -> ServerConfig:
     path = Path(data_dir) / CONFIG_FILE
-    return ServerConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    config = ServerConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    config.data_dir = str(Path(data_dir))
+    return config
 
 
 def save_config(data_dir: str | Path, config: ServerConfig) -> Path:

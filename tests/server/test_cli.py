@@ -100,3 +100,24 @@ def test_init_credentials_and_serve(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_start_helper_serves_a_data_dir_on_a_free_port(tmp_path):
+    import aiohttp
+
+    from server.app import start
+    from server.cli import init_data_dir
+    password = init_data_dir(tmp_path / "d", pid=5)
+    server = await start(tmp_path / "d", rate_limit={"requests": 2, "window_seconds": 60, "block_seconds": 60})
+    try:
+        basic = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{server.url}/auth/admin", headers={"Authorization": basic}) as r:
+                assert r.status == 200
+                token = (await r.json())["jwtCompact"]
+            async with session.get(f"{server.url}/participantMetadata", headers={"X-BoB-AuthToken": token}) as r:
+                assert r.status == 200 and (await r.json())[0]["pid"] == 5
+            async with session.get(f"{server.url}/blacklist", headers={"X-BoB-AuthToken": token}) as r:
+                assert r.status == 429  # the override took effect
+    finally:
+        await server.close()
