@@ -20,7 +20,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.mtb import MtbFormatError, b64url_decode, b64url_encode
 
@@ -54,8 +54,8 @@ class Manifest(BaseModel):
     exp: int
     product: Product
     fare: Fare
-    validitySeconds: int
-    count: int = 1
+    validitySeconds: int = Field(ge=60, le=400 * 86400)
+    count: int = Field(1, ge=1, le=20)  # a manifest signed elsewhere still cannot mint thousands
     latestStart: int
     zones: list[str] | None = None
     modes: list[str] | None = None

@@ -281,7 +281,7 @@ async def test_other_participant_cannot_see_or_change_our_tickets(api, deploymen
 
 
 @pytest.mark.parametrize("case", ["unknown participant", "unknown kid", "bad signature", "alg none",
-                                  "expired", "wrong key", "garbage", "malformed claims", "hs256"])
+                                  "expired", "wrong key", "garbage", "malformed claims", "hs256", "huge count"])
 async def test_bad_manifests_are_400(api, deployment, case):
     if case == "unknown participant":
         template = manifest_token(deployment, pid=999)
@@ -306,6 +306,8 @@ async def test_bad_manifests_are_400(api, deployment, case):
         template = "!!!"
     elif case == "malformed claims":
         template = manifest_token(deployment, fare="free")
+    elif case == "huge count":
+        template = manifest_token(deployment, count=100_000)
     else:
         head = b64url_encode(json.dumps({"alg": "HS256", "kid": f"{PID}:issuer-1"}).encode())
         template = f"{head}.{b64url_encode(b'{}')}.{b64url_encode(b'x' * 32)}"
