@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from .keys import KeyStore, jwk_public_key, KeyMaterialError
+from .keys import KeyMaterialError, KeyStore, jwk_public_key
+from .stops import StopArea
 from .timeutil import format_extended, parse_time, utcnow
 
 DenyKind = Literal["ticket", "traveller", "token"]
@@ -144,7 +145,9 @@ class Cache:
         with self.transaction():
             self.conn.execute("DELETE FROM issuer_keys")
             self.conn.executemany("INSERT OR REPLACE INTO issuer_keys(pid, kid, jwk, kind) VALUES (?,?,?,?)", rows)
-            self._set_meta("metadata_updated_at", format_extended(utcnow()))
+            now = format_extended(utcnow())
+            self._set_meta("metadata_updated_at", now)
+            self._set_meta("metadata_checked_at", now)
         self._keystore = None
         return checked
 
@@ -206,16 +209,17 @@ class Cache:
 
     # --- stops and zones -------------------------------------------------------------------------
 
-    def replace_stop_areas(self, stops: Iterable[tuple[str, str, float, float, str | None]]) -> int:
-        rows = list(stops)
+    def replace_stop_areas(self, areas: Iterable[StopArea]) -> int:
+        rows = [(a.stop_area_id, a.name, a.lat, a.long, a.zone_id) for a in areas]
         with self.transaction():
             self.conn.execute("DELETE FROM stop_areas")
             self.conn.executemany("INSERT INTO stop_areas(stop_area_id, name, lat, long, zone_id) VALUES (?,?,?,?,?)",
                                   rows)
         return len(rows)
 
-    def stop_areas(self) -> list[tuple[str, str, float, float, str | None]]:
-        return list(self.conn.execute("SELECT stop_area_id, name, lat, long, zone_id FROM stop_areas"))
+    def stop_areas(self) -> list[StopArea]:
+        return [StopArea(*row) for row in
+                self.conn.execute("SELECT stop_area_id, name, lat, long, zone_id FROM stop_areas")]
 
     # --- usage history ---------------------------------------------------------------------------
 

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from .cache import Cache
+from .config import ConfigError, load_config
 from .cli import UsageError, b64u, iso, print_json, read_input, scanned_bytes
 from .context import Context, Geo, Policy, Validator
 from .engine import Engine
 from .keys import KeyMaterialError
+from .stops import GtfsError, load_stops
 
 DEFAULT_DB = "agent-cache.db"
 
@@ -52,6 +54,52 @@ def cmd_deny(args: argparse.Namespace) -> int:
     cache.close()
     print_json({"kind": kind, "value": value, "expire": args.expire})
     return 0
+
+
+def cmd_import_stops(args: argparse.Namespace) -> int:
+    try:
+        areas = load_stops(args.file)
+    except GtfsError as exc:
+        raise UsageError(str(exc)) from exc
+    cache = open_cache(args)
+    count = cache.replace_stop_areas(areas)
+    cache.close()
+    print_json({"stopAreas": count, "zones": sorted({a.zone_id for a in areas if a.zone_id})})
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """What an operator asks first: is it syncing, how old are its lists, what is waiting."""
+    cache = open_cache(args)
+    try:
+        meta = {key: cache.get_meta(key) for key in ("metadata_checked_at", "metadata_updated_at", "feeds_synced_at",
+                                                       "deny_high_water")}
+        keys = cache.keystore()
+        print_json({"outbox": cache.outbox_count(parked=False), "parked": cache.outbox_count(parked=True),
+                    "issuerKeys": len(keys.issuer_keys), "kdks": len(keys.kdks),
+                    "denyEntries": cache.conn.execute("SELECT count(*) FROM deny_list").fetchone()[0],
+                    "stopAreas": len(cache.stop_areas()), **{k: v for k, v in meta.items() if v is not None}})
+    finally:
+        cache.close()
+    return 0
+
+
+def cmd_outbox_unpark(args: argparse.Namespace) -> int:
+    cache = open_cache(args)
+    count = cache.unpark()
+    cache.close()
+    print_json({"unparked": count})
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runtime import run_from_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    return run_from_config(config, log_level=args.log_level)
 
 
 def context_from_args(args: argparse.Namespace) -> Context:
@@ -113,7 +161,12 @@ def register(commands: Any) -> None:
     which.add_argument("--token-id")
     deny.add_argument("--expire", required=True, type=iso)
     deny.set_defaults(handler=cmd_deny)
-    for sub in (meta, kdk, deny):
+    stops = cache_cmd.add_parser("import-stops", help="load stop areas and zones from a GTFS stops.txt")
+    stops.add_argument("file")
+    stops.set_defaults(handler=cmd_import_stops)
+    status = commands.add_parser("status", help="outbox, lists and their ages")
+    status.set_defaults(handler=cmd_status)
+    for sub in (meta, kdk, deny, stops, status):
         add_db(sub)
 
     validate = commands.add_parser("validate", help="validate or inspect one scanned MTB, offline")
@@ -139,3 +192,11 @@ def register(commands: Any) -> None:
     listing.add_argument("--limit", type=int, default=1000)
     add_db(listing)
     listing.set_defaults(handler=cmd_outbox_list)
+    unpark = outbox.add_parser("unpark", help="retry events the server refused (after fixing the cause)")
+    add_db(unpark)
+    unpark.set_defaults(handler=cmd_outbox_unpark)
+
+    run = commands.add_parser("run", help="run the agent on a device")
+    run.add_argument("--config", required=True, help="the device's TOML config")
+    run.add_argument("--log-level", default="INFO")
+    run.set_defaults(handler=cmd_run)

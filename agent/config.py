@@ -1,0 +1,126 @@
+"""The agent's configuration: one TOML file per device, checked by pydantic at start.
+
+A mistake in the file stops the agent at start with the field named, rather than at the
+first scan on the street.
+"""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .context import Policy
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HardwareSection(BaseModel):
+    """``kind`` picks the adapter; the other keys are that adapter's options (see hardware/)."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ServerSection(Section):
+    environment: Literal["staging", "production"] = "production"
+    staging_url: str | None = None
+    production_url: str | None = None
+    credentials_file: Path | None = None  # one line "entity:password", mode 600
+    upload_interval_s: float = Field(5.0, gt=0)
+    feeds_interval_s: float = Field(60.0, gt=0)
+    batch_size: int = Field(200, ge=1, le=1000)
+    timeout_s: float = Field(10.0, gt=0)
+
+    @property
+    def base_url(self) -> str | None:
+        return self.staging_url if self.environment == "staging" else self.production_url
+
+
+class ServiceSection(Section):
+    service_id: str
+    trip_id: str | None = None
+    block_id: str | None = None
+
+
+class PolicySection(Section):
+    passback_window_s: float = Field(600.0, ge=0)
+    max_speed_kmh: float = Field(200.0, gt=0)
+    device_time_window_s: float = Field(30.0, ge=0)
+    require_device_time: bool = True
+    timezone: str = "Europe/Stockholm"
+    metadata_max_age_s: float = Field(7 * 86400, gt=0)
+    validate_with_stale_metadata: bool = True
+
+    def policy(self) -> Policy:
+        return Policy(passback_window_s=self.passback_window_s, max_speed_kmh=self.max_speed_kmh,
+                      device_time_window_s=self.device_time_window_s,
+                      require_device_time=self.require_device_time, timezone=self.timezone)
+
+
+class AgentConfig(Section):
+    device_id: str
+    mode: Literal["validation", "inspection"] = "validation"
+    location: str | None = None  # vehicle, platform, handheld
+    sublocation: str | None = None
+    db: Path
+    operator_pid: int | None = None
+    mode_of_transport: str | None = None
+    durability: Literal["full", "normal"] = "full"
+    stops_file: Path | None = None  # GTFS stops.txt, imported into the cache at start
+    stop_radius_m: float = Field(150.0, gt=0)
+    reader: HardwareSection
+    position: HardwareSection | None = None
+    feedback: HardwareSection = HardwareSection(kind="console")
+    server: ServerSection | None = None
+    service: ServiceSection | None = None
+    policy: PolicySection = PolicySection()
+
+    @model_validator(mode="after")
+    def _server_has_url(self) -> "AgentConfig":
+        if self.server is not None and self.server.base_url is None:
+            raise ValueError(f"server.{self.server.environment}_url is required for environment "
+                             f"{self.server.environment!r}")
+        return self
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    try:
+        config = AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"config {path}: {problems}") from None
+    base = path.parent
+    for field in ("db", "stops_file"):  # relative paths are relative to the config file
+        value = getattr(config, field)
+        if value is not None and not value.is_absolute():
+            setattr(config, field, base / value)
+    if config.server and config.server.credentials_file and not config.server.credentials_file.is_absolute():
+        config.server.credentials_file = base / config.server.credentials_file
+    return config
+
+
+def read_credentials(path: Path) -> tuple[str, str]:
+    """``entity:password`` from a file kept out of the config (and out of logs)."""
+    try:
+        entity, sep, password = path.read_text(encoding="utf-8").strip().partition(":")
+    except OSError as exc:
+        raise ConfigError(f"cannot read credentials {path}: {exc.strerror}") from exc
+    if not sep or not entity or not password:
+        raise ConfigError(f"credentials file {path} must hold one line 'entity:password'")
+    return entity, password

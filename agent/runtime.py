@@ -1,0 +1,276 @@
+"""The agent process: scans in, decisions shown, events recorded, sync in the background.
+
+One scan at a time per reader: the passenger in front of the validator gets the answer for
+their own ticket, and the cache sees scans in order. Nothing in the scan loop waits on the
+network; no exception leaves it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from hardware import Feedback, PositionSource, Reader
+
+from .cache import Cache
+from .clock import ClockWatch
+from .context import Context, Geo, Service, Validator
+from .engine import Decision, Engine
+from .stops import StopArea, StopLocator
+from .sync import Syncer
+from .timeutil import format_extended, parse_time
+
+log = logging.getLogger(__name__)
+BOOT_ID = uuid.uuid4().hex  # distinguishes this process's monotonic clock from earlier runs'
+
+
+@dataclass(frozen=True)
+class Place:
+    geo: Geo | None
+    stale: bool
+    stop_area: StopArea | None
+
+
+class PositionTracker:
+    """Turns fixes into a place (position, stop area, zone); keeps the last known when the fix is lost."""
+
+    def __init__(self, source: PositionSource | None, locator: StopLocator | None) -> None:
+        self.source = source
+        self.locator = locator
+        self._geo: Geo | None = None
+        self._stop: StopArea | None = None
+
+    def place(self) -> Place:
+        fix = self.source.current() if self.source is not None else None
+        if fix is None or not getattr(fix, "valid", True):
+            return Place(self._geo, self._geo is not None, self._stop)
+        self._geo = Geo(fix.lat, fix.long, fix.alt)
+        if self.locator is not None:
+            hit = self.locator.nearest(fix.lat, fix.long)
+            if hit is not None:
+                self._stop = hit[0]  # between stops, the bus is still "after" the last one
+        return Place(self._geo, False, self._stop)
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) we are ready / alive; a no-op outside systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.warning("sd_notify failed: %s", exc)
+
+
+class Agent:
+    def __init__(self, *, engine: Engine, reader: Reader, feedback: Feedback, validator: Validator,
+                 mode: str = "validation", tracker: PositionTracker | None = None, syncer: Syncer | None = None,
+                 operator_pid: int | None = None, mode_of_transport: str | None = None,
+                 service: Service | None = None, clock: ClockWatch | None = None,
+                 metadata_max_age_s: float | None = None, validate_with_stale_metadata: bool = True) -> None:
+        self.engine = engine
+        self.reader = reader
+        self.feedback = feedback
+        self.validator = validator
+        self.mode = mode
+        self.tracker = tracker or PositionTracker(None, None)
+        self.syncer = syncer
+        self.operator_pid = operator_pid
+        self.mode_of_transport = mode_of_transport
+        self.service = service
+        self.clock = clock or ClockWatch()
+        self.metadata_max_age_s = metadata_max_age_s
+        self.validate_with_stale_metadata = validate_with_stale_metadata
+        self.stop = asyncio.Event()
+        self.decisions: list[Decision] = []
+        self.scans = 0
+        self.alarms: list[str] = []
+
+    # --- one scan -------------------------------------------------------------------------------
+
+    def context(self) -> Context:
+        wall, mono = self.clock.read()
+        place = self.tracker.place()
+        stop = place.stop_area
+        return Context(time=wall, validator=self.validator, mode=self.mode,  # type: ignore[arg-type]
+                       geo=place.geo, position_stale=place.stale, zone=stop.zone_id if stop else None,
+                       stop_area=stop.stop_area_id if stop else None, mode_of_transport=self.mode_of_transport,
+                       service=self.service, operator_pid=self.operator_pid, boot_id=BOOT_ID, monotonic=mono)
+
+    async def handle_scan(self, raw: bytes) -> Decision | None:
+        """Decide, record (committed), then show. Any failure shows red and is logged; the loop goes on."""
+        self.scans += 1
+        try:
+            ctx = self.context()
+            if not await self._trust_list_usable(ctx.time):
+                await self.feedback.show("red", "Validator out of service - please ask staff",
+                                         ["trust list (issuer keys) too old"])
+                return None
+            decision = await self.engine.validate(raw, ctx)
+        except Exception:
+            log.exception("scan could not be processed")
+            await self._show_safely("red", "Please try again", None)
+            return None
+        self.decisions.append(decision)
+        await self._show_safely(decision.colour, decision.passenger_message, await self._details(decision))
+        if self.syncer is not None:
+            self.syncer.kick()
+        return decision
+
+    async def _show_safely(self, colour: str, text: str, lines: list[str] | None) -> None:
+        try:
+            await self.feedback.show(colour, text, lines)
+        except Exception:
+            log.exception("feedback device failed")
+
+    async def _details(self, decision: Decision) -> list[str] | None:
+        """Inspection mode shows the ticket and its last events; a validator shows the reason only."""
+        if self.mode != "inspection":
+            return None if decision.accepted else [decision.event_reason]
+        lines = decision.inspector_message.splitlines()
+        for outcome in decision.outcomes:
+            if outcome.ticket is None:
+                continue
+            uses = await self.engine.run(self.engine.cache.recent_uses, outcome.ticket_id, 4)
+            for use in uses[1:]:  # the first is this inspection
+                lines.append(f"  earlier: {format_extended(use.time)} {use.event_type} result {use.result} "
+                             f"at {use.stop_area or use.device_id or '?'}")
+        return lines
+
+    async def _trust_list_usable(self, now: datetime) -> bool:
+        """Participant metadata older than its maximum age raises an alarm; config decides whether to go on."""
+        if self.metadata_max_age_s is None:
+            return True
+        checked = await self.engine.run(self.engine.cache.get_meta, "metadata_checked_at")
+        age = (now - parse_time(checked)).total_seconds() if checked else float("inf")
+        if age <= self.metadata_max_age_s:
+            return True
+        alarm = f"participant metadata is {age:.0f} s old (max {self.metadata_max_age_s:.0f} s)"
+        if alarm not in self.alarms[-1:]:
+            log.error("ALARM: %s", alarm)
+            self.alarms.append(alarm)
+        return self.validate_with_stale_metadata
+
+    # --- the process ----------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        async for raw in self.reader.scans():
+            await self.handle_scan(raw)
+            if self.stop.is_set():
+                break
+
+    async def _watchdog(self) -> None:
+        interval = int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6
+        if interval <= 0:
+            return
+        while not self.stop.is_set():
+            sd_notify("WATCHDOG=1")
+            try:
+                await asyncio.wait_for(self.stop.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Run until SIGTERM/SIGINT or until the reader ends; then finish the scan in hand and sync once."""
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop.set)
+        background = [asyncio.create_task(self._watchdog(), name="watchdog")]
+        if self.tracker.source is not None:
+            background.append(asyncio.create_task(self.tracker.source.run(), name="position"))
+        if self.syncer is not None:
+            background.append(asyncio.create_task(self.syncer.run(self.stop), name="sync"))
+        reading = asyncio.create_task(self._read_loop(), name="reader")
+        sd_notify("READY=1")
+        log.info("agent %s ready (%s mode)", self.validator.validator_id, self.mode)
+        stopping = asyncio.create_task(self.stop.wait())
+        await asyncio.wait([reading, stopping], return_when=asyncio.FIRST_COMPLETED)
+        sd_notify("STOPPING=1")
+        self.stop.set()
+        await self.reader.close()  # ends scans(); a scan being decided finishes first
+        await asyncio.gather(reading, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        if self.syncer is not None:
+            try:
+                await asyncio.wait_for(self.syncer.upload_pending(), timeout=3)
+            except Exception as exc:  # offline at shutdown: the outbox keeps the events
+                log.info("final upload skipped: %s", exc)
+        log.info("agent %s stopped after %d scans", self.validator.validator_id, self.scans)
+
+
+def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | None = None,
+                position: PositionSource | None = None) -> Agent:
+    """An Agent from an AgentConfig; adapters may be given (tests, the simulator)."""
+    from hardware import make_feedback, make_position, make_reader
+
+    from .config import read_credentials
+    from .stops import load_stops
+    from .sync import ServerClient
+
+    cache = Cache(config.db, durability=config.durability)
+    if config.stops_file is not None:
+        cache.replace_stop_areas(load_stops(config.stops_file))
+    engine = Engine(cache, config.policy.policy())
+    syncer = None
+    if config.server is not None:
+        if config.server.credentials_file is None:
+            raise ValueError("server.credentials_file is required to sync")
+        entity, password = read_credentials(config.server.credentials_file)
+        client = ServerClient(config.server.base_url, entity, password, timeout_s=config.server.timeout_s)
+        syncer = Syncer(engine, client, batch_size=config.server.batch_size,
+                        upload_interval_s=config.server.upload_interval_s,
+                        feeds_interval_s=config.server.feeds_interval_s)
+    areas = cache.stop_areas()
+    if position is None and config.position is not None:
+        position = make_position(config.position.kind, **config.position.options())
+    return Agent(
+        engine=engine,
+        reader=reader or make_reader(config.reader.kind, **config.reader.options()),
+        feedback=feedback or make_feedback(config.feedback.kind, **config.feedback.options()),
+        validator=Validator(config.device_id, config.location, config.sublocation),
+        mode=config.mode,
+        tracker=PositionTracker(position, StopLocator(areas, config.stop_radius_m) if areas else None),
+        syncer=syncer,
+        operator_pid=config.operator_pid,
+        mode_of_transport=config.mode_of_transport,
+        service=Service(config.service.service_id, config.service.trip_id, config.service.block_id)
+        if config.service else None,
+        metadata_max_age_s=config.policy.metadata_max_age_s if config.server is not None else None,
+        validate_with_stale_metadata=config.policy.validate_with_stale_metadata,
+    )
+
+
+async def close_agent(agent: Agent) -> None:
+    if agent.syncer is not None:
+        await agent.syncer.client.close()
+    await agent.feedback.close()
+    agent.engine.close()
+    agent.engine.cache.close()
+
+
+def run_from_config(config, *, log_level: str = "INFO") -> int:
+    """``python -m agent run``: the systemd service's entry point."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        agent = build_agent(config)
+        try:
+            await agent.run()
+        finally:
+            await close_agent(agent)
+
+    asyncio.run(main())
+    return 0

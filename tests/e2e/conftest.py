@@ -1,0 +1,107 @@
+"""End-to-end fixtures: the bundled server as a real process on 127.0.0.1 (so a test can stop
+and restart it on the same port), agents built from real configs, real HTTP for the back office."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from agent.config import AgentConfig
+from agent.runtime import Agent, build_agent, close_agent
+from hardware import SimulatedFeedback, SimulatedReader
+
+from ..server.conftest import PASSWORD, Api, Deployment, make_data_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """``python -m server`` in a subprocess: stop() is a real outage, start() a real restart."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "ServerProcess":
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.process = subprocess.Popen([sys.executable, "-m", "server", "--data", str(self.data_dir), "--host",
+                                         "127.0.0.1", "--port", str(self.port)], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.origin}/api/v1/openapi.json", timeout=1):
+                    return self
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                time.sleep(0.05)
+        raise RuntimeError("server did not come up")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    data = make_data_dir(tmp_path / "server", rate_limit={"requests": 100_000, "window_seconds": 60,
+                                                          "block_seconds": 1})
+    process = ServerProcess(data).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def backoffice(server: ServerProcess) -> Any:
+    async with aiohttp.ClientSession() as session:
+        yield Api(Deployment(server.data_dir, server), session)  # type: ignore[arg-type]
+
+
+def device_config(tmp_path: Path, base_url: str, *, device_id: str = "bus-1", entity: str = "val1",
+                  mode: str = "validation", **extra: Any) -> AgentConfig:
+    credentials = tmp_path / f"{device_id}.credentials"
+    credentials.write_text(f"{entity}:{PASSWORD}\n")
+    credentials.chmod(0o600)
+    return AgentConfig.model_validate({
+        "device_id": device_id, "mode": mode, "db": str(tmp_path / f"{device_id}.db"), "operator_pid": 1234,
+        "mode_of_transport": "bus", "durability": "normal", "reader": {"kind": "simulated"},
+        "feedback": {"kind": "simulated"},
+        "server": {"production_url": base_url + "/api/v1", "credentials_file": str(credentials),
+                   "upload_interval_s": 0.05, "feeds_interval_s": 0.2},
+        **extra})
+
+
+@pytest.fixture
+async def make_agent(tmp_path: Path) -> Any:
+    agents: list[Agent] = []
+
+    def make(base_url: str, **kw: Any) -> Agent:
+        agent = build_agent(device_config(tmp_path, base_url, **kw), reader=SimulatedReader(),
+                            feedback=SimulatedFeedback())
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        await close_agent(agent)
