@@ -96,6 +96,7 @@ class Principal:
     pid: int
     role: str
     exp: int
+    key: str = ""  # the credential key: sub for our own pid, "<pid>:<sub>" for another participant
 
     @property
     def admin(self) -> bool:
@@ -134,7 +135,8 @@ def verify_token(token: str | None, ring: KeyRing, now: datetime, skew: int) -> 
         raise Unauthorized("auth token expired", code="token_expired")
     if iat > t + skew:
         raise Unauthorized("auth token issued in the future", code="invalid_token")
-    return Principal(sub=sub, pid=int(iss), role=role, exp=int(exp))
+    key = sub if int(iss) == ring.pid else f"{int(iss)}:{sub}"
+    return Principal(sub=sub, pid=int(iss), role=role, exp=int(exp), key=key)
 
 
 def _number(value: Any) -> bool:
@@ -179,7 +181,7 @@ def auth_middleware(ctx: Any) -> Any:
             cred = await ctx.run(ctx.store.get_credential, principal.sub)
             if cred is None or cred.role != principal.role:
                 raise Unauthorized("the credential behind this token was removed or changed", code="invalid_token")
-        check_rate(ctx, principal.sub)
+        check_rate(ctx, principal.key)
         if principal.role not in roles:
             raise Forbidden(f"role {principal.role!r} may not call this endpoint (allowed: {', '.join(roles)})",
                             code="wrong_role")

@@ -222,7 +222,7 @@ def post_events(kind: str):
             raise from_validation(exc) from None
         _check_kind(events, kind, "")
         new = [_new_event(raw, ev, kind) for raw, ev in zip(data, events)]
-        stored = await ctx.run(ctx.store.ingest_events, principal.sub, principal.pid, kind, _now(), new)
+        stored = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind, _now(), new)
         return json_response([{"localEventId": ev.localEventId, "eventId": str(event_id), "duplicate": dup}
                               for ev, (event_id, dup) in zip(events, stored)], status=201)
 
@@ -243,7 +243,7 @@ def post_event(kind: str):
             raise field_error("ticketId", "differs from the ticket id in the path")
         event = TicketEvent.model_validate(data)
         _check_kind([event], kind, None)
-        [(event_id, duplicate)] = await ctx.run(ctx.store.ingest_events, principal.sub, principal.pid, kind,
+        [(event_id, duplicate)] = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind,
                                                 _now(), [_new_event(data, event, kind)])
         stored = await ctx.run(ctx.store.get_event, event_id)
         assert stored is not None
@@ -407,7 +407,7 @@ async def get_ticket_event(request: web.Request) -> web.Response:
         raise not_found
     ticket = await ctx.run(ctx.store.get_ticket, ticket_id)
     if principal.role == "val":
-        visible = event.sub == principal.sub
+        visible = event.sub == principal.key
     elif principal.admin:
         visible = True
     elif ticket is not None:

@@ -263,7 +263,7 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
                           settlement_id=settlement_id, mtb=records[0].mtb if len(specs) == 1 else mint(ctx, specs),
                           created_at=now, ticket_ids=ticket_ids, request_id=call.requestId)
     try:
-        await ctx.run(ctx.store.create_issue, bundle, records, actor=principal.sub, replaces=replaces)
+        await ctx.run(ctx.store.create_issue, bundle, records, actor=principal.key, replaces=replaces)
     except DuplicateManifest:
         raise Conflict("this manifest (or requestId) was already used to issue tickets",
                        code="manifest_already_used",
@@ -299,7 +299,7 @@ async def apply(ctx: Context, principal: Principal, ticket_id: str, action: str,
         entry = BlacklistEntry(expire=lifted, ticket_id=ticket.ticket_id, reason=action, created_at=now)
     try:
         await ctx.run(ctx.store.transition, ticket.ticket_id, ticket.state, rule.target, at=now,
-                      actor=principal.sub, action=action, changes=changes, blacklist=entry)
+                      actor=principal.key, action=action, changes=changes, blacklist=entry)
     except StateConflict as exc:
         raise Conflict(str(exc), code="invalid_state") from None
     updated = await ctx.run(ctx.store.get_ticket, ticket.ticket_id)
