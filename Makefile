@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/python -m agent demo
+	$(VENV)/bin/python -m agent simulate
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

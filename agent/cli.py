@@ -189,6 +189,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate import run_simulation
+    return run_simulation(args.workdir)
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=cmd_mtb_verify)
 
     commands.add_parser("demo", help="mint, device-sign and validate a ticket").set_defaults(handler=cmd_demo)
+    simulate = commands.add_parser("simulate", help="server + bus, platform and handheld agents on loopback")
+    simulate.add_argument("--workdir", help="keep the server data and device caches here (default: a temp dir)")
+    simulate.set_defaults(handler=cmd_simulate)
     from . import cli_engine  # registers cache, validate, outbox
 
     cli_engine.register(commands)
