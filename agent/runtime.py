@@ -180,6 +180,15 @@ class Agent:
             except asyncio.TimeoutError:
                 pass
 
+    async def _reader_connected(self, timeout_s: float = 5.0) -> None:
+        """READY means a passenger can scan: wait (briefly) for the reader's port to be open."""
+        connected = getattr(self.reader, "connected", None)
+        if isinstance(connected, asyncio.Event):
+            try:
+                await asyncio.wait_for(connected.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("reader not connected after %.0f s; starting anyway, it keeps retrying", timeout_s)
+
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Run until SIGTERM/SIGINT or until the reader ends; then finish the scan in hand and sync once."""
         loop = asyncio.get_running_loop()
@@ -192,6 +201,7 @@ class Agent:
         if self.syncer is not None:
             background.append(asyncio.create_task(self.syncer.run(self.stop), name="sync"))
         reading = asyncio.create_task(self._read_loop(), name="reader")
+        await self._reader_connected()
         sd_notify("READY=1")
         log.info("agent %s ready (%s mode)", self.validator.validator_id, self.mode)
         stopping = asyncio.create_task(self.stop.wait())

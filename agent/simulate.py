@@ -36,6 +36,7 @@ from .config import AgentConfig
 from .messages import RESULT_NAMES
 from .runtime import Agent, build_agent, close_agent
 from .stops import load_stops
+from .sync import basic_auth
 from .timeutil import utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,8 +83,8 @@ class BackOffice:
 
     async def token(self, entity: str) -> str:
         if entity not in self.tokens:
-            auth = aiohttp.helpers.BasicAuth(entity, self.credentials[entity]).encode()
-            async with self.session.get(f"{self.base}/auth/{entity}", headers={"Authorization": auth}) as reply:
+            headers = {"Authorization": basic_auth(entity, self.credentials[entity])}
+            async with self.session.get(f"{self.base}/auth/{entity}", headers=headers) as reply:
                 reply.raise_for_status()
                 self.tokens[entity] = (await reply.json())["jwtCompact"]
         return self.tokens[entity]

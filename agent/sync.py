@@ -79,6 +79,11 @@ def _retry_after(value: str | None) -> float:
         return 60.0
 
 
+def basic_auth(entity: str, password: str) -> str:
+    """An HTTP Basic ``Authorization`` value (the JobTicket B2B convention)."""
+    return "Basic " + base64.b64encode(f"{entity}:{password}".encode()).decode("ascii")
+
+
 def _token_expiry(token: str) -> float:
     """The ``exp`` claim, read without verifying: the server is who checks the token."""
     try:
@@ -114,8 +119,8 @@ class ServerClient:
         return self._session
 
     async def _fetch_token(self) -> str:
-        basic = base64.b64encode(f"{self.entity}:{self._password}".encode()).decode("ascii")
-        status, _, data = await self._send("GET", f"/auth/{self.entity}", headers={"Authorization": f"Basic {basic}"})
+        status, _, data = await self._send("GET", f"/auth/{self.entity}",
+                                           headers={"Authorization": basic_auth(self.entity, self._password)})
         if status != 200 or not isinstance(data, dict) or not isinstance(data.get("jwtCompact"), str):
             raise Rejected(status, "no token in the auth answer")
         self._token, self._token_exp = data["jwtCompact"], _token_expiry(data["jwtCompact"])
