@@ -7,6 +7,7 @@ long offline period, a dead RTC battery, tampering) and the jump is reported.
 from __future__ import annotations
 
 import logging
+from collections import deque
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ class ClockWatch:
         self.tolerance_s = tolerance_s
         self._wall, self._monotonic = wall, monotonic
         self._last = (wall(), monotonic())
-        self.jumps: list[ClockJump] = []
+        self.jumps: deque[ClockJump] = deque(maxlen=100)
 
     def read(self) -> tuple[datetime, float]:
         """Now, by both clocks; records a jump when they disagree beyond the tolerance."""

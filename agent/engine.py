@@ -158,14 +158,19 @@ class Engine:
         """Run a cache operation on the engine's thread (also used by sync)."""
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
-    async def validate(self, raw: bytes | str, ctx: Context) -> Decision:
-        return await self.run(self.validate_sync, raw, ctx)
+    async def validate(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
+        return await self.run(self.validate_sync, raw, ctx, refuse)
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
 
-    def validate_sync(self, raw: bytes | str, ctx: Context) -> Decision:
-        outcomes, scanned = self._evaluate(raw, ctx)
+    def validate_sync(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
+        """Decide and record. ``refuse`` (e.g. the trust list is too old to decide) records a
+        result-1 event for the scan instead of deciding, so the refusal is on file too."""
+        if refuse is None:
+            outcomes, scanned = self._evaluate(raw, ctx)
+        else:
+            outcomes, scanned = [TicketOutcome(None, unreadable_id(raw), 1, refuse)], None
         events = [ticket_event(ctx, self.policy, o, scanned) for o in outcomes]
         uses = [Use(o.ticket_id, ctx.time, ctx.mode, o.code, ctx.validator.validator_id, ctx.stop_area, ctx.zone,
                     ctx.geo.lat if ctx.geo else None, ctx.geo.long if ctx.geo else None, ctx.boot_id, ctx.monotonic)

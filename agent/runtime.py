@@ -26,7 +26,8 @@ from .sync import Syncer
 from .timeutil import format_extended, parse_time
 
 log = logging.getLogger(__name__)
-BOOT_ID = uuid.uuid4().hex  # distinguishes this process's monotonic clock from earlier runs'
+BOOT_ID = uuid.uuid4().hex
+OUT_OF_SERVICE = "Validator out of service - please ask staff"  # distinguishes this process's monotonic clock from earlier runs'
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,15 @@ class Agent:
         self.stop = asyncio.Event()
         self.decisions: list[Decision] = []
         self.scans = 0
-        self.alarms: list[str] = []
+        self.alarms: dict[str, str] = {}
 
     # --- one scan -------------------------------------------------------------------------------
 
     def context(self) -> Context:
+        jumps = len(self.clock.jumps)
         wall, mono = self.clock.read()
+        if len(self.clock.jumps) > jumps:
+            self.alarm("clock", f"wall clock jumped {self.clock.jumps[-1].seconds:+.0f} s")
         place = self.tracker.place()
         stop = place.stop_area
         return Context(time=wall, validator=self.validator, mode=self.mode,  # type: ignore[arg-type]
@@ -112,17 +116,17 @@ class Agent:
         self.scans += 1
         try:
             ctx = self.context()
-            if not await self._trust_list_usable(ctx.time):
-                await self.feedback.show("red", "Validator out of service - please ask staff",
-                                         ["trust list (issuer keys) too old"])
-                return None
-            decision = await self.engine.validate(raw, ctx)
+            refuse = await self._trust_list_problem(ctx.time)
+            decision = await self.engine.validate(raw, ctx, refuse)
         except Exception:
             log.exception("scan could not be processed")
             await self._show_safely("red", "Please try again", None)
             return None
         self.decisions.append(decision)
-        await self._show_safely(decision.colour, decision.passenger_message, await self._details(decision))
+        if refuse is not None:
+            await self._show_safely("red", OUT_OF_SERVICE, [refuse])
+        else:
+            await self._show_safely(decision.colour, decision.passenger_message, await self._details(decision))
         if self.syncer is not None:
             self.syncer.kick()
         return decision
@@ -147,19 +151,28 @@ class Agent:
                              f"at {use.stop_area or use.device_id or '?'}")
         return lines
 
-    async def _trust_list_usable(self, now: datetime) -> bool:
-        """Participant metadata older than its maximum age raises an alarm; config decides whether to go on."""
+    async def _trust_list_problem(self, now: datetime) -> str | None:
+        """Participant metadata older than its maximum age raises an alarm; the config decides
+        whether the device goes on validating (returns None) or refuses (returns why)."""
         if self.metadata_max_age_s is None:
-            return True
+            return None
         checked = await self.engine.run(self.engine.cache.get_meta, "metadata_checked_at")
         age = (now - parse_time(checked)).total_seconds() if checked else float("inf")
         if age <= self.metadata_max_age_s:
-            return True
-        alarm = f"participant metadata is {age:.0f} s old (max {self.metadata_max_age_s:.0f} s)"
-        if alarm not in self.alarms[-1:]:
-            log.error("ALARM: %s", alarm)
-            self.alarms.append(alarm)
-        return self.validate_with_stale_metadata
+            self.clear_alarm("trust-list")
+            return None
+        self.alarm("trust-list", f"participant metadata is {age:.0f} s old (max {self.metadata_max_age_s:.0f} s)")
+        return None if self.validate_with_stale_metadata else "trust list (participant metadata) too old"
+
+    def alarm(self, kind: str, text: str) -> None:
+        """Raise (or update) an alarm; logged at ERROR when it is raised, for the fleet's log watcher."""
+        if kind not in self.alarms:
+            log.error("ALARM %s: %s", kind, text)
+        self.alarms[kind] = text
+
+    def clear_alarm(self, kind: str) -> None:
+        if self.alarms.pop(kind, None) is not None:
+            log.warning("alarm %s cleared", kind)
 
     # --- the process ----------------------------------------------------------------------------
 
