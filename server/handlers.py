@@ -52,7 +52,8 @@ def q_int(request: web.Request, name: str, default: int | None, lo: int, hi: int
     value = request.query.get(name)
     if value is None or value == "":
         return default
-    if not value.isdigit() or len(value) > 18:
+    # ASCII only: str.isdigit() also passes '²' (int() then raises: a 500) and '١' (Arabic-Indic 1)
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise field_error(name, "must be a non-negative integer", status=400, code="bad_parameter")
     number = int(value)
     if not lo <= number <= hi:
