@@ -7,10 +7,10 @@ names the member rather than a silently ignored field.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 Id = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 Text = Annotated[StrictStr, Field(max_length=1000)]
@@ -26,7 +26,16 @@ def _iso_text(value: object) -> object:
     return value
 
 
-IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]  # no unix numbers, zone required
+def _utc_in_range(value: datetime) -> datetime:
+    """'0001-01-01T00:00:00+14:00' parses but has no UTC form: storing it raised OverflowError (a 500)."""
+    try:
+        value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("date-time out of range once converted to UTC") from None
+    return value
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_utc_in_range)]  # zone required
 
 
 class _Tolerant(BaseModel):
