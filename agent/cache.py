@@ -73,8 +73,15 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     db["outbox"].create_index(["parked", "seq"])
 
 
+def _lean_outbox_v2(db: sqlite_utils.Database) -> None:
+    """Every index is a page written at each scan's commit: the outbox is read in seq order and
+    deleted by seq, so its two secondary indexes only cost time on the hot path."""
+    db.execute("DROP INDEX IF EXISTS idx_outbox_local_event_id")
+    db.execute("DROP INDEX IF EXISTS idx_outbox_parked_seq")
+
+
 # Append-only: migration N takes a cache at schema N-1 to N. Never edit a released one.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_create_v1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_create_v1, _lean_outbox_v2]
 
 
 def _epoch(value: datetime) -> float:
@@ -240,14 +247,13 @@ class Cache:
         """The outbox events and their usage rows in one committed transaction."""
         now = format_extended(utcnow())
         with self.transaction():
-            self.conn.executemany(
-                "INSERT INTO outbox(local_event_id, event_type, body, created_at) VALUES (?,?,?,?)",
-                [(e["localEventId"], e["eventType"], json.dumps(e, separators=(",", ":")), now) for e in events])
-            self.conn.executemany(
-                "INSERT INTO usage(ticket_id, time, epoch, event_type, result, device_id, stop_area, zone, lat, long, "
-                "boot_id, monotonic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(u.ticket_id, format_extended(u.time), _epoch(u.time), u.event_type, u.result, u.device_id,
-                  u.stop_area, u.zone, u.lat, u.long, u.boot_id, u.monotonic) for u in uses])
+            for event in events:
+                self.conn.execute(_INSERT_OUTBOX, (event["localEventId"], event["eventType"],
+                                                   json.dumps(event, separators=(",", ":")), now))
+            for u in uses:
+                self.conn.execute(_INSERT_USAGE, (u.ticket_id, format_extended(u.time), _epoch(u.time), u.event_type,
+                                                  u.result, u.device_id, u.stop_area, u.zone, u.lat, u.long,
+                                                  u.boot_id, u.monotonic))
 
     def outbox(self, *, limit: int = 1000, event_type: str | None = None, parked: bool = False) -> list[OutboxEvent]:
         sql = "SELECT seq, local_event_id, event_type, body, attempts, parked, last_error FROM outbox WHERE parked=?"
@@ -264,24 +270,27 @@ class Cache:
             return self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
         return self.conn.execute("SELECT count(*) FROM outbox WHERE parked=?", (int(parked),)).fetchone()[0]
 
-    def acknowledge(self, local_event_ids: Iterable[str]) -> int:
+    def acknowledge(self, seqs: Iterable[int]) -> int:
         """Delete events the server acknowledged; the only way an event leaves the outbox."""
         with self.transaction():
-            cursor = self.conn.executemany("DELETE FROM outbox WHERE local_event_id=?", [(i,) for i in local_event_ids])
+            cursor = self.conn.executemany("DELETE FROM outbox WHERE seq=?", [(seq,) for seq in seqs])
         return cursor.rowcount
 
-    def note_failure(self, local_event_ids: Iterable[str], error: str, *, park: bool) -> None:
+    def note_failure(self, seqs: Iterable[int], error: str, *, park: bool) -> None:
         """Count a failed upload; ``park`` sets the events aside for a human (never dropped)."""
         with self.transaction():
             self.conn.executemany(
-                "UPDATE outbox SET attempts=attempts+1, last_error=?, parked=MAX(parked, ?) WHERE local_event_id=?",
-                [(error[:500], int(park), i) for i in local_event_ids])
+                "UPDATE outbox SET attempts=attempts+1, last_error=?, parked=MAX(parked, ?) WHERE seq=?",
+                [(error[:500], int(park), seq) for seq in seqs])
 
     def unpark(self) -> int:
         with self.transaction():
             return self.conn.execute("UPDATE outbox SET parked=0 WHERE parked=1").rowcount
 
 
+_INSERT_OUTBOX = "INSERT INTO outbox(local_event_id, event_type, body, created_at) VALUES (?,?,?,?)"
+_INSERT_USAGE = ("INSERT INTO usage(ticket_id, time, epoch, event_type, result, device_id, stop_area, zone, lat, long, "
+                 "boot_id, monotonic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 _USE_COLUMNS = "ticket_id, time, event_type, result, device_id, stop_area, zone, lat, long, boot_id, monotonic"
 
 

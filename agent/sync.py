@@ -244,12 +244,11 @@ class Syncer:
                 middle = len(events) // 2
                 return await self._upload(kind, events[:middle]) + await self._upload(kind, events[middle:])
             log.error("server refused event %s (%s): parked for an operator", events[0].local_event_id, exc)
-            await self.engine.run(lambda: self.cache.note_failure([events[0].local_event_id], str(exc), park=True))
+            await self.engine.run(lambda: self.cache.note_failure([events[0].seq], str(exc), park=True))
             self.status.parked += 1
             return 0
-        sent = {e.local_event_id for e in events}
-        acknowledged = [item.get("localEventId") for item in data or [] if isinstance(item, dict)]
-        acknowledged = [i for i in acknowledged if i in sent]
+        answered = {item.get("localEventId") for item in data or [] if isinstance(item, dict)}
+        acknowledged = [e.seq for e in events if e.local_event_id in answered]
         if acknowledged:
             await self.engine.run(self.cache.acknowledge, acknowledged)
         return len(acknowledged)
