@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 from . import checks, mtb as codec
 from .cache import Cache, DenyKind, Use
 from .context import Context, Policy, operating_day
-from .messages import PASSENGER
+from .messages import passenger_message
 from .timeutil import format_extended
 from .verifier import SignatureCheck, verify_device, verify_issuer
 
@@ -180,7 +180,7 @@ class Engine:
         first = min(failing, key=lambda o: checks.RESULT_ORDER.index(o.code)) if failing else None
         code = first.code if first else 0
         reason = first.reason if first else f"{len(outcomes)} ticket(s) valid"
-        return Decision(code, reason, PASSENGER[code], events, outcomes)
+        return Decision(code, reason, passenger_message(code, ctx.mode), events, outcomes)
 
     def _evaluate(self, raw: bytes | str, ctx: Context) -> tuple[list[TicketOutcome], codec.Mtb | None]:
         try:

@@ -14,5 +14,13 @@ PASSENGER = {
     9: "Ticket cannot be used - please contact staff",
 }
 
+INSPECTION_VALID = "Ticket valid - thank you"
+
+
+def passenger_message(code: int, mode: str) -> str:
+    """An inspector's passenger is already on board: no "welcome" there."""
+    return INSPECTION_VALID if code == 0 and mode == "inspection" else PASSENGER[code]
+
+
 RESULT_NAMES = {0: "success", 1: "other", 2: "spatial", 3: "time", 4: "device header", 5: "issuer signature",
                 6: "device signature", 7: "blacklist", 8: "passback", 9: "fraud"}
