@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
@@ -248,7 +249,9 @@ def post_event(kind: str):
                                                 _now(), [_new_event(data, event, kind)])
         stored = await ctx.run(ctx.store.get_event, event_id)
         assert stored is not None
-        location = ctx.url(f"/ticket/{stored.ticket_id}/event/{event_id}")
+        # the ticket id is the client's text: percent-encoded, or a '\n' in it made aiohttp drop the
+        # connection after the event was stored (and every retry again), and a '/' pointed elsewhere
+        location = ctx.url(f"/ticket/{quote(stored.ticket_id, safe='')}/event/{event_id}")
         if duplicate:
             return json_response({"code": "duplicate_event", "message": "this localEventId was already stored",
                                   "eventId": str(event_id)}, status=303, headers={"Location": location})
