@@ -191,6 +191,12 @@ def auth_middleware(ctx: Any) -> Any:
     return middleware
 
 
+def check_not_blocked(ctx: Any, key: str) -> None:
+    wait = ctx.limiter.blocked(key) if ctx.limiter is not None else None
+    if wait is not None:
+        raise TooManyRequests(f"too many failed attempts; retry after {wait} s", headers={"Retry-After": str(wait)})
+
+
 def check_rate(ctx: Any, key: str) -> None:
     if ctx.limiter is None:
         return

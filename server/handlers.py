@@ -105,15 +105,20 @@ async def body_model(request: web.Request, model: Any) -> Any:
 
 @allow(BASIC)
 async def get_auth(request: web.Request) -> web.Response:
+    """Failed logins are counted per client address, successful ones per credential: someone
+    guessing a device's password slows down only themselves, never the device's own calls."""
     ctx = ctx_of(request)
     entity_id = request.match_info["entityId"]
-    auth.check_rate(ctx, entity_id)  # every attempt counts, so guessing passwords is slow
+    failures = f"login-failures:{request.remote or '?'}"
+    auth.check_not_blocked(ctx, failures)  # before the (deliberately slow) password hash
     user, password = auth.parse_basic(request.headers.get("Authorization"))
     cred = await ctx.run(ctx.store.get_credential, entity_id) if user == entity_id else None
     ok = await asyncio.to_thread(auth.verify_password, password, cred.password_hash if cred else None)
     if not ok or cred is None:
+        auth.check_rate(ctx, failures)
         raise Unauthorized("invalid credentials", code="invalid_credentials",
                            headers={"WWW-Authenticate": 'Basic realm="bob"'})
+    auth.check_rate(ctx, entity_id)
     token = auth.issue_token(ctx.keyring, cred.entity_id, cred.role, _now(), ctx.config.token_lifetime_seconds)
     return json_response({"jwtCompact": token}, headers={"Cache-Control": "no-store"})
 

@@ -50,6 +50,12 @@ class RateLimiter:
         hits.append(now)
         return None
 
+    def blocked(self, key: str) -> int | None:
+        """Seconds left of a block on ``key``, without counting a request."""
+        until = self._blocked_until.get(key)
+        now = self.clock()
+        return max(1, math.ceil(until - now)) if until is not None and now < until else None
+
     def _sweep(self, now: float) -> None:
         for key in [k for k, until in self._blocked_until.items() if until <= now]:
             del self._blocked_until[key]
