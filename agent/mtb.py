@@ -20,6 +20,7 @@ from .timeutil import TimeFormatError, parse_time
 
 MAX_INPUT_BYTES = 96 * 1024  # base64url text of a 64 KiB MTB, with room to spare
 MAX_MTB_BYTES = 64 * 1024  # decompressed size cap: anything bigger is a bomb or junk
+MAX_TICKETS = 20  # a family bundle fits; a forged MTB cannot make a scan write thousands of events
 VERSION = "1"
 
 Transport = Literal["raw", "zlib", "base64url", "zlib+base64url"]
@@ -134,6 +135,8 @@ def _inflate(data: bytes) -> bytes:
         raise MtbFormatError(f"decompressed MTB exceeds {MAX_MTB_BYTES} bytes")
     if not inflater.eof:
         raise MtbFormatError("truncated zlib data")
+    if inflater.unused_data:
+        raise MtbFormatError(f"{len(inflater.unused_data)} bytes after the zlib stream")
     return out
 
 
@@ -317,6 +320,8 @@ def _tickets(payload_bytes: bytes) -> tuple[Ticket, ...]:
     for pid, items in payload.items():
         if not isinstance(items, list):
             raise MtbFormatError(f"payload entry {pid!r} is not an array of tickets")
+        if len(tickets) + len(items) > MAX_TICKETS:
+            raise MtbFormatError(f"payload carries more than {MAX_TICKETS} tickets")
         tickets.extend(_ticket(str(pid), item, len(tickets)) for item in items)
     return tuple(tickets)
 

@@ -158,3 +158,18 @@ def test_mutated_mtbs_never_verify_or_crash(issuer_key, keystore, data):
     # A byte change inside the unsigned framing can still decode to the same signed parts.
     same = decoded.issuer.body == mtb.decode(raw).issuer.body
     assert verifier.verify_issuer(decoded, keystore).ok == same
+
+
+def test_a_bundle_is_capped(issuer_key):
+    raw = signer.mint(issuer_key, pid=1234, kid="1234:k1", tickets=[ticket(f"B{i}") for i in range(mtb.MAX_TICKETS)])
+    assert len(mtb.decode(raw).tickets) == mtb.MAX_TICKETS
+    too_many = signer.mint(issuer_key, pid=1234, kid="1234:k1",
+                           tickets=[ticket(f"B{i}") for i in range(mtb.MAX_TICKETS + 1)])
+    with pytest.raises(mtb.MtbFormatError, match="more than"):
+        mtb.decode(too_many)
+
+
+def test_bytes_after_the_zlib_stream_are_refused(issuer_key):
+    raw = signer.mint(issuer_key, pid=1234, kid="1234:k1", tickets=[ticket()])
+    with pytest.raises(mtb.MtbFormatError, match="after the zlib stream"):
+        mtb.decode(zlib.compress(raw) + b"junk")
