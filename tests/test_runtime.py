@@ -1,0 +1,103 @@
+"""The device process around the engine: position to stop area and zone, the fix lost, the
+inspector's view, and a scan loop that survives failing parts."""
+from __future__ import annotations
+
+import functools
+import operator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from agent import keys, signer
+from agent.cache import Cache
+from agent.context import Validator
+from agent.engine import Engine
+from agent.runtime import Agent, PositionTracker
+from agent.stops import StopLocator, load_stops
+from agent.timeutil import utcnow
+from hardware import NmeaGps, SimulatedFeedback, SimulatedReader, SimulatedRoute
+
+from .conftest import ticket
+
+STOPS = load_stops(Path(__file__).resolve().parents[1] / "deploy" / "gtfs" / "stops.txt")
+BY_ID = {s.stop_area_id: s for s in STOPS}
+
+
+def nmea(body: str) -> str:
+    return f"${body}*{functools.reduce(operator.xor, body.encode(), 0):02X}"
+
+
+def test_route_maps_to_stop_areas_and_keeps_the_last_when_the_fix_is_lost():
+    route = SimulatedRoute([(BY_ID[s].lat, BY_ID[s].long) for s in ("CEN", "ODP", "UNI")], steps_per_leg=4)
+    tracker = PositionTracker(route, StopLocator(STOPS))
+    place = tracker.place()
+    assert (place.stop_area.stop_area_id, place.stop_area.zone_id, place.stale) == ("CEN", "A", False)
+    route.advance(2)  # between Centralstationen and Odenplan: still "after" Centralstationen
+    assert tracker.place().stop_area.stop_area_id == "CEN"
+    route.advance(2)
+    assert tracker.place().stop_area.stop_area_id == "ODP"
+    route.advance(4)
+    assert tracker.place().stop_area.zone_id == "B"
+    route.fix_lost = True  # a tunnel
+    lost = tracker.place()
+    assert lost.stale and lost.stop_area.stop_area_id == "UNI" and lost.geo is not None
+
+
+def test_nmea_sentences_drive_the_stop_area():
+    gps = NmeaGps(reader=SimulatedReader())
+    tracker = PositionTracker(gps, StopLocator(STOPS))
+    gps.feed(nmea("GPGGA,081500.00,5920.5740,N,01803.0000,E,1,08,0.9,12.0,M,24.0,M,,"))  # Odenplan
+    assert tracker.place().stop_area.stop_area_id == "ODP"
+    gps.feed("$GPGGA,081501.00,5923.5000,N,01802.4780,E,1,08,0.9,12.0,M,24.0,M,,*00")  # bad checksum: ignored
+    assert tracker.place().stop_area.stop_area_id == "ODP"
+    gps.feed(nmea("GPGGA,081502.00,,,,,0,00,,,M,,M,,"))  # no fix
+    place = tracker.place()
+    assert place.stale and place.stop_area.stop_area_id == "ODP"
+    assert gps.stats["bad_checksum"] == 1
+
+
+@pytest.fixture()
+def engine(tmp_path, issuer_key):
+    cache = Cache(tmp_path / "d.db", durability="normal")
+    cache.import_metadata(keys.participant_metadata(1234, [keys.public_jwk(issuer_key, "1234:k1")]))
+    engine = Engine(cache)
+    yield engine
+    engine.close()
+    cache.close()
+
+
+def live_ticket(issuer_key, **fields) -> bytes:
+    now = utcnow()
+    return signer.mint(issuer_key, pid=1234, kid="1234:k1", tickets=[ticket(
+        valid_from=now - timedelta(hours=1), valid_until=now + timedelta(hours=1), **fields)])
+
+
+async def test_inspection_shows_ticket_details_and_earlier_events(engine, issuer_key):
+    raw = live_ticket(issuer_key, product_id="month-AB", traveller_id="trav-9", zones=["A", "B"])
+    bus = Agent(engine=engine, reader=SimulatedReader(), feedback=SimulatedFeedback(), validator=Validator("bus-1"))
+    await bus.handle_scan(raw)  # the same cache: the handheld sees the validation
+    handheld = Agent(engine=engine, reader=SimulatedReader(), feedback=SimulatedFeedback(),
+                     validator=Validator("handheld-1"), mode="inspection")
+    await handheld.handle_scan(raw)
+    shown = handheld.feedback.last
+    assert shown.colour == "green"
+    text = "\n".join(shown.lines)
+    assert "product month-AB" in text and "traveller trav-9" in text and "zones A,B" in text
+    assert "earlier:" in text and "validation result 0" in text
+
+
+async def test_a_scan_loop_survives_a_broken_display_and_a_broken_engine(engine, issuer_key, caplog):
+    class BrokenDisplay(SimulatedFeedback):
+        async def show(self, colour, text, lines=None):
+            raise OSError("display unplugged")
+
+    agent = Agent(engine=engine, reader=SimulatedReader(), feedback=BrokenDisplay(), validator=Validator("g"))
+    decision = await agent.handle_scan(live_ticket(issuer_key))
+    assert decision.event_result == 0 and engine.cache.outbox_count() == 1  # recorded all the same
+
+    agent.feedback = SimulatedFeedback()
+    engine.cache.conn.close()  # the disk is gone: the engine cannot record
+    assert await agent.handle_scan(live_ticket(issuer_key)) is None
+    assert (agent.feedback.last.colour, agent.feedback.last.text) == ("red", "Please try again")
+    assert "scan could not be processed" in caplog.text
