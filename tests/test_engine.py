@@ -225,3 +225,27 @@ def test_random_bytes_give_1_and_an_event(engine, cache, data):
     decision = engine.validate_sync(data, ctx())
     assert decision.event_result in (1, 4, 5, 6)
     assert cache.outbox_count() == before + len(decision.events)
+
+
+def test_an_old_cache_is_migrated_with_its_data(tmp_path, issuer_key):
+    import sqlite3
+
+    import sqlite_utils
+
+    from agent.cache import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    MIGRATIONS[0](sqlite_utils.Database(conn))  # a cache as the first release made it
+    conn.execute("PRAGMA user_version=1")
+    conn.execute("INSERT INTO outbox(local_event_id, event_type, body, created_at) VALUES ('e1', 'validation', '{}', 'x')")
+    conn.close()
+    cache = Cache(path)
+    try:
+        assert cache.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert [e.local_event_id for e in cache.outbox()] == ["e1"]
+        plan = cache.conn.execute("EXPLAIN QUERY PLAN SELECT * FROM usage WHERE ticket_id='T' AND result=0 "
+                                  "ORDER BY epoch DESC LIMIT 50").fetchall()
+        assert "ticket_id=? AND result=?" in plan[0][3]  # a ticket refused 10,000 times is still one seek
+    finally:
+        cache.close()
