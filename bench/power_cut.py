@@ -2,7 +2,8 @@
 then its cache checked and synced to the bundled server (a subprocess on 127.0.0.1).
 
 Prints: kills survived, decisions reported, events in the outbox, events lost (must be 0),
-duplicates (must be 0), integrity, passback figures, and the server's count after the sync.
+duplicates (must be 0), integrity, passback figures; then uploaders SIGKILLed mid-sync
+(--upload-kills), a last sync, and the server's count per localEventId (each must be 1).
 Exits 1 when anything is lost, doubled or inconsistent.
 
     .venv/bin/python bench/power_cut.py [--kills 1000] [--spawn fork|exec] [--lifetime-ms 10 150]
@@ -33,6 +34,7 @@ def main() -> int:
     parser.add_argument("--lifetime-ms", type=float, nargs=2, default=(10.0, 150.0), metavar=("LO", "HI"))
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--no-sync", action="store_true", help="skip the upload to the server")
+    parser.add_argument("--upload-kills", type=int, default=20, help="uploaders SIGKILLed mid-sync first")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,13 +64,23 @@ def main() -> int:
                                                                    "block_seconds": 1})
             server = ServerProcess(data).start()
             try:
+                if args.upload_kills:
+                    before = len(figures.other_exits)
+                    cut.cut_uploads(args.upload_kills, server.origin + "/api/v1", "val1", PASSWORD,
+                                    data / "server.sqlite3", batch_size=250)
+                    problems += figures.other_exits[before:]
+                    print(f"uploaders cut mid-sync    {figures.upload_kills} of {figures.upload_rounds} rounds; "
+                          f"{len(figures.resent)} events stored by the server but cut before the device's "
+                          f"acknowledgement (sent again)")
                 sync = sync_and_check(device / "device.db", report["lids"], server.origin + "/api/v1",
-                                      data / "server.sqlite3", "val1", PASSWORD, batch_size=1000)
+                                      data / "server.sqlite3", "val1", PASSWORD, batch_size=1000,
+                                      complete=not args.upload_kills)
             finally:
                 server.stop()
             problems += sync["problems"]
             print(f"server after sync         {sync['server_events']} events, {sync['server_missing']} missing, "
-                  f"{sync['server_duplicates']} stored twice; outbox left {sync['outbox_left']}")
+                  f"{sync['server_duplicates']} stored twice; outbox left {sync['outbox_left']}; "
+                  f"integrity_check {sync['integrity']}")
         for problem in problems:
             print("PROBLEM", problem)
         print("RESULT", "FAIL" if problems else "OK")

@@ -55,6 +55,7 @@ from agent import keys, mtb, signer  # noqa: E402
 from agent.cache import Cache  # noqa: E402
 from agent.context import Context, Geo, Policy, Validator  # noqa: E402
 from agent.engine import Engine  # noqa: E402
+from agent.sync import ServerClient, Syncer  # noqa: E402
 
 DEVICE_ID = "bus-powercut"
 PID = 1234
@@ -158,18 +159,30 @@ def child_stream(db: str, scans_file: str, seed: int, count: int = 0) -> None:
     os.write(1, b"DONE\n")
 
 
+def child_upload(db: str, job: dict[str, Any]) -> None:
+    """The uploader, to be cut mid-sync: drain the outbox with the agent's Syncer."""
+    os.write(1, f"START {os.getpid()}\n".encode())
+    sent = asyncio.run(upload(db, job["base_url"], job["entity"], job["password"], batch_size=job["batch_size"]))
+    os.write(1, f"UPLOADED {sent}\nDONE\n".encode())
+
+
 def zygote(db: str, scans_file: str) -> None:
-    """Read ``RUN <seed>`` lines; fork a child per line, reap it, report ``EXIT <pid> <status>``."""
+    """Read ``RUN <seed>`` or ``UPLOAD <json>`` lines; fork a child per line, reap it, report
+    ``EXIT <pid> <status>``."""
     os.write(1, b"READY\n")
     for command in iter(sys.stdin.readline, ""):
-        parts = command.split()
+        parts = command.split(maxsplit=1)
         if not parts or parts[0] == "QUIT":
             break
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
-                child_stream(db, scans_file, int(parts[1]), int(parts[2]) if len(parts) > 2 else 0)
+                if parts[0] == "UPLOAD":
+                    child_upload(db, json.loads(parts[1]))
+                else:
+                    args = parts[1].split()
+                    child_stream(db, scans_file, int(args[0]), int(args[1]) if len(args) > 1 else 0)
             except BaseException:
                 traceback.print_exc()
                 code = 1
@@ -215,6 +228,9 @@ class Figures:
     kills_before_first_decision: int = 0
     seconds: float = 0.0
     start_seconds: list[float] = field(default_factory=list)  # RUN/exec to the child's START line
+    upload_rounds: int = 0
+    upload_kills: int = 0  # uploaders cut mid-sync
+    resent: set[str] = field(default_factory=set)  # stored by the server, cut before the acknowledgement
 
 
 class PowerCut:
@@ -255,6 +271,46 @@ class PowerCut:
         finally:
             self.close()
         self.figures.seconds += time.monotonic() - started
+        return self.figures
+
+    def cut_uploads(self, rounds: int, base_url: str, entity: str, password: str, server_db: str | Path, *,
+                    batch_size: int = 250, lifetime_ms: tuple[float, float] = (50, 600),
+                    until_resent: int = 0, max_rounds: int = 0) -> Figures:
+        """Upload the outbox from children SIGKILLed mid-sync: ``rounds`` of them, and more (up to
+        ``max_rounds``) until ``until_resent`` events were caught stored by the server but not yet
+        acknowledged (the case the server's dedupe is for). Stops early once a child finishes."""
+        job = json.dumps({"base_url": base_url, "entity": entity, "password": password, "batch_size": batch_size})
+        self._start_zygote()
+        try:
+            for number in range(max(rounds, max_rounds)):
+                if number >= rounds and len(self.figures.resent) >= until_resent:
+                    break
+                self.figures.upload_rounds += 1
+                assert self._zygote is not None and self._zlines is not None
+                self._zygote.stdin.write(f"UPLOAD {job}\n".encode())  # type: ignore[union-attr]
+                first = self._zlines.next(time.monotonic() + 30)
+                if first is None or not first.startswith("START "):
+                    raise RuntimeError(f"uploader did not start ({first!r}): {self.stderr_text()}")
+                pid = int(first.split()[1])
+                deadline = time.monotonic() + self.rng.uniform(*lifetime_ms) / 1000
+                line = self._zlines.next(deadline)
+                finished = line is not None
+                if not finished:
+                    os.kill(pid, 9)
+                while line is None or not line.startswith("EXIT "):
+                    line = self._zlines.next(time.monotonic() + 60)
+                    if line is None:
+                        raise RuntimeError(f"zygote stopped answering: {self.stderr_text()}")
+                raw = int(line.split()[2])
+                if os.WIFSIGNALED(raw) and os.WTERMSIG(raw) == 9:
+                    self.figures.upload_kills += 1
+                elif raw != 0:
+                    self.figures.other_exits.append(f"uploader round {self.figures.upload_rounds}: {line}")
+                self.figures.resent |= stored_not_acknowledged(self.db, server_db)
+                if finished:
+                    break
+        finally:
+            self.close()
         return self.figures
 
     def close(self) -> None:
@@ -413,8 +469,6 @@ def check_cache(db: str | Path, pool: Pool, figures: Figures) -> dict[str, Any]:
 
 async def upload(db: str | Path, base_url: str, entity: str, password: str, *, batch_size: int = 500) -> int:
     """Drain the outbox with the agent's own Syncer; returns events acknowledged."""
-    from agent.sync import ServerClient, Syncer
-
     engine = Engine(Cache(db, durability="full"))
     client = ServerClient(base_url, entity, password)
     try:
@@ -428,6 +482,17 @@ async def upload(db: str | Path, base_url: str, entity: str, password: str, *, b
         engine.cache.close()
 
 
+def stored_not_acknowledged(db: str | Path, server_db: str | Path) -> set[str]:
+    """Events the server holds that are still in the outbox: an uploader was cut between the
+    server's answer and the acknowledgement, so the next upload sends them again."""
+    conn = sqlite3.connect(db)
+    try:
+        pending = {lid for (lid,) in conn.execute("SELECT local_event_id FROM outbox")}
+    finally:
+        conn.close()
+    return pending & set(server_counts(server_db))
+
+
 def server_counts(server_db: str | Path) -> Counter[str]:
     """localEventId -> number of stored events, read straight from the server's database."""
     conn = sqlite3.connect(f"file:{server_db}?mode=ro", uri=True)
@@ -438,19 +503,24 @@ def server_counts(server_db: str | Path) -> Counter[str]:
 
 
 def sync_and_check(db: str | Path, lids: set[str], base_url: str, server_db: str | Path, entity: str,
-                   password: str, *, batch_size: int = 500) -> dict[str, Any]:
+                   password: str, *, batch_size: int = 500, complete: bool = True) -> dict[str, Any]:
+    """The final upload, then the server's counts. ``complete``: this upload sent every event
+    (False after uploaders were cut: some events went up before)."""
     acknowledged = asyncio.run(upload(db, base_url, entity, password, batch_size=batch_size))
-    return sync_figures(db, lids, server_db, acknowledged)
+    return sync_figures(db, lids, server_db, acknowledged if complete else None)
 
 
-def sync_figures(db: str | Path, lids: set[str], server_db: str | Path, acknowledged: int) -> dict[str, Any]:
+def sync_figures(db: str | Path, lids: set[str], server_db: str | Path, acknowledged: int | None) -> dict[str, Any]:
     counts = server_counts(server_db)
     conn = sqlite3.connect(db)
     try:
         left = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        integrity = [r[0] for r in conn.execute("PRAGMA integrity_check")]
     finally:
         conn.close()
     problems = []
+    if integrity != ["ok"]:
+        problems.append(f"integrity_check after the sync: {integrity[:5]}")
     missing = [lid for lid in lids if counts.get(lid, 0) == 0]
     twice = [lid for lid, n in counts.items() if n > 1]
     extra = [lid for lid in counts if lid not in lids]
@@ -462,9 +532,10 @@ def sync_figures(db: str | Path, lids: set[str], server_db: str | Path, acknowle
         problems.append(f"{len(extra)} unknown event(s) on the server: {extra[:3]}")
     if left:
         problems.append(f"{left} event(s) still in the outbox")
-    if acknowledged != len(lids):
+    if acknowledged is not None and acknowledged != len(lids):
         problems.append(f"{acknowledged} acknowledged for {len(lids)} events")
-    return {"acknowledged": acknowledged, "server_events": sum(counts.values()), "server_missing": len(missing),
+    return {"acknowledged": acknowledged, "integrity": integrity[0] if len(integrity) == 1 else integrity,
+            "server_events": sum(counts.values()), "server_missing": len(missing),
             "server_duplicates": len(twice), "outbox_left": left, "problems": problems}
 
 

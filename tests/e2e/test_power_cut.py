@@ -1,5 +1,6 @@
 """Power cut (issue 6, item 1): a validator process SIGKILLed at random moments, 200 times, on a
-stream of scans; then the cache is checked and synced, and the server holds each event once.
+stream of scans; then the cache is checked; then uploaders are SIGKILLed mid-sync, a last sync
+drains the outbox, and the server holds each event exactly once.
 
 The children are forked from one zygote that has imported the agent (scan_stream.py says why:
 a fresh Python with the agent's imports costs ~0.3 s here, a fork ~2 ms); each child opens the
@@ -29,7 +30,7 @@ def test_power_cuts_lose_nothing_and_the_server_gets_each_event_once(tmp_path: P
 
     assert figures.other_exits == [], cut.stderr_text()
     assert figures.kills == KILLS
-    assert figures.kills_before_first_decision < KILLS // 2  # most cuts land inside the scan loop
+    assert figures.kills_before_first_decision <= KILLS * 3 // 5  # most cuts land inside the scan loop (~30 %)
     assert figures.decisions >= 2 * KILLS, figures.decisions  # the stream really ran
     assert figures.seconds < 45
 
@@ -41,9 +42,19 @@ def test_power_cuts_lose_nothing_and_the_server_gets_each_event_once(tmp_path: P
     assert report["passback_refusals"] > report["accepted"]  # repeats were decided by history
     assert report["accepted"] <= len(pool.valid)  # each valid ticket at most once on this device
 
-    sync = sync_and_check(device / "device.db", report["lids"], server.origin + "/api/v1",
-                          server.data_dir / "server.sqlite3", "val1", PASSWORD, batch_size=500)
+    # Power cuts during the sync too: uploaders killed mid-batch, until at least one was caught
+    # after the server stored a batch and before the device deleted it (sent again, deduplicated).
+    server_db = server.data_dir / "server.sqlite3"
+    cut.cut_uploads(6, server.origin + "/api/v1", "val1", PASSWORD, server_db, batch_size=250,
+                    until_resent=1, max_rounds=40)
+    assert figures.other_exits == [], cut.stderr_text()
+    assert figures.upload_kills >= 3
+    assert figures.resent, "no cut landed between the server's answer and the acknowledgement"
+
+    sync = sync_and_check(device / "device.db", report["lids"], server.origin + "/api/v1", server_db, "val1",
+                          PASSWORD, batch_size=500, complete=False)
     assert sync["problems"] == []
+    assert sync["integrity"] == "ok"
     assert sync["server_events"] == report["outbox"]
     assert sync["server_duplicates"] == 0 and sync["server_missing"] == 0 and sync["outbox_left"] == 0
 
