@@ -59,6 +59,21 @@ def test_power_cuts_lose_nothing_and_the_server_gets_each_event_once(tmp_path: P
     assert sync["server_duplicates"] == 0 and sync["server_missing"] == 0 and sync["outbox_left"] == 0
 
 
+def test_a_short_passback_window_accepts_again_after_it_across_power_cuts(tmp_path: Path):
+    """History survives the cuts in both directions: with a 0.4 s passback window, each valid
+    ticket is accepted again once the window has passed (often by a later child), and refused
+    inside it; check_cache holds every decision to that, per ticket, from the events' times."""
+    device = tmp_path / "device"
+    device.mkdir()
+    pool = make_pool(device, passback_window_s=0.4)
+    figures = PowerCut(device, pool, lifetime_ms=(10, 150), seed=11).run(40)
+    report = check_cache(device / "device.db", pool, figures)
+    assert report["problems"] == []
+    assert figures.kills == 40
+    assert report["accepted"] > 2 * len(pool.valid)  # re-accepted after the window, many times
+    assert report["passback_refusals"] > report["accepted"]  # and refused inside it
+
+
 def test_the_checks_catch_a_lost_event_a_double_accept_and_a_broken_history(tmp_path: Path):
     """The checks above can fail: each kind of damage, done by hand to a copy, is reported."""
     device = tmp_path / "device"
