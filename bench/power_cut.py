@@ -34,7 +34,8 @@ def main() -> int:
     parser.add_argument("--lifetime-ms", type=float, nargs=2, default=(10.0, 150.0), metavar=("LO", "HI"))
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--no-sync", action="store_true", help="skip the upload to the server")
-    parser.add_argument("--upload-kills", type=int, default=20, help="uploaders SIGKILLed mid-sync first")
+    parser.add_argument("--upload-kills", type=int, default=20, help="uploaders SIGKILLed mid-sync first (more, up to 40, until one is cut between "
+                             "the server's store and the acknowledgement)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,7 +68,8 @@ def main() -> int:
                 if args.upload_kills:
                     before = len(figures.other_exits)
                     cut.cut_uploads(args.upload_kills, server.origin + "/api/v1", "val1", PASSWORD,
-                                    data / "server.sqlite3", batch_size=250)
+                                    data / "server.sqlite3", batch_size=250, until_resent=1,
+                                    max_rounds=max(40, 2 * args.upload_kills))
                     problems += figures.other_exits[before:]
                     print(f"uploaders cut mid-sync    {figures.upload_kills} of {figures.upload_rounds} rounds; "
                           f"{len(figures.resent)} events stored by the server but cut before the device's "
