@@ -48,10 +48,14 @@ class OutboxEvent:
     seq: int
     local_event_id: str
     event_type: str
-    body: dict[str, Any]
+    body_json: str  # the ticketEvent as stored: uploads send it as it is, without re-encoding
     attempts: int
     parked: bool
     last_error: str | None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return json.loads(self.body_json)
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -269,7 +273,7 @@ class Cache:
             sql += " AND event_type=?"
             params.append(event_type)
         rows = self.conn.execute(sql + " ORDER BY seq LIMIT ?", [*params, limit])
-        return [OutboxEvent(seq, lid, etype, json.loads(body), attempts, bool(p), err)
+        return [OutboxEvent(seq, lid, etype, body, attempts, bool(p), err)
                 for seq, lid, etype, body, attempts, p, err in rows]
 
     def outbox_count(self, *, parked: bool | None = None) -> int:
