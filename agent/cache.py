@@ -199,11 +199,15 @@ class Cache:
     def deny(self, kind: DenyKind, value: str, expire: datetime, server_id: int | None = None) -> None:
         self.apply_deny_entries([(kind, value, expire, server_id)])
 
-    def apply_deny_entries(self, entries: Sequence[tuple[DenyKind, str, datetime, int | None]]) -> None:
-        """The newest entry for a (kind, value) wins: that is how the server lifts one."""
+    def apply_deny_entries(self, entries: Sequence[tuple[DenyKind, str, datetime, int | None]],
+                           high_water: int | None = None) -> None:
+        """The newest entry for a (kind, value) wins: that is how the server lifts one.
+        ``high_water``: the last server entry id this page covered, malformed entries included."""
         rows = [(kind, value, format_extended(expire), _epoch(expire), server_id)
                 for kind, value, expire, server_id in entries]
-        high = max((r[4] for r in rows if r[4] is not None), default=None)
+        high = max((r[4] for r in rows if r[4] is not None), default=high_water)
+        if high_water is not None and high is not None:
+            high = max(high, high_water)
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO deny_list(kind, value, expire, expire_epoch, server_id) VALUES (?,?,?,?,?)",

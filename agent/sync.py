@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from .cache import DenyKind, OutboxEvent
 from .engine import Engine
@@ -29,8 +31,11 @@ from .timeutil import TimeFormatError, format_extended, parse_time, utcnow
 log = logging.getLogger(__name__)
 
 TRANSIENT_STATUS = {500, 502, 503, 504}
+EVENT_LEVEL_STATUS = {400, 409, 413, 422}
+RETRY_AFTER_RANGE_S = (1.0, 900.0)
 TOKEN_RENEW_MARGIN_S = 60.0
 BLACKLIST_PAGE = 10000
+BLACKLIST_MIN_PAGE = 100
 
 
 class SyncError(Exception):
@@ -48,11 +53,21 @@ class RateLimited(SyncError):
 
 
 class Rejected(SyncError):
-    """A 4xx other than 401/429: the request itself is wrong; retrying will not help."""
+    """A 4xx other than 429: retrying the same request will not help."""
 
     def __init__(self, status: int, body: str) -> None:
         super().__init__(f"HTTP {status}: {body[:300]}")
         self.status = status
+
+    @property
+    def about_the_events(self) -> bool:
+        """Only these answers to an upload say the events are wrong; 401/403/404/405 say the
+        device (credentials, role, base URL) is, and parking its events would punish them."""
+        return self.status in EVENT_LEVEL_STATUS
+
+
+class AuthFailed(Rejected):
+    """The credentials or the token were refused: a device-level problem, raised as an alarm."""
 
 
 @dataclass
@@ -73,10 +88,14 @@ class Backoff:
 
 
 def _retry_after(value: str | None) -> float:
+    """Retry-After in seconds, kept within reason: ``inf`` must not stop sync, ``0`` must not spin."""
     try:
-        return max(0.0, float(value)) if value else 60.0
+        seconds = float(value) if value else 60.0
     except ValueError:
-        return 60.0
+        seconds = 60.0
+    if math.isnan(seconds):
+        seconds = 60.0
+    return min(max(seconds, RETRY_AFTER_RANGE_S[0]), RETRY_AFTER_RANGE_S[1])
 
 
 def basic_auth(entity: str, password: str) -> str:
@@ -122,7 +141,7 @@ class ServerClient:
         status, _, data = await self._send("GET", f"/auth/{self.entity}",
                                            headers={"Authorization": basic_auth(self.entity, self._password)})
         if status != 200 or not isinstance(data, dict) or not isinstance(data.get("jwtCompact"), str):
-            raise Rejected(status, "no token in the auth answer")
+            raise AuthFailed(status, f"GET /auth/{self.entity} gave no token")
         self._token, self._token_exp = data["jwtCompact"], _token_expiry(data["jwtCompact"])
         return self._token
 
@@ -133,7 +152,7 @@ class ServerClient:
 
     async def call(self, method: str, path: str, *, json_text: str | None = None,
                    params: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+                   headers: dict[str, str] | None = None) -> tuple[int, CIMultiDict[str], Any]:
         """One authenticated request (``json_text``: a body already encoded); a 401 renews the token once."""
         if json_text is not None:
             headers = {**(headers or {}), "Content-Type": "application/json"}
@@ -142,18 +161,18 @@ class ServerClient:
                 method, path, data=json_text, params=params, headers={**(headers or {}), **await self._auth_header()})
             if status != 401 or attempt == 2:
                 if status == 401:
-                    raise Rejected(401, "token refused twice")
+                    raise AuthFailed(401, "token refused twice")
                 return status, answer_headers, data
             self._token = None
         raise AssertionError("unreachable")
 
     async def _send(self, method: str, path: str, *, data: str | None = None, params: dict[str, Any] | None = None,
-                    headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+                    headers: dict[str, str] | None = None) -> tuple[int, CIMultiDict[str], Any]:
         try:
             async with self._http().request(method, self.base_url + path, data=data, params=params,
                                             headers=headers) as response:
                 body = await response.read()
-                status, answer_headers = response.status, dict(response.headers)
+                status, answer_headers = response.status, CIMultiDict(response.headers)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise Transient(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         if status == 429:
@@ -181,22 +200,26 @@ class SyncStatus:
     metadata_updates: int = 0
 
 
-def deny_entries(items: Any) -> list[tuple[DenyKind, str, datetime, int]]:
-    """Deny-list feed entries as cache rows; a malformed entry is skipped and logged, not fatal."""
+def deny_entries(items: list[Any]) -> tuple[list[tuple[DenyKind, str, datetime, int]], int | None]:
+    """Deny-list feed entries as cache rows, and the highest entry id on the page. A malformed
+    entry is skipped and logged, never fatal, and never stops the next page from starting past it."""
     rows: list[tuple[DenyKind, str, datetime, int]] = []
-    if not isinstance(items, list):
-        raise Transient("deny-list answer is not a list")
+    highest: int | None = None
     for item in items:
+        entry_id = item.get("blacklistEntryId") if isinstance(item, dict) else None
+        if isinstance(entry_id, int) and not isinstance(entry_id, bool):
+            highest = entry_id if highest is None else max(highest, entry_id)
         try:
-            entry_id = int(item["blacklistEntryId"])
             expire = parse_time(item["expire"])
+            if not isinstance(entry_id, int) or isinstance(entry_id, bool):
+                raise ValueError("no integer blacklistEntryId")
         except (KeyError, TypeError, ValueError, TimeFormatError):
             log.warning("skipping malformed deny-list entry %.200r", item)
             continue
         for key, kind in (("ticketId", "ticket"), ("travellerId", "traveller"), ("tokenId", "token")):
             if isinstance(item.get(key), str):
                 rows.append((kind, item[key], expire, entry_id))
-    return rows
+    return rows, highest
 
 
 class Syncer:
@@ -211,6 +234,7 @@ class Syncer:
         self.feeds_interval_s = feeds_interval_s
         self.status = SyncStatus()
         self.backoff = backoff or Backoff()
+        self.deny_page = BLACKLIST_PAGE
         self._kick = asyncio.Event()
 
     def kick(self) -> None:
@@ -244,6 +268,8 @@ class Syncer:
             _, _, data = await self.client.call("POST", f"/{kind}",
                                                 json_text="[" + ",".join(e.body_json for e in events) + "]")
         except Rejected as exc:
+            if not exc.about_the_events:
+                raise
             if len(events) > 1:  # find the bad event(s) by halving; the good ones still go up
                 middle = len(events) // 2
                 return await self._upload(kind, events[:middle]) + await self._upload(kind, events[middle:])
@@ -261,9 +287,19 @@ class Syncer:
     # --- feeds ----------------------------------------------------------------------------------
 
     async def refresh_feeds(self) -> None:
-        await self._participant_metadata()
-        await self._kdks()
-        await self._deny_list()
+        """Each feed on its own: one that keeps failing does not keep the others stale."""
+        failures: list[Exception] = []
+        for feed in (self._participant_metadata, self._kdks, self._deny_list):
+            try:
+                await feed()
+            except RateLimited:
+                raise
+            except Exception as exc:
+                if not isinstance(exc, SyncError):
+                    log.exception("feed %s failed", feed.__name__)
+                failures.append(exc)
+        if failures:
+            raise failures[0]
         await self.engine.run(self.cache.set_meta, "feeds_synced_at", format_extended(utcnow()))
 
     async def _participant_metadata(self) -> None:
@@ -297,26 +333,43 @@ class Syncer:
             await self.engine.run(self.cache.replace_kdks, kdks)
 
     async def _deny_list(self) -> None:
+        """Deltas by ``blacklistEntryId`` until an empty page: a server may cap its pages below
+        what was asked. A slow link shrinks the page so that one still gets through."""
         while True:
             after = await self.engine.run(self.cache.deny_high_water)
-            _, _, data = await self.client.call("GET", "/blacklist",
-                                                params={"blacklistEntryId": after, "limit": BLACKLIST_PAGE})
-            rows = deny_entries(data)
-            if rows:
-                await self.engine.run(self.cache.apply_deny_entries, rows)
-                self.status.deny_entries += len({r[3] for r in rows})
-            if len(data) < BLACKLIST_PAGE:
+            try:
+                _, _, data = await self.client.call("GET", "/blacklist",
+                                                    params={"blacklistEntryId": after, "limit": self.deny_page})
+            except Transient:
+                self.deny_page = max(BLACKLIST_MIN_PAGE, self.deny_page // 4)
+                raise
+            if not isinstance(data, list):
+                raise Transient("deny-list answer is not a list")
+            if not data:
+                self.deny_page = min(BLACKLIST_PAGE, self.deny_page * 2)
                 return
-            if not rows:  # a full page we could not use: step past it rather than loop
-                last = max(int(i["blacklistEntryId"]) for i in data if isinstance(i, dict) and "blacklistEntryId" in i)
-                await self.engine.run(self.cache.set_meta, "deny_high_water", str(last))
+            rows, highest = deny_entries(data)
+            if highest is None or highest <= after:
+                log.error("deny-list page after entry %d makes no progress; trying again at the next refresh", after)
+                return
+            await self.engine.run(self.cache.apply_deny_entries, rows, highest)
+            self.status.deny_entries += len({r[3] for r in rows})
 
     # --- the loop -------------------------------------------------------------------------------
 
     async def sync_once(self, *, feeds: bool = True) -> None:
+        """Feeds, then uploads; a failing feed does not hold the events back (it is raised after)."""
+        problem: Exception | None = None
         if feeds:
-            await self.refresh_feeds()
+            try:
+                await self.refresh_feeds()
+            except RateLimited:
+                raise
+            except Exception as exc:
+                problem = exc
         await self.upload_pending()
+        if problem is not None:
+            raise problem
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sync until ``stop``; errors never escape, they only decide how long to wait."""
@@ -335,6 +388,10 @@ class Syncer:
                 delay = self.upload_interval_s
             except RateLimited as exc:
                 delay, wait_for_kick = exc.retry_after, False
+                self._offline(str(exc))
+            except AuthFailed as exc:
+                log.error("ALARM sync: the server refuses this device's credentials (%s)", exc)
+                delay, wait_for_kick = backoff.next_delay(), False
                 self._offline(str(exc))
             except (Transient, Rejected) as exc:
                 delay, wait_for_kick = backoff.next_delay(), False
