@@ -256,6 +256,15 @@ class Cache:
                                  (ticket_id, limit))
         return [_use(row) for row in rows]
 
+    def prune(self, usage_before: datetime, deny_expired_before: datetime) -> tuple[int, int]:
+        """Forget usage rows older than the history horizon and deny entries expired long ago
+        (an expired entry blocks nothing; the newest-wins rule keeps working without it)."""
+        with self.transaction():
+            usage = self.conn.execute("DELETE FROM usage WHERE epoch < ?", (_epoch(usage_before),)).rowcount
+            deny = self.conn.execute("DELETE FROM deny_list WHERE expire_epoch < ?",
+                                     (_epoch(deny_expired_before),)).rowcount
+        return usage, deny
+
     # --- recording and the outbox ----------------------------------------------------------------
 
     def record(self, events: Sequence[dict[str, Any]], uses: Sequence[Use]) -> None:
@@ -324,4 +333,12 @@ class _Transaction:
         return self.conn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error:
+                if self.conn.in_transaction:  # a failed COMMIT can leave it open: never wedge the connection
+                    self.conn.execute("ROLLBACK")
+                raise
+        elif self.conn.in_transaction:  # SQLite may have rolled back already; keep the first error
+            self.conn.execute("ROLLBACK")

@@ -30,7 +30,8 @@ class ClockWatch:
         self.tolerance_s = tolerance_s
         self._wall, self._monotonic = wall, monotonic
         self._last = (wall(), monotonic())
-        self.jumps: deque[ClockJump] = deque(maxlen=100)
+        self.jumps: deque[ClockJump] = deque(maxlen=100)  # the latest ones, for the operator
+        self.jump_count = 0
 
     def read(self) -> tuple[datetime, float]:
         """Now, by both clocks; records a jump when they disagree beyond the tolerance."""
@@ -40,6 +41,7 @@ class ClockWatch:
         if abs(drift) > self.tolerance_s:
             jump = ClockJump(drift, wall)
             self.jumps.append(jump)
+            self.jump_count += 1
             log.warning("wall clock jumped %+.0f s (monotonic time disagrees); passback and fraud use "
                         "monotonic time within this boot", drift)
         self._last = (wall, mono)

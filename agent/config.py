@@ -57,6 +57,7 @@ class PolicySection(Section):
     timezone: str = "Europe/Stockholm"
     metadata_max_age_s: float = Field(7 * 86400, gt=0)
     validate_with_stale_metadata: bool = True
+    history_days: float = Field(35.0, gt=0)  # usage history kept for passback, fraud and inspectors
 
     def policy(self) -> Policy:
         return Policy(passback_window_s=self.passback_window_s, max_speed_kmh=self.max_speed_kmh,

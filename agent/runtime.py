@@ -12,8 +12,9 @@ import os
 import signal
 import socket
 import uuid
+from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from hardware import Feedback, PositionSource, Reader
 
@@ -27,6 +28,8 @@ from .timeutil import format_extended, parse_time
 
 log = logging.getLogger(__name__)
 BOOT_ID = uuid.uuid4().hex
+RECENT_DECISIONS = 1000
+MAINTENANCE_INTERVAL_S = 3600.0
 OUT_OF_SERVICE = "Validator out of service - please ask staff"  # distinguishes this process's monotonic clock from earlier runs'
 
 
@@ -78,7 +81,8 @@ class Agent:
                  mode: str = "validation", tracker: PositionTracker | None = None, syncer: Syncer | None = None,
                  operator_pid: int | None = None, mode_of_transport: str | None = None,
                  service: Service | None = None, clock: ClockWatch | None = None,
-                 metadata_max_age_s: float | None = None, validate_with_stale_metadata: bool = True) -> None:
+                 metadata_max_age_s: float | None = None, validate_with_stale_metadata: bool = True,
+                 history_days: float = 35.0) -> None:
         self.engine = engine
         self.reader = reader
         self.feedback = feedback
@@ -93,16 +97,19 @@ class Agent:
         self.metadata_max_age_s = metadata_max_age_s
         self.validate_with_stale_metadata = validate_with_stale_metadata
         self.stop = asyncio.Event()
-        self.decisions: list[Decision] = []
+        self.decisions: deque[Decision] = deque(maxlen=RECENT_DECISIONS)  # for status and tests; bounded
+        self.decided = 0
         self.scans = 0
+        self.failed = False
+        self.history_days = history_days
         self.alarms: dict[str, str] = {}
 
     # --- one scan -------------------------------------------------------------------------------
 
     def context(self) -> Context:
-        jumps = len(self.clock.jumps)
+        jumps = self.clock.jump_count
         wall, mono = self.clock.read()
-        if len(self.clock.jumps) > jumps:
+        if self.clock.jump_count > jumps:
             self.alarm("clock", f"wall clock jumped {self.clock.jumps[-1].seconds:+.0f} s")
         place = self.tracker.place()
         stop = place.stop_area
@@ -122,11 +129,17 @@ class Agent:
             log.exception("scan could not be processed")
             await self._show_safely("red", "Please try again", None)
             return None
+        self.decided += 1
         self.decisions.append(decision)
         if refuse is not None:
             await self._show_safely("red", OUT_OF_SERVICE, [refuse])
-        else:
-            await self._show_safely(decision.colour, decision.passenger_message, await self._details(decision))
+            return decision
+        try:
+            lines = await self._details(decision)
+        except Exception:  # the decision stands (it is recorded); only the extra lines are lost
+            log.exception("could not gather the ticket's details")
+            lines = [decision.event_reason]
+        await self._show_safely(decision.colour, decision.passenger_message, lines)
         if self.syncer is not None:
             self.syncer.kick()
         return decision
@@ -193,6 +206,23 @@ class Agent:
             except asyncio.TimeoutError:
                 pass
 
+    async def _maintenance(self) -> None:
+        """Hourly: forget usage older than the history horizon and deny entries long expired, so
+        months of scans do not fill the disk (the outbox is never pruned: only acknowledgements empty it)."""
+        while not self.stop.is_set():
+            try:
+                now = self.clock.read()[0]
+                pruned = await self.engine.run(self.engine.cache.prune, now - timedelta(days=self.history_days),
+                                               now - timedelta(days=1))
+                if any(pruned):
+                    log.info("pruned %d usage rows and %d expired deny entries", *pruned)
+            except Exception:
+                log.exception("cache maintenance failed")
+            try:
+                await asyncio.wait_for(self.stop.wait(), MAINTENANCE_INTERVAL_S)
+            except asyncio.TimeoutError:
+                pass
+
     async def _reader_connected(self, timeout_s: float = 5.0) -> None:
         """READY means a passenger can scan: wait (briefly) for the reader's port to be open."""
         connected = getattr(self.reader, "connected", None)
@@ -208,7 +238,8 @@ class Agent:
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop.set)
-        background = [asyncio.create_task(self._watchdog(), name="watchdog")]
+        background = [asyncio.create_task(self._watchdog(), name="watchdog"),
+                      asyncio.create_task(self._maintenance(), name="maintenance")]
         if self.tracker.source is not None:
             background.append(asyncio.create_task(self.tracker.source.run(), name="position"))
         if self.syncer is not None:
@@ -222,7 +253,10 @@ class Agent:
         sd_notify("STOPPING=1")
         self.stop.set()
         await self.reader.close()  # ends scans(); a scan being decided finishes first
-        await asyncio.gather(reading, return_exceptions=True)
+        [outcome] = await asyncio.gather(reading, return_exceptions=True)
+        if isinstance(outcome, Exception):
+            self.failed = True  # systemd restarts us (non-zero exit); never a silent stop
+            log.error("the scan loop failed", exc_info=outcome)
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
@@ -273,6 +307,7 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
         if config.service else None,
         metadata_max_age_s=config.policy.metadata_max_age_s if config.server is not None else None,
         validate_with_stale_metadata=config.policy.validate_with_stale_metadata,
+        history_days=config.policy.history_days,
     )
 
 
@@ -288,12 +323,12 @@ def run_from_config(config, *, log_level: str = "INFO") -> int:
     """``python -m agent run``: the systemd service's entry point."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    async def main() -> None:
+    async def main() -> int:
         agent = build_agent(config)
         try:
             await agent.run()
         finally:
             await close_agent(agent)
+        return 1 if agent.failed else 0
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())

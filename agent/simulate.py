@@ -226,9 +226,11 @@ class Simulation:
                 if route.finished:  # type: ignore[union-attr]
                     raise RuntimeError(f"the bus never reached {person.at_stop} ({stops})")
         feedback: SimulatedFeedback = agent.feedback  # type: ignore[assignment]
-        shown = len(feedback.shown)
+        shown, decided = len(feedback.shown), agent.decided
         await agent.reader.push(person.barcode)  # type: ignore[attr-defined]
         await feedback.wait_for(shown + 1, timeout=15)
+        if agent.decided == decided:
+            raise RuntimeError(f"{person.device} could not decide {person.label!r} (see the log)")
         decision = agent.decisions[-1]
         place = agent.tracker.place().stop_area
         self.results.append((person, decision.event_result, decision.event_reason))

@@ -101,3 +101,32 @@ async def test_a_scan_loop_survives_a_broken_display_and_a_broken_engine(engine,
     assert await agent.handle_scan(live_ticket(issuer_key)) is None
     assert (agent.feedback.last.colour, agent.feedback.last.text) == ("red", "Please try again")
     assert "scan could not be processed" in caplog.text
+
+
+async def test_inspection_details_failing_still_shows_the_decision(engine, issuer_key, caplog):
+    def broken(*args):
+        raise __import__("sqlite3").OperationalError("disk I/O error")
+
+    handheld = Agent(engine=engine, reader=SimulatedReader(), feedback=SimulatedFeedback(),
+                     validator=Validator("handheld-1"), mode="inspection")
+    engine.cache.recent_uses = broken
+    decision = await handheld.handle_scan(live_ticket(issuer_key))
+    assert decision.event_result == 0 and handheld.feedback.last.colour == "green"
+    assert "could not gather the ticket's details" in caplog.text
+
+
+def test_prune_forgets_old_usage_and_long_expired_deny_entries(engine, issuer_key):
+    cache = engine.cache
+    now = utcnow()
+    from agent.context import Context
+
+    for days_ago in (40, 1):
+        engine.validate_sync(live_ticket(issuer_key), Context(time=now - timedelta(days=days_ago),
+                                                             validator=Validator(f"g{days_ago}")))
+    cache.deny("ticket", "OLD", now - timedelta(days=3))
+    cache.deny("ticket", "LIFTED-TODAY", now - timedelta(hours=1))
+    cache.deny("ticket", "ACTIVE", now + timedelta(days=3))
+    assert cache.prune(now - timedelta(days=35), now - timedelta(days=1)) == (1, 1)
+    assert [u.device_id for u in cache.recent_uses("T1")] == ["g1"]
+    assert {v for (v,) in cache.conn.execute("SELECT value FROM deny_list")} == {"LIFTED-TODAY", "ACTIVE"}
+    assert cache.outbox_count() == 2  # the outbox is never pruned

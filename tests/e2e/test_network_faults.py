@@ -40,8 +40,8 @@ async def test_thousands_of_scans_offline_then_each_event_once(server: ServerPro
     server.stop()
     for i in range(3000):
         await agent.handle_scan(barcode.encode() if i % 3 else os.urandom(30))
-    local_ids = [e["localEventId"] for d in agent.decisions for e in d.events]
-    assert len(local_ids) == 3000 == agent.engine.cache.outbox_count()
+    local_ids = [e.local_event_id for e in agent.engine.cache.outbox(limit=10_000)]
+    assert agent.decided == len(local_ids) == 3000
     server.start()
     await drain(agent)
     assert agent.engine.cache.outbox_count() == 0
