@@ -150,16 +150,10 @@ class Cache:
         """
         checked = KeyStore()
         checked.add_metadata(participants)
-        rows = []
-        for participant in participants:
-            pid = str(participant["pid"])
-            for group, kind in (("mtbPublicKeys", "mtb"), ("authtokenPublicKeys", "authtoken")):
-                for jwk in participant.get(group) or []:
-                    try:
-                        jwk_public_key(jwk)
-                    except KeyMaterialError:
-                        continue
-                    rows.append((pid, str(jwk["kid"]), json.dumps(jwk), kind))
+        if not checked.issuer_keys:  # an empty list would turn every ticket into a 5, silently
+            raise KeyMaterialError("participant metadata lists no usable issuer key; keeping the old keys")
+        rows = [(pid, kid, json.dumps(jwk), "mtb" if group == "mtbPublicKeys" else "authtoken")
+                for pid, kid, jwk, group in checked.accepted]
         with self.transaction():
             self.conn.execute("DELETE FROM issuer_keys")
             self.conn.executemany("INSERT OR REPLACE INTO issuer_keys(pid, kid, jwk, kind) VALUES (?,?,?,?)", rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -64,7 +65,9 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)  # e.g. CBOR undefined or simple values in a decoded header
 
 
 def print_json(value: Any) -> None:
@@ -86,6 +89,8 @@ def cmd_keys_issuer(args: argparse.Namespace) -> int:
     kid = f"{args.pid}:{args.name}"
     key = keys.generate_es256_key()
     key_path = out / f"{args.pid}-{args.name}.key.pem"
+    if key_path.exists():
+        raise UsageError(f"{key_path} exists: choose another --name (keys are never overwritten)")
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(keys.private_key_pem(key))
@@ -259,9 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Known failures (bad input, files, the database, config) are one line and exit 1."""
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, mtb.MtbFormatError, keys.KeyMaterialError) as exc:
+    except (UsageError, ValueError, OSError, sqlite3.Error) as exc:  # format, key, config and GTFS errors are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 1

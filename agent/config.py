@@ -66,13 +66,16 @@ class PolicySection(Section):
 
 
 class AgentConfig(Section):
-    device_id: str
+    # Bounded as the server's ticketEvent is: a value it refuses would park every event.
+    device_id: str = Field(min_length=1, max_length=200)
     mode: Literal["validation", "inspection"] = "validation"
     location: str | None = None  # vehicle, platform, handheld
     sublocation: str | None = None
     db: Path
-    operator_pid: int | None = None
+    operator_pid: int | None = Field(None, ge=0, le=2 ** 53)
     mode_of_transport: str | None = None
+    # full: each scan's events are fsynced before green (a power cut loses nothing);
+    # normal: survives a crash of the process, not a power cut.
     durability: Literal["full", "normal"] = "full"
     stops_file: Path | None = None  # GTFS stops.txt, imported into the cache at start
     stop_radius_m: float = Field(150.0, gt=0)

@@ -73,6 +73,10 @@ def public_jwk(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey, kid:
 
 def jwk_public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
     """A P-256 public key from a JWK; anything else (RSA, other curves, alg != ES256) is refused."""
+    if not isinstance(jwk, Mapping):
+        raise KeyMaterialError(f"a key is not a JWK object: {type(jwk).__name__}")
+    if not all(isinstance(jwk.get(k), str) for k in ("x", "y")):
+        raise KeyMaterialError(f"key {jwk.get('kid')!r} lacks text coordinates x and y")
     if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
         raise KeyMaterialError(f"key {jwk.get('kid')!r} is not an EC P-256 key")
     if jwk.get("alg", "ES256") != "ES256":
@@ -106,6 +110,7 @@ class KeyStore:
     authtoken_keys: dict[tuple[str, str], ec.EllipticCurvePublicKey] = field(default_factory=dict)
     kdks: dict[str, bytes] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    accepted: list[tuple[str, str, dict[str, Any], str]] = field(default_factory=list)  # (pid, kid, jwk, group)
 
     def issuer_key(self, pid: str, kid: str) -> ec.EllipticCurvePublicKey | None:
         return self.issuer_keys.get((str(pid), kid))
@@ -116,18 +121,23 @@ class KeyStore:
         A single unusable key is skipped and noted (other participants' keys still load);
         a document of the wrong shape is refused whole.
         """
-        if not isinstance(participants, list):
-            raise KeyMaterialError("participant metadata is not a list of participants")
+        if not isinstance(participants, list) or not participants:
+            raise KeyMaterialError("participant metadata is not a non-empty list of participants")
         for participant in participants:
             if not isinstance(participant, dict) or "pid" not in participant:
                 raise KeyMaterialError("participant metadata entry without 'pid'")
             pid = str(participant["pid"])
             for group, target in (("mtbPublicKeys", self.issuer_keys),
                                   ("authtokenPublicKeys", self.authtoken_keys)):
-                for jwk in participant.get(group) or []:
+                group_keys = participant.get(group) or []
+                if not isinstance(group_keys, list):
+                    self.skipped.append(f"pid {pid} {group}: not a list")
+                    continue
+                for jwk in group_keys:
                     try:
                         target[(pid, str(jwk["kid"]))] = jwk_public_key(jwk)
-                    except (KeyMaterialError, KeyError, TypeError) as exc:
+                        self.accepted.append((pid, str(jwk["kid"]), dict(jwk), group))
+                    except (KeyMaterialError, KeyError, TypeError, AttributeError) as exc:
                         self.skipped.append(f"pid {pid} {group}: {exc}")
 
     @classmethod

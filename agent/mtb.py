@@ -114,7 +114,12 @@ def b64url_encode(data: bytes) -> str:
 
 
 def b64url_decode(text: str | bytes) -> bytes:
-    raw = text.encode("ascii") if isinstance(text, str) else bytes(text)
+    if not isinstance(text, (str, bytes, bytearray)):  # bytes(10**13) would allocate terabytes
+        raise MtbFormatError(f"expected base64url text, got {type(text).__name__}")
+    try:
+        raw = text.encode("ascii") if isinstance(text, str) else bytes(text)
+    except UnicodeEncodeError as exc:
+        raise MtbFormatError("not base64url text") from exc
     raw = raw.strip()
     if not _B64URL.fullmatch(raw):
         raise MtbFormatError("not base64url text")

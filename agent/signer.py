@@ -54,7 +54,7 @@ def mint(key: ec.EllipticCurvePrivateKey, *, pid: int | str, kid: str, tickets: 
     if exp is not None:
         header["exp"] = format_basic(exp)
     if dsp is not None:
-        header["dsp"] = int(dsp) if str(dsp).isdigit() else dsp
+        header["dsp"] = int(dsp) if str(dsp).isascii() and str(dsp).isdigit() else dsp
     if bind_device is not None:
         header["dsi"] = bind_device
     header.update(extra_header or {})

@@ -138,3 +138,30 @@ def test_bad_input_one_line_and_result_1(tmp_path, name):
 def test_missing_file_is_a_usage_error(capsys):
     code, _, err = run(capsys, "mtb", "decode", "/nonexistent/mtb")
     assert code == 1 and err.startswith("error: cannot read")
+
+
+@pytest.mark.parametrize("argv", [
+    ["status", "--db", "README.md"],  # not a database
+    ["cache", "import-metadata", "{bad}"],  # a metadata file whose key is a list, not a JWK
+])
+def test_operator_mistakes_are_one_line(tmp_path, capsys, argv):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"pid": 1, "mtbPublicKeys": [[1]], "authtokenPublicKeys": {"x": 1}}]')
+    argv = [a.format(bad=bad, vector=VECTORS / "pid60-issuer-mtb.b64u") for a in argv]
+    if argv[0] == "cache":
+        argv += ["--db", str(tmp_path / "c.db")]
+    os.chdir(Path(__file__).parents[1])
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
+
+
+def test_verify_with_a_broken_key_skips_it(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"pid": 60, "mtbPublicKeys": [[1], {"kid": 5}], "authtokenPublicKeys": {"x": 1}}]')
+    code, out, _ = run(capsys, "mtb", "verify", str(VECTORS / "pid60-issuer-mtb.b64u"), "--metadata", str(bad))
+    assert code == 0 and json.loads(out)["issuerSignature"] == "unknown-key"
+
+
+def test_keys_are_never_overwritten(tmp_path, capsys, issuer):
+    code, _, err = run(capsys, "keys", "issuer", "--pid", "1234", "--name", "k1", "--out", str(tmp_path))
+    assert code == 1 and "exists" in err
