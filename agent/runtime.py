@@ -293,13 +293,16 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
     areas = cache.stop_areas()
     if position is None and config.position is not None:
         position = make_position(config.position.kind, **config.position.options())
+    tracker = PositionTracker(position, StopLocator(areas, config.stop_radius_m) if areas else None)
+    if syncer is not None:
+        syncer.on_stops = lambda new: setattr(tracker, "locator", StopLocator(new, config.stop_radius_m))
     return Agent(
         engine=engine,
         reader=reader or make_reader(config.reader.kind, **config.reader.options()),
         feedback=feedback or make_feedback(config.feedback.kind, **config.feedback.options()),
         validator=Validator(config.device_id, config.location, config.sublocation),
         mode=config.mode,
-        tracker=PositionTracker(position, StopLocator(areas, config.stop_radius_m) if areas else None),
+        tracker=tracker,
         syncer=syncer,
         operator_pid=config.operator_pid,
         mode_of_transport=config.mode_of_transport,

@@ -15,6 +15,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,8 @@ from multidict import CIMultiDict
 from .cache import DenyKind, OutboxEvent
 from .engine import Engine
 from .keys import KeyMaterialError
-from .mtb import b64url_decode, MtbFormatError
+from .mtb import MtbFormatError, b64url_decode
+from .stops import GtfsError, StopArea, parse_stops
 from .timeutil import TimeFormatError, format_extended, parse_time, utcnow
 
 log = logging.getLogger(__name__)
@@ -151,14 +153,16 @@ class ServerClient:
         return {"X-BoB-AuthToken": self._token or ""}
 
     async def call(self, method: str, path: str, *, json_text: str | None = None,
-                   params: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, CIMultiDict[str], Any]:
-        """One authenticated request (``json_text``: a body already encoded); a 401 renews the token once."""
+                   params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+                   raw: bool = False) -> tuple[int, CIMultiDict[str], Any]:
+        """One authenticated request (``json_text``: a body already encoded; ``raw``: the answer's
+        bytes, not JSON); a 401 renews the token once."""
         if json_text is not None:
             headers = {**(headers or {}), "Content-Type": "application/json"}
         for attempt in (1, 2):
             status, answer_headers, data = await self._send(
-                method, path, data=json_text, params=params, headers={**(headers or {}), **await self._auth_header()})
+                method, path, data=json_text, params=params, headers={**(headers or {}), **await self._auth_header()},
+                raw=raw)
             if status != 401 or attempt == 2:
                 if status == 401:
                     raise AuthFailed(401, "token refused twice")
@@ -167,7 +171,7 @@ class ServerClient:
         raise AssertionError("unreachable")
 
     async def _send(self, method: str, path: str, *, data: str | None = None, params: dict[str, Any] | None = None,
-                    headers: dict[str, str] | None = None) -> tuple[int, CIMultiDict[str], Any]:
+                    headers: dict[str, str] | None = None, raw: bool = False) -> tuple[int, CIMultiDict[str], Any]:
         try:
             async with self._http().request(method, self.base_url + path, data=data, params=params,
                                             headers=headers) as response:
@@ -181,6 +185,8 @@ class ServerClient:
             raise Transient(f"{method} {path}: HTTP {status}")
         if status >= 400 and status != 401:
             raise Rejected(status, body.decode("utf-8", "replace"))
+        if raw:
+            return status, answer_headers, body
         try:
             data = json.loads(body) if body else None
         except ValueError as exc:
@@ -198,6 +204,7 @@ class SyncStatus:
     parked: int = 0
     deny_entries: int = 0
     metadata_updates: int = 0
+    stops_updates: int = 0
 
 
 def deny_entries(items: list[Any]) -> tuple[list[tuple[DenyKind, str, datetime, int]], int | None]:
@@ -235,6 +242,7 @@ class Syncer:
         self.status = SyncStatus()
         self.backoff = backoff or Backoff()
         self.deny_page = BLACKLIST_PAGE
+        self.on_stops: Callable[[list[StopArea]], None] | None = None  # the runtime re-maps positions
         self._kick = asyncio.Event()
 
     def kick(self) -> None:
@@ -289,7 +297,7 @@ class Syncer:
     async def refresh_feeds(self) -> None:
         """Each feed on its own: one that keeps failing does not keep the others stale."""
         failures: list[Exception] = []
-        for feed in (self._participant_metadata, self._kdks, self._deny_list):
+        for feed in (self._participant_metadata, self._kdks, self._deny_list, self._stops):
             try:
                 await feed()
             except RateLimited:
@@ -320,6 +328,30 @@ class Syncer:
             await self.engine.run(self.cache.set_meta, "metadata_etag", headers["ETag"])
         await self.engine.run(self.cache.set_meta, "metadata_checked_at", format_extended(utcnow()))
         self.status.metadata_updates += 1
+
+    async def _stops(self) -> None:
+        """The operator's GTFS stops (ETag); a deployment that publishes none answers 404."""
+        etag = await self.engine.run(self.cache.get_meta, "stops_etag")
+        try:
+            status, headers, body = await self.client.call("GET", "/stops", raw=True,
+                                                           headers={"If-None-Match": etag} if etag else None)
+        except Rejected as exc:
+            if exc.status == 404:
+                return
+            raise
+        if status == 304:
+            return
+        try:
+            areas = parse_stops(body.decode("utf-8"))
+        except (GtfsError, UnicodeDecodeError) as exc:
+            log.error("stops from the server refused, keeping the old ones: %s", exc)
+            return
+        await self.engine.run(self.cache.replace_stop_areas, areas)
+        if headers.get("ETag"):
+            await self.engine.run(self.cache.set_meta, "stops_etag", headers["ETag"])
+        self.status.stops_updates += 1
+        if self.on_stops is not None:
+            self.on_stops(areas)
 
     async def _kdks(self) -> None:
         _, _, data = await self.client.call("GET", "/device/kdk")

@@ -38,6 +38,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/auth/{entityId}", h.get_auth, "getAuthToken"),
     Route("GET", "/participantMetadata", h.get_participant_metadata, "getParticipantMetadata"),
     Route("GET", "/device/kdk", h.get_device_kdk, "getDeviceKdk"),
+    Route("GET", "/stops", h.get_stops, "getStops"),
     Route("POST", "/device/key", h.post_device_key, "postDeviceKey"),
     Route("GET", "/blacklist", h.get_blacklist, "getBlacklist"),
     Route("POST", "/validation", h.post_events("validation"), "postValidations"),

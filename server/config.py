@@ -11,6 +11,7 @@ A data directory holds everything one deployment needs (``python -m server init`
 ``participant-metadata.json``         the BoB participant list served by the API; add other
                                       participants' entries here (reloaded when it changes)
 ``server.sqlite3``                    the store (tickets, events, deny-list, credentials)
+``stops.txt`` (optional)              the operator's GTFS stops, served at ``GET /stops``
 ====================================  =====================================================
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CONFIG_FILE = "config.json"
 ISSUER_KEY_FILE = "issuer-key.pem"
+STOPS_FILE = "stops.txt"  # optional: the operator's GTFS stops, served at GET {base}/stops
 AUTH_KEY_FILE = "authtoken-key.pem"
 KDK_FILE = "kdk.json"
 METADATA_FILE = "participant-metadata.json"

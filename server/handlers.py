@@ -7,7 +7,9 @@ call everything. The route table is in :mod:`server.app`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +22,7 @@ from agent.timeutil import format_extended
 
 from . import auth, manifest, openapi, tickets
 from .auth import BASIC, PUBLIC, Principal, allow
+from .config import STOPS_FILE
 from .context import Context, ctx_of, principal_of
 from .errors import (NotFound, PayloadTooLarge, Unauthorized, field_error, from_validation,
                      json_response, read_json)
@@ -144,6 +147,23 @@ async def get_participant_metadata(request: web.Request) -> web.Response:
     if _etag_matches(request.headers.get("If-None-Match"), metadata.etag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=metadata.body, content_type="application/json", headers=headers)
+
+
+@allow("val", "ins", "pos", "tvm")
+async def get_stops(request: web.Request) -> web.Response:
+    """The operator's GTFS ``stops.txt`` (stop areas and their ``zone_id``), placed in the data
+    directory; devices map their position to a stop area and zone with it."""
+    ctx = ctx_of(request)
+    path = Path(ctx.config.data_dir or ".") / STOPS_FILE
+    try:
+        body = await asyncio.to_thread(path.read_bytes)
+    except FileNotFoundError:
+        raise NotFound(f"no {STOPS_FILE} in this deployment", code="no_stops") from None
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _etag_matches(request.headers.get("If-None-Match"), etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="text/csv", charset="utf-8", headers=headers)
 
 
 @allow("val", "ins")

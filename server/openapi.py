@@ -148,6 +148,13 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "responses": {"200": {**_json(_array(_ref("participant"))),
                               "headers": {"ETag": {"schema": {"type": "string"}}}},
                       "304": {"description": "Not modified (If-None-Match matched the ETag)"}}},
+    "getStops": {
+        "summary": "The operator's GTFS stops.txt (stop areas with zone_id); strong ETag",
+        "parameters": [_param("If-None-Match", "header", {"type": "string"})],
+        "responses": {"200": {"description": "GTFS stops.txt", "content": {"text/csv": {"schema": {"type": "string"}}},
+                              "headers": {"ETag": {"schema": {"type": "string"}}}},
+                      "304": {"description": "Not modified (If-None-Match matched the ETag)"},
+                      "404": _err("This deployment publishes no stops")}},
     "getDeviceKdk": {"summary": "Key-derivation keys for device signatures",
                      "responses": {"200": _json(_array(_ref("kdk")))}},
     "postDeviceKey": {"summary": "A wallet device's HS256 key, derived from the current KDK",

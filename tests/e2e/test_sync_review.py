@@ -70,3 +70,29 @@ def test_malformed_deny_entries_are_stepped_over():
                                              ("later", 60.0), (None, 60.0), ("30", 30.0)])
 def test_retry_after_is_kept_within_reason(header, seconds):
     assert _retry_after(header) == seconds
+
+
+async def test_stops_come_from_the_server_and_place_the_device(server: ServerProcess, backoffice, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from agent.runtime import build_agent, close_agent
+    from hardware import FixedPosition, SimulatedFeedback, SimulatedReader
+
+    from .conftest import device_config
+
+    shutil.copy(Path(__file__).resolve().parents[2] / "deploy" / "gtfs" / "stops.txt", server.data_dir / "stops.txt")
+    _, barcode = await issue(backoffice)
+    agent = build_agent(device_config(tmp_path, server.origin, device_id="gate-odp"), reader=SimulatedReader(),
+                        feedback=SimulatedFeedback(), position=FixedPosition(59.3429, 18.0497))
+    try:
+        assert agent.tracker.place().stop_area is None  # no stops yet
+        await agent.syncer.sync_once()
+        await agent.syncer.sync_once()  # unchanged: 304, not a second import
+        assert agent.syncer.status.stops_updates == 1
+        decision = await agent.handle_scan(barcode.encode())
+        assert decision.event_result == 0
+        assert decision.events[0]["stopArea"]["stopAreaId"] == "ODP"
+        assert decision.events[0]["zone"]["zoneId"] == "A"
+    finally:
+        await close_agent(agent)

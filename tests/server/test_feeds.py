@@ -91,3 +91,18 @@ async def test_blacklist_paging_and_limits(api):
         reply = await api.get("/blacklist", params=params, role="val")
         assert reply.status == 400 and reply.body["details"][0]["field"] in params, params
     assert (await api.get("/blacklist", params={"limit": 10000}, role="val")).status == 200
+
+
+async def test_stops_feed_with_etag(api, deployment):
+    path = deployment.data_dir / "stops.txt"
+    assert (await api.get("/stops", role="val")).status == 404  # a deployment without stops says so
+    path.write_text("stop_id,stop_name,stop_lat,stop_lon,zone_id\nS1,One,59.3,18.0,A\n")
+    try:
+        first = await api.get("/stops", role="val")
+        assert first.status == 200 and first.text.startswith("stop_id,")
+        assert first.headers["Content-Type"].startswith("text/csv")
+        again = await api.get("/stops", role="ins", headers={"If-None-Match": first.headers["ETag"]})
+        assert again.status == 304
+        assert (await api.get("/stops", role=None)).status == 401
+    finally:
+        path.unlink()
