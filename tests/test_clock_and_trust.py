@@ -6,11 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from agent import keys, signer
-from agent.cache import Cache
+from agent import signer
 from agent.clock import ClockWatch
 from agent.context import Context, Geo, Validator
-from agent.engine import Engine
 from agent.runtime import OUT_OF_SERVICE, Agent
 from agent.timeutil import format_extended, utcnow
 from hardware import SimulatedFeedback, SimulatedReader
@@ -47,16 +45,6 @@ def test_clock_watch_reports_jumps_both_ways():
     clocks.tick(10, wall_extra=-2 * 3600)  # a dead RTC battery, or someone winding it back
     watch.read()
     assert [round(j.seconds) for j in watch.jumps] == [3 * 3600, -2 * 3600]
-
-
-@pytest.fixture()
-def engine(tmp_path, issuer_key):
-    cache = Cache(tmp_path / "d.db", durability="normal")
-    cache.import_metadata(keys.participant_metadata(1234, [keys.public_jwk(issuer_key, "1234:k1")]))
-    engine = Engine(cache)
-    yield engine
-    engine.close()
-    cache.close()
 
 
 def ctx(time, mono, boot="boot-1", geo=Geo(59.33, 18.06), validator="gate-1") -> Context:

@@ -18,22 +18,6 @@ KDK = b"k" * 32
 BUS = Validator("bus-17", "vehicle", "door 1")
 
 
-@pytest.fixture()
-def cache(tmp_path, issuer_key):
-    cache = Cache(tmp_path / "device.db", durability="normal")
-    cache.import_metadata(keys.participant_metadata(1234, [keys.public_jwk(issuer_key, "1234:k1")]))
-    cache.add_kdk("kdk-1", KDK)
-    yield cache
-    cache.close()
-
-
-@pytest.fixture()
-def engine(cache):
-    engine = Engine(cache)
-    yield engine
-    engine.close()
-
-
 def ctx(**overrides) -> Context:
     fields = dict(time=NOW, validator=BUS, zone="A", stop_area="SA1", mode_of_transport="bus",
                   geo=Geo(59.33, 18.06), operator_pid=1234)

@@ -7,12 +7,8 @@ import operator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
-from agent import keys, signer
-from agent.cache import Cache
+from agent import signer
 from agent.context import Validator
-from agent.engine import Engine
 from agent.runtime import Agent, PositionTracker
 from agent.stops import StopLocator, load_stops
 from agent.timeutil import utcnow
@@ -55,16 +51,6 @@ def test_nmea_sentences_drive_the_stop_area():
     place = tracker.place()
     assert place.stale and place.stop_area.stop_area_id == "ODP"
     assert gps.stats["bad_checksum"] == 1
-
-
-@pytest.fixture()
-def engine(tmp_path, issuer_key):
-    cache = Cache(tmp_path / "d.db", durability="normal")
-    cache.import_metadata(keys.participant_metadata(1234, [keys.public_jwk(issuer_key, "1234:k1")]))
-    engine = Engine(cache)
-    yield engine
-    engine.close()
-    cache.close()
 
 
 def live_ticket(issuer_key, **fields) -> bytes:
