@@ -288,11 +288,18 @@ class Cache:
             return self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
         return self.conn.execute("SELECT count(*) FROM outbox WHERE parked=?", (int(parked),)).fetchone()[0]
 
-    def acknowledge(self, seqs: Iterable[int]) -> int:
-        """Delete events the server acknowledged; the only way an event leaves the outbox."""
+    def acknowledge(self, seqs: Iterable[int], at: str | None = None) -> int:
+        """Delete events the server acknowledged; the only way an event leaves the outbox.
+        ``at`` notes when the server last took events (an operator's "is it online?")."""
         with self.transaction():
             cursor = self.conn.executemany("DELETE FROM outbox WHERE seq=?", [(seq,) for seq in seqs])
+            if at is not None:
+                self._set_meta("last_upload_at", at)
         return cursor.rowcount
+
+    def oldest_queued_at(self) -> str | None:
+        row = self.conn.execute("SELECT created_at FROM outbox WHERE parked=0 ORDER BY seq LIMIT 1").fetchone()
+        return row[0] if row else None
 
     def note_failure(self, seqs: Iterable[int], error: str, *, park: bool) -> None:
         """Count a failed upload; ``park`` sets the events aside for a human (never dropped)."""

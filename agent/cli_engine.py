@@ -13,6 +13,7 @@ from .context import Context, Geo, Policy, Validator
 from .engine import Engine
 from .keys import KeyMaterialError
 from .stops import GtfsError, load_stops
+from .timeutil import parse_time, utcnow
 
 DEFAULT_DB = "agent-cache.db"
 
@@ -71,14 +72,20 @@ def cmd_import_stops(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """What an operator asks first: is it syncing, how old are its lists, what is waiting."""
     cache = open_cache(args)
+    now = utcnow()
     try:
-        meta = {key: cache.get_meta(key) for key in ("metadata_checked_at", "metadata_updated_at", "feeds_synced_at",
-                                                       "deny_high_water")}
+        times = {"metadataCheckedAt": cache.get_meta("metadata_checked_at"),
+                 "feedsSyncedAt": cache.get_meta("feeds_synced_at"),
+                 "lastUploadAt": cache.get_meta("last_upload_at"),
+                 "oldestQueuedEventAt": cache.oldest_queued_at()}
+        ages = {key.replace("At", "AgeSeconds"): round((now - parse_time(value)).total_seconds())
+                for key, value in times.items() if value}
         keys = cache.keystore()
         print_json({"outbox": cache.outbox_count(parked=False), "parked": cache.outbox_count(parked=True),
                     "issuerKeys": len(keys.issuer_keys), "kdks": len(keys.kdks),
                     "denyEntries": cache.conn.execute("SELECT count(*) FROM deny_list").fetchone()[0],
-                    "stopAreas": len(cache.stop_areas()), **{k: v for k, v in meta.items() if v is not None}})
+                    "denyHighWater": cache.deny_high_water(), "stopAreas": len(cache.stop_areas()),
+                    **{k: v for k, v in times.items() if v}, **ages})
     finally:
         cache.close()
     return 0

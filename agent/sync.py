@@ -289,7 +289,7 @@ class Syncer:
         answered = {item.get("localEventId") for item in data or [] if isinstance(item, dict)}
         acknowledged = [e.seq for e in events if e.local_event_id in answered]
         if acknowledged:
-            await self.engine.run(self.cache.acknowledge, acknowledged)
+            await self.engine.run(self.cache.acknowledge, acknowledged, format_extended(utcnow()))
         return len(acknowledged)
 
     # --- feeds ----------------------------------------------------------------------------------

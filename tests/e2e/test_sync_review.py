@@ -1,6 +1,8 @@
 """Sync must neither park good events for a device-level fault nor let one feed stall the rest."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from agent.sync import AuthFailed, Transient, _retry_after, deny_entries
@@ -96,3 +98,22 @@ async def test_stops_come_from_the_server_and_place_the_device(server: ServerPro
         assert decision.events[0]["zone"]["zoneId"] == "A"
     finally:
         await close_agent(agent)
+
+
+async def test_status_tells_an_operator_whether_the_device_syncs(server: ServerProcess, backoffice, make_agent,
+                                                                capsys):
+    from agent.cli import main
+
+    _, barcode = await issue(backoffice)
+    agent = make_agent(server.origin)
+    await agent.syncer.sync_once()
+    await agent.handle_scan(barcode.encode())
+    db = str(agent.engine.cache.path)
+    assert main(["status", "--db", db]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert before["outbox"] == 1 and "oldestQueuedEventAgeSeconds" in before and "lastUploadAt" not in before
+    assert before["metadataCheckedAgeSeconds"] < 60 and before["issuerKeys"] >= 1 and before["kdks"] >= 1
+    await agent.syncer.upload_pending()
+    assert main(["status", "--db", db]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["outbox"] == 0 and after["lastUploadAgeSeconds"] < 60 and "oldestQueuedEventAt" not in after
