@@ -196,11 +196,17 @@ class Agent:
                 break
 
     async def _watchdog(self) -> None:
+        """Ping systemd only while the engine's thread answers too: a scan stuck in SQLite (a
+        hung disk, a lock) then ends in a restart instead of a validator that never answers."""
         interval = int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6
         if interval <= 0:
             return
         while not self.stop.is_set():
-            sd_notify("WATCHDOG=1")
+            try:
+                await asyncio.wait_for(self.engine.run(lambda: None), interval)
+                sd_notify("WATCHDOG=1")
+            except asyncio.TimeoutError:
+                log.error("engine thread did not answer within %.0f s; withholding the watchdog ping", interval)
             try:
                 await asyncio.wait_for(self.stop.wait(), interval)
             except asyncio.TimeoutError:
