@@ -22,7 +22,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -33,49 +32,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
 
 from agent import keys  # noqa: E402
 from server import auth, cli, jws  # noqa: E402
 from server.app import app_from_data_dir  # noqa: E402
 from server.config import load_config  # noqa: E402
+from server.thread import ServerThread  # noqa: E402
 from server.store import Credential, SqliteStore  # noqa: E402
 
 PID = 1234
 HOST = "127.0.0.1"  # loopback only, never configurable
-
-
-class ServerThread:
-    def __init__(self, app: web.Application):
-        self.app, self.loop, self.port = app, asyncio.new_event_loop(), 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._start())
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
-        self.loop.close()
-
-    async def _start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0, backlog=1024)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def start(self) -> "ServerThread":
-        self._thread.start()
-        if not self._ready.wait(20):
-            raise RuntimeError("server did not start")
-        return self
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(20)
 
 
 class ServerProcess:

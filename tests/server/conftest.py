@@ -6,10 +6,8 @@ with a tight rate limit) that stop at the end of the test.
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,59 +15,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from agent import keys
 from server import cli
 from server.app import app_from_data_dir
 from server.config import load_config
+from server.thread import ServerThread
 
 PID = 1234
 OTHER_PID = 4321  # a second participant, added to the participant metadata by the fixture
 ROLES = ("val", "ins", "pos", "tvm", "admin")
 PASSWORD = "correct horse battery staple"
 FARE = {"amount": 100.0, "currency": "SEK", "vatAmount": 6.0, "vatPercent": 6.0}
-
-
-class ServerThread:
-    """An aiohttp app served by AppRunner + TCPSite on port 0, in its own thread and loop."""
-
-    def __init__(self, app: web.Application):
-        self.app = app
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._start())
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
-        self.loop.close()
-
-    async def _start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def start(self) -> "ServerThread":
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("server did not start")
-        return self
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 class Deployment:
