@@ -85,7 +85,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "issuerKeys": len(keys.issuer_keys), "kdks": len(keys.kdks),
                     "denyEntries": cache.conn.execute("SELECT count(*) FROM deny_list").fetchone()[0],
                     "denyHighWater": cache.deny_high_water(), "stopAreas": len(cache.stop_areas()),
-                    **{k: v for k, v in times.items() if v}, **ages})
+                    **{k: v for k, v in times.items() if v}, **ages,
+                    "alarms": json.loads(cache.get_meta("alarms") or "{}")})
     finally:
         cache.close()
     return 0

@@ -7,6 +7,7 @@ network; no exception leaves it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -103,6 +104,7 @@ class Agent:
         self.failed = False
         self.history_days = history_days
         self.alarms: dict[str, str] = {}
+        self._alarms_changed = False
 
     # --- one scan -------------------------------------------------------------------------------
 
@@ -142,6 +144,10 @@ class Agent:
         await self._show_safely(decision.colour, decision.passenger_message, lines)
         if self.syncer is not None:
             self.syncer.kick()
+        try:
+            await self._persist_alarms()
+        except Exception:
+            log.exception("could not record the alarms")
         return decision
 
     async def _show_safely(self, colour: str, text: str, lines: list[str] | None) -> None:
@@ -181,11 +187,19 @@ class Agent:
         """Raise (or update) an alarm; logged at ERROR when it is raised, for the fleet's log watcher."""
         if kind not in self.alarms:
             log.error("ALARM %s: %s", kind, text)
+            self._alarms_changed = True
         self.alarms[kind] = text
 
     def clear_alarm(self, kind: str) -> None:
         if self.alarms.pop(kind, None) is not None:
             log.warning("alarm %s cleared", kind)
+            self._alarms_changed = True
+
+    async def _persist_alarms(self) -> None:
+        """Raised and cleared alarms go to the cache, where ``python -m agent status`` shows them."""
+        if self._alarms_changed:
+            self._alarms_changed = False
+            await self.engine.run(self.engine.cache.set_meta, "alarms", json.dumps(self.alarms))
 
     # --- the process ----------------------------------------------------------------------------
 

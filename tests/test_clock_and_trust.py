@@ -2,6 +2,7 @@
 passback and fraud use monotonic time within a boot."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -102,3 +103,4 @@ async def test_agent_reports_a_clock_jump(engine):
     clocks.tick(5, wall_extra=-4 * 3600)
     await agent.handle_scan(b"junk")
     assert agent.alarms["clock"].startswith("wall clock jumped -14400")
+    assert "clock" in json.loads(engine.cache.get_meta("alarms"))  # what `agent status` shows
