@@ -115,6 +115,12 @@ class Cache:
     def close(self) -> None:
         self.conn.close()
 
+    def __enter__(self) -> "Cache":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     # --- schema --------------------------------------------------------------------------------
 
     def _migrate(self) -> None:

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from .cache import Cache
-from .config import ConfigError, load_config
+from .config import load_config
 from .cli import UsageError, b64u, iso, print_json, read_input, scanned_bytes
 from .context import Context, Geo, Policy, Validator
 from .engine import Engine
-from .keys import KeyMaterialError
-from .stops import GtfsError, load_stops
+from .stops import load_stops
 from .timeutil import parse_time, utcnow
 
 DEFAULT_DB = "agent-cache.db"
@@ -27,22 +26,16 @@ def cmd_import_metadata(args: argparse.Namespace) -> int:
         document = json.loads(Path(args.file).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read participant metadata {args.file}: {exc}") from exc
-    cache = open_cache(args)
-    try:
+    with open_cache(args) as cache:
         store = cache.import_metadata(document)
-    except KeyMaterialError as exc:
-        raise UsageError(str(exc)) from exc
-    finally:
-        cache.close()
     print_json({"issuerKeys": len(store.issuer_keys), "authtokenKeys": len(store.authtoken_keys),
                 "skipped": store.skipped})
     return 0
 
 
 def cmd_add_kdk(args: argparse.Namespace) -> int:
-    cache = open_cache(args)
-    cache.add_kdk(args.kid, args.key)
-    cache.close()
+    with open_cache(args) as cache:
+        cache.add_kdk(args.kid, args.key)
     print_json({"kid": args.kid})
     return 0
 
@@ -50,30 +43,24 @@ def cmd_add_kdk(args: argparse.Namespace) -> int:
 def cmd_deny(args: argparse.Namespace) -> int:
     kind, value = next((k, v) for k, v in (("ticket", args.ticket_id), ("traveller", args.traveller_id),
                                            ("token", args.token_id)) if v)
-    cache = open_cache(args)
-    cache.deny(kind, value, args.expire)
-    cache.close()
+    with open_cache(args) as cache:
+        cache.deny(kind, value, args.expire)
     print_json({"kind": kind, "value": value, "expire": args.expire})
     return 0
 
 
 def cmd_import_stops(args: argparse.Namespace) -> int:
-    try:
-        areas = load_stops(args.file)
-    except GtfsError as exc:
-        raise UsageError(str(exc)) from exc
-    cache = open_cache(args)
-    count = cache.replace_stop_areas(areas)
-    cache.close()
+    areas = load_stops(args.file)
+    with open_cache(args) as cache:
+        count = cache.replace_stop_areas(areas)
     print_json({"stopAreas": count, "zones": sorted({a.zone_id for a in areas if a.zone_id})})
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """What an operator asks first: is it syncing, how old are its lists, what is waiting."""
-    cache = open_cache(args)
     now = utcnow()
-    try:
+    with open_cache(args) as cache:
         times = {"metadataCheckedAt": cache.get_meta("metadata_checked_at"),
                  "feedsSyncedAt": cache.get_meta("feeds_synced_at"),
                  "lastUploadAt": cache.get_meta("last_upload_at"),
@@ -87,15 +74,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "denyHighWater": cache.deny_high_water(), "stopAreas": len(cache.stop_areas()),
                     **{k: v for k, v in times.items() if v}, **ages,
                     "alarms": json.loads(cache.get_meta("alarms") or "{}")})
-    finally:
-        cache.close()
     return 0
 
 
 def cmd_outbox_unpark(args: argparse.Namespace) -> int:
-    cache = open_cache(args)
-    count = cache.unpark()
-    cache.close()
+    with open_cache(args) as cache:
+        count = cache.unpark()
     print_json({"unparked": count})
     return 0
 
@@ -103,11 +87,7 @@ def cmd_outbox_unpark(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .runtime import run_from_config
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from exc
-    return run_from_config(config, log_level=args.log_level)
+    return run_from_config(load_config(args.config), log_level=args.log_level)
 
 
 def context_from_args(args: argparse.Namespace) -> Context:
@@ -123,20 +103,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     device_time_window_s=args.device_time_window)
     ctx = context_from_args(args)
     raw = scanned_bytes(read_input(args.file))
-    engine = Engine(open_cache(args), policy)
-    try:
-        decision = engine.validate_sync(raw, ctx)
-    finally:
-        engine.close()
-        engine.cache.close()
+    with open_cache(args) as cache:
+        engine = Engine(cache, policy)
+        try:
+            decision = engine.validate_sync(raw, ctx)
+        finally:
+            engine.close()
     print_json(decision.to_json())
     return 0
 
 
 def cmd_outbox_list(args: argparse.Namespace) -> int:
-    cache = open_cache(args)
-    events = cache.outbox(limit=args.limit) + cache.outbox(limit=args.limit, parked=True)
-    cache.close()
+    with open_cache(args) as cache:
+        events = cache.outbox(limit=args.limit) + cache.outbox(limit=args.limit, parked=True)
     if args.json:
         print_json([dict(e.body, _parked=e.parked, _attempts=e.attempts) for e in events])
         return 0
