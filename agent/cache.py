@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import sqlite_utils
 
-from .keys import KeyMaterialError, KeyStore, jwk_public_key
+from mtb.keys import KeyMaterialError, KeyStore, jwk_public_key
 from .stops import StopArea
-from .timeutil import format_extended, parse_time, utcnow
+from mtb.timeutil import format_extended, parse_time, utcnow
 
 DenyKind = Literal["ticket", "traveller", "token"]
 Durability = Literal["full", "normal"]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from .cache import Use
 from .context import Context, Policy
-from .mtb import Mtb, Ticket
-from .verifier import SignatureCheck
+from mtb import Mtb, Ticket
+from mtb.verifier import SignatureCheck
 
 # When several checks fail, the first in this order is reported.
 RESULT_ORDER = (1, 5, 6, 4, 3, 7, 2, 8, 9)

@@ -15,8 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import keys, mtb, signer, verifier
-from .timeutil import TimeFormatError, format_basic, parse_time, utcnow
+import mtb
+from mtb import keys, signer, verifier
+from mtb.timeutil import TimeFormatError, format_basic, parse_time, utcnow
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -12,7 +12,7 @@ from .cli import UsageError, b64u, iso, print_json, read_input, scanned_bytes
 from .context import Context, Geo, Policy, Validator
 from .engine import Engine
 from .stops import load_stops
-from .timeutil import parse_time, utcnow
+from mtb.timeutil import parse_time, utcnow
 
 DEFAULT_DB = "agent-cache.db"
 

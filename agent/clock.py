@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from .timeutil import utcnow
+from mtb.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

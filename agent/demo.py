@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from . import keys, mtb, signer, verifier
-from .timeutil import format_extended, utcnow
+import mtb
+from mtb import keys, signer, verifier
+from mtb.timeutil import format_extended, utcnow
 
 
 def run_demo() -> int:

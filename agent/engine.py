@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, TypeVar
 
-from . import checks, mtb as codec
+import mtb as codec
+from . import checks
 from .cache import Cache, DenyKind, Use
 from .context import Context, Policy, operating_day
 from .messages import passenger_message
-from .timeutil import format_extended
-from .verifier import SignatureCheck, verify_device, verify_issuer
+from mtb.timeutil import format_extended
+from mtb.verifier import SignatureCheck, verify_device, verify_issuer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

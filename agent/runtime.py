@@ -25,7 +25,7 @@ from .context import Context, Geo, Service, Validator
 from .engine import Decision, Engine
 from .stops import StopArea, StopLocator
 from .sync import Syncer
-from .timeutil import format_extended, parse_time
+from mtb.timeutil import format_extended, parse_time
 
 log = logging.getLogger(__name__)
 BOOT_ID = uuid.uuid4().hex

@@ -31,13 +31,14 @@ import aiohttp
 
 from hardware import SimulatedFeedback, SimulatedReader, SimulatedRoute
 
-from . import keys, mtb, signer
+import mtb
+from mtb import keys, signer
 from .config import AgentConfig
 from .messages import RESULT_NAMES
 from .runtime import Agent, build_agent, close_agent
 from .stops import load_stops
 from .sync import basic_auth
-from .timeutil import utcnow
+from mtb.timeutil import utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
 STOPS = ROOT / "deploy" / "gtfs" / "stops.txt"

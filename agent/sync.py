@@ -25,10 +25,10 @@ from multidict import CIMultiDict
 
 from .cache import DenyKind, OutboxEvent
 from .engine import Engine
-from .keys import KeyMaterialError
-from .mtb import MtbFormatError, b64url_decode
+from mtb.keys import KeyMaterialError
+from mtb import MtbFormatError, b64url_decode
 from .stops import GtfsError, StopArea, parse_stops
-from .timeutil import TimeFormatError, format_extended, parse_time, utcnow
+from mtb.timeutil import TimeFormatError, format_extended, parse_time, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -59,8 +59,8 @@ KEYS = ["alg", "iid", "kid", "miv", "nbf", "exp", "dsp", "dsi", "did", "t", "tpk
 # --- corpus -----------------------------------------------------------------------------------
 
 def make_corpus(key: Any) -> list[bytes]:
-    from agent import keys, signer
-    from agent.signer import TicketSpec
+    from mtb import keys, signer
+    from mtb.signer import TicketSpec
 
     def spec(tid: str, **kw: Any) -> TicketSpec:
         return TicketSpec(tid, NOW - timedelta(hours=1), NOW + timedelta(hours=1), **kw)
@@ -151,7 +151,8 @@ def put(tree: Any, path: tuple, new: Any) -> Any:
 
 class Gen:
     def __init__(self, rng: random.Random, forged: list[bytes], genuine: list[bytes]):
-        from agent import cbor, mtb
+        import mtb
+        from mtb import cbor
         self.rng, self.forged, self.genuine, self.cbor, self.mtb = rng, forged, genuine, cbor, mtb
         # zlib bombs are slow to make: made once (64 KiB + 1, 1 MB, 20 MB of zeros behind a map head)
         self.bombs = [zlib.compress(b"\xa2" + b"\x00" * size, 9) for size in (65_536, 1_000_000, 20_000_000)]
@@ -326,7 +327,8 @@ class Gen:
 
 class Fuzzer:
     def __init__(self, workdir: Path, seed: int, save_dir: Path):
-        from agent import keys, mtb
+        import mtb
+        from mtb import keys
         from agent.cache import Cache
         from agent.context import Context, Geo, Validator
         from agent.engine import Engine, unreadable_id
@@ -529,7 +531,7 @@ def atheris_child(runs: int, stats: Path, seed: int) -> int:
     import atheris  # type: ignore[import-not-found]
 
     with atheris.instrument_imports():
-        import agent.cbor, agent.mtb, agent.engine, agent.checks, agent.verifier, agent.timeutil  # noqa: F401,E401
+        import mtb.cbor, mtb.codec, agent.engine, agent.checks, mtb.verifier, mtb.timeutil  # noqa: F401,E401
     workdir = stats.parent / "atheris"
     workdir.mkdir(exist_ok=True)
     fuzzer = Fuzzer(workdir, seed, workdir / "findings")

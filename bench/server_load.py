@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
 
-from agent import keys  # noqa: E402
+from mtb import keys  # noqa: E402
 from server import auth, cli, jws  # noqa: E402
 from server.app import app_from_data_dir  # noqa: E402
 from server.config import load_config  # noqa: E402

@@ -30,12 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent import keys, mtb, signer  # noqa: E402
+import mtb  # noqa: E402
+from mtb import keys, signer  # noqa: E402
 from agent.cache import Cache  # noqa: E402
 from agent.context import Context, Geo, Policy, Service, Validator  # noqa: E402
 from agent.engine import Engine, TicketOutcome, ticket_event  # noqa: E402
 from agent.sync import ServerClient, Syncer  # noqa: E402
-from agent.timeutil import format_extended  # noqa: E402
+from mtb.timeutil import format_extended  # noqa: E402
 from tests.e2e.conftest import ServerProcess  # noqa: E402
 from tests.server.conftest import PASSWORD, make_data_dir  # noqa: E402
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent import keys, mtb, signer  # noqa: E402
+import mtb  # noqa: E402
+from mtb import keys, signer  # noqa: E402
 from agent.cache import Cache  # noqa: E402
 from agent.context import Context, Geo, Validator  # noqa: E402
 from agent.engine import Engine  # noqa: E402

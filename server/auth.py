@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.mtb import MtbFormatError, b64url_decode, b64url_encode
+from mtb import MtbFormatError, b64url_decode, b64url_encode
 
 from . import jws
 from .context import PRINCIPAL

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.timeutil import utcnow
+from mtb.timeutil import utcnow
 
 from . import auth
 from .config import CONFIG_FILE, ServerConfig, load_config, save_config

@@ -16,9 +16,9 @@ from urllib.parse import quote
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
-from agent.keys import derive_device_key
-from agent.mtb import b64url_encode
-from agent.timeutil import format_extended
+from mtb.keys import derive_device_key
+from mtb import b64url_encode
+from mtb.timeutil import format_extended
 
 from . import auth, manifest, openapi, tickets
 from .auth import BASIC, PUBLIC, Principal, allow

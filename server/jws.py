@@ -13,8 +13,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent.keys import es256_sign, es256_verify
-from agent.mtb import MtbFormatError, b64url_decode, b64url_encode
+from mtb.keys import es256_sign, es256_verify
+from mtb import MtbFormatError, b64url_decode, b64url_encode
 
 MAX_TOKEN_CHARS = 8 * 1024
 

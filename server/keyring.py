@@ -18,8 +18,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent import keys
-from agent.mtb import b64url_decode, b64url_encode
+from mtb import keys
+from mtb import b64url_decode, b64url_encode
 
 from . import config as cfg
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.mtb import MtbFormatError, b64url_decode, b64url_encode
+from mtb import MtbFormatError, b64url_decode, b64url_encode
 
 from . import jws
 from .errors import ApiError

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from agent.timeutil import format_extended, parse_time
+from mtb.timeutil import format_extended, parse_time
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")

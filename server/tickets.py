@@ -43,9 +43,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent import mtb, signer
-from agent.mtb import b64url_encode
-from agent.timeutil import format_extended
+import mtb
+from mtb import signer
+from mtb import b64url_encode
+from mtb.timeutil import format_extended
 
 from .auth import Principal
 from .context import Context

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import keys
+from mtb import keys
 from agent.cache import Cache
 from agent.engine import Engine
-from agent.signer import TicketSpec
+from mtb.signer import TicketSpec
 
 VECTORS = Path(__file__).parent / "vectors"
 NOW = datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc)

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from agent import cbor, keys, mtb, signer
+import mtb
+from mtb import cbor, keys, signer
 from agent.cache import Cache
 from agent.context import Context, Geo, Validator
 from agent.engine import Decision, Engine

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import mtb
+import mtb
 from agent.cli import main
 
 from .conftest import VECTORS

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from agent import signer
+from mtb import signer
 from agent.clock import ClockWatch
 from agent.context import Context, Geo, Validator
 from agent.runtime import OUT_OF_SERVICE, Agent
-from agent.timeutil import format_extended, utcnow
+from mtb.timeutil import format_extended, utcnow
 from hardware import SimulatedFeedback, SimulatedReader
 
 from .conftest import NOW, ticket

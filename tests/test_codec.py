@@ -7,7 +7,8 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from agent import cbor, keys, mtb, signer, verifier
+import mtb
+from mtb import cbor, keys, signer, verifier
 
 from .conftest import NOW, ticket
 

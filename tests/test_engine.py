@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from agent import cbor, keys, mtb, signer
+import mtb
+from mtb import cbor, keys, signer
 from agent.cache import Cache
 from agent.context import Context, Geo, Policy, Validator
 from agent.engine import Engine

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event as note, given, settings, strategies as st
 
-from agent import cbor, keys, mtb, signer
+import mtb
+from mtb import cbor, keys, signer
 from agent.cache import Cache
 from agent.context import Context, Geo, Validator
 from agent.engine import Engine, unreadable_id

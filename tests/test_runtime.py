@@ -7,11 +7,11 @@ import operator
 from datetime import timedelta
 from pathlib import Path
 
-from agent import signer
+from mtb import signer
 from agent.context import Validator
 from agent.runtime import Agent, PositionTracker
 from agent.stops import StopLocator, load_stops
-from agent.timeutil import utcnow
+from mtb.timeutil import utcnow
 from hardware import NmeaGps, SimulatedFeedback, SimulatedReader, SimulatedRoute
 
 from .conftest import ticket

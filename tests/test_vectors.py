@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent import keys, mtb, verifier
+import mtb
+from mtb import keys, verifier
 
 from .conftest import VECTORS
 

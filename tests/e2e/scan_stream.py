@@ -51,12 +51,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent import keys, mtb, signer  # noqa: E402
+import mtb  # noqa: E402
+from mtb import keys, signer  # noqa: E402
 from agent.cache import Cache  # noqa: E402
 from agent.context import Context, Geo, Policy, Validator  # noqa: E402
 from agent.engine import Engine  # noqa: E402
 from agent.sync import ServerClient, Syncer  # noqa: E402
-from agent.timeutil import parse_time  # noqa: E402
+from mtb.timeutil import parse_time  # noqa: E402
 
 DEVICE_ID = "bus-powercut"
 PID = 1234

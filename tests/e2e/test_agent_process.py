@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from agent import keys, mtb, signer
+import mtb
+from mtb import keys, signer
 from agent.cache import Cache
-from agent.timeutil import utcnow
+from mtb.timeutil import utcnow
 
 from ..conftest import ticket
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from agent import mtb
+import mtb
 from agent.sync import Backoff, Transient
 from hardware import SimulatedFeedback
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agent import keys
+from mtb import keys
 from server import cli
 from server.app import app_from_data_dir
 from server.config import load_config

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agent.mtb import b64url_encode
+from mtb import b64url_encode
 from server import auth, jws
 from server.cli import add_credential
 
@@ -35,7 +35,7 @@ async def test_auth_returns_an_es256_jwt_with_the_bob_claims(api, deployment):
     # verifiable with the key the participant metadata publishes
     metadata = (await api.get("/participantMetadata", token=token)).body
     jwk = next(k for p in metadata if p["pid"] == PID for k in p["authtokenPublicKeys"])
-    from agent.keys import jwk_public_key
+    from mtb.keys import jwk_public_key
     jws.verify(token, lambda h, c: jwk_public_key(jwk))
     assert (await api.get("/ticket/none", token=token)).status == 404  # the token works
 
@@ -114,7 +114,7 @@ async def test_hs256_with_the_public_key_as_secret_is_401(api, deployment):
 
 
 async def test_token_signed_by_another_key_or_tampered_is_401(api, deployment):
-    from agent.keys import generate_es256_key
+    from mtb.keys import generate_es256_key
     forged = jws.sign(generate_es256_key(), {"typ": "JWT", "kid": f"{PID}:auth-1"}, claims())
     assert (await api.get("/blacklist", token=forged)).status == 401
     unknown_kid = jws.sign(deployment.private_key("authtoken-key.pem"), {"kid": f"{PID}:auth-9"}, claims())

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from agent import keys
-from agent.mtb import b64url_decode
+from mtb import keys
+from mtb import b64url_decode
 
 from .conftest import OTHER_PID, PID
 

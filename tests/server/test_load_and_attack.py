@@ -28,8 +28,8 @@ from urllib.parse import quote
 import aiohttp
 from cryptography.hazmat.primitives import serialization
 
-from agent import keys
-from agent.mtb import b64url_encode
+from mtb import keys
+from mtb import b64url_encode
 from server import auth, jws
 from server.store import Credential, SqliteStore
 

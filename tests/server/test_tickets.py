@@ -7,9 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from agent import keys, mtb, verifier
-from agent.mtb import b64url_decode, b64url_encode
-from agent.timeutil import parse_time
+import mtb
+from mtb import keys, verifier
+from mtb import b64url_decode, b64url_encode
+from mtb.timeutil import parse_time
 from server import jws
 
 from .conftest import FARE, OTHER_PID, PID

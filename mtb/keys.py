@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from .mtb import b64url_decode, b64url_encode
+from .codec import b64url_decode, b64url_encode
 
 DEVICE_KEY_BYTES = 16
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import cbor, mtb
+from . import cbor
+from . import codec as mtb
 from .keys import es256_sign, hs256
 from .timeutil import format_basic
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .keys import KeyStore, derive_device_key, es256_verify, hs256
-from .mtb import Mtb, signed_data
+from .codec import Mtb, signed_data
 
 DEFAULT_ISSUER_ALGS = frozenset({"ES256"})
 Status = Literal["valid", "invalid", "unknown-key", "absent"]

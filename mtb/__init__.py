@@ -1,0 +1,16 @@
+"""What the device agent and the server both speak: the MTB codec (this package's top level,
+``mtb.decode``), strict CBOR (:mod:`mtb.cbor`), keys (:mod:`mtb.keys`), the signer
+(:mod:`mtb.signer`), the verifier (:mod:`mtb.verifier`) and the time format (:mod:`mtb.timeutil`).
+
+It imports neither ``agent`` nor ``server`` (a layer test checks it), so the server never
+depends on the device agent and a third party can take the codec alone.
+"""
+from .codec import (MAX_INPUT_BYTES, MAX_MTB_BYTES, MAX_TICKETS, VERSION, DeviceHeader, DeviceSigned,
+                    IssuerHeader, IssuerSigned, Mtb, MtbFormatError, Ticket, Transport, b64url_decode,
+                    b64url_encode, body, container, decode, decode_container, signed_data, unwrap_transport,
+                    wrap_transport)
+
+__all__ = ["MAX_INPUT_BYTES", "MAX_MTB_BYTES", "MAX_TICKETS", "VERSION", "DeviceHeader", "DeviceSigned",
+           "IssuerHeader", "IssuerSigned", "Mtb", "MtbFormatError", "Ticket", "Transport", "b64url_decode",
+           "b64url_encode", "body", "container", "decode", "decode_container", "signed_data",
+           "unwrap_transport", "wrap_transport"]
