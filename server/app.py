@@ -22,7 +22,7 @@ from .context import CTX, Context
 from .errors import error_middleware
 from .keyring import KeyRing
 from .ratelimit import RateLimiter
-from .store import SqliteStore, Store, StoreRunner
+from .store import Store, StoreRunner, open_store
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def app_from_data_dir(data_dir: str | Path, **overrides: object) -> web.Applicat
     if overrides:
         config = ServerConfig.model_validate({**config.model_dump(), **overrides})
         config.data_dir = str(data_dir)
-    return make_app(config, SqliteStore(data_dir / config.database))
+    return make_app(config, open_store(data_dir / config.database))
 
 
 @dataclass

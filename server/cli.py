@@ -26,7 +26,7 @@ from mtb.timeutil import utcnow
 from . import auth
 from .config import CONFIG_FILE, ServerConfig, load_config, save_config
 from .keyring import create_key_material
-from .store import Credential, DuplicateCredential, SqliteStore
+from .store import Credential, DuplicateCredential, open_store
 
 
 class UsageError(Exception):
@@ -54,7 +54,7 @@ def add_credential(data_dir: str | Path, entity: str, role: str, password: str |
         raise UsageError("entity id must be 1-200 characters without / : ? # % or spaces")
     config = config or load_config(data_dir)
     password = password or auth.generate_password()
-    store = SqliteStore(Path(data_dir) / config.database)
+    store = open_store(Path(data_dir) / config.database)
     try:
         store.add_credential(Credential(entity, role, config.pid, auth.hash_password(password), utcnow()),
                              replace=replace)
@@ -100,7 +100,7 @@ def _credentials(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     elif args.action == "list":
         config = load_config(args.data)
-        store = SqliteStore(Path(args.data) / config.database)
+        store = open_store(Path(args.data) / config.database)
         try:
             for cred in store.list_credentials():
                 print(f"{cred.entity_id}\t{cred.role}\t{cred.pid}")
@@ -110,7 +110,7 @@ def _credentials(args: argparse.Namespace) -> int:
         if not args.entity:
             raise UsageError("credentials remove needs --entity")
         config = load_config(args.data)
-        store = SqliteStore(Path(args.data) / config.database)
+        store = open_store(Path(args.data) / config.database)
         try:
             if not store.remove_credential(args.entity):
                 raise UsageError(f"no credential {args.entity!r}")

@@ -186,7 +186,7 @@ async def get_blacklist(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     after = q_int(request, "blacklistEntryId", 0, 0, 2 ** 62) or 0
     limit = q_int(request, "limit", BLACKLIST_DEFAULT, 1, BLACKLIST_MAX) or BLACKLIST_DEFAULT
-    entries = await ctx.run(ctx.store.blacklist_since, after, limit)
+    entries = await ctx.run(ctx.store.deny_since, after, limit)
     out = []
     for entry in entries:
         item: dict[str, Any] = {"blacklistEntryId": entry.entry_id}

@@ -53,7 +53,7 @@ from .context import Context
 from .errors import ApiError, Conflict, Forbidden, NotFound, field_error
 from .manifest import Manifest, verify as verify_manifest
 from .models import ManifestCall
-from .store import (BlacklistEntry, BundleRecord, DuplicateManifest, StateConflict, TicketRecord)
+from .store import (DenyEntry, BundleRecord, DuplicateManifest, StateConflict, TicketRecord)
 
 USABLE = frozenset({"active"})
 STATES = ("active", "frozen", "recovered", "replaced", "refunded", "revoked")
@@ -294,13 +294,13 @@ async def apply(ctx: Context, principal: Principal, ticket_id: str, action: str,
     entry = None
     if rule.blacklist == "add":
         expire = max(ticket.valid_until, now) + timedelta(seconds=ctx.config.blacklist_grace_seconds)
-        entry = BlacklistEntry(expire=expire, ticket_id=ticket.ticket_id, reason=action, created_at=now)
+        entry = DenyEntry(expire=expire, ticket_id=ticket.ticket_id, reason=action, created_at=now)
     elif rule.blacklist == "lift":  # already expired, even on a device whose clock lags ours a little
         lifted = now - timedelta(seconds=ctx.config.clock_skew_seconds)
-        entry = BlacklistEntry(expire=lifted, ticket_id=ticket.ticket_id, reason=action, created_at=now)
+        entry = DenyEntry(expire=lifted, ticket_id=ticket.ticket_id, reason=action, created_at=now)
     try:
         await ctx.run(ctx.store.transition, ticket.ticket_id, ticket.state, rule.target, at=now,
-                      actor=principal.key, action=action, changes=changes, blacklist=entry)
+                      actor=principal.key, action=action, changes=changes, deny=entry)
     except StateConflict as exc:
         raise Conflict(str(exc), code="invalid_state") from None
     updated = await ctx.run(ctx.store.get_ticket, ticket.ticket_id)

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from mtb import keys
 from mtb import b64url_encode
 from server import auth, jws
-from server.store import Credential, SqliteStore
+from server.store import Credential, open_store
 
 from .conftest import OTHER_PID, PID, Api, Deployment, event
 
@@ -52,14 +52,14 @@ def db_rows(d: Deployment, sql: str, params: Any = ()) -> list[Any]:
 
 def table_counts(d: Deployment) -> dict[str, int]:
     tables = [r[0] for r in db_rows(d, "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-    assert {"tickets", "events", "blacklist", "credentials"} <= set(tables)
+    assert {"tickets", "events", "deny_list", "credentials"} <= set(tables)
     return {t: db_rows(d, f'SELECT count(*) FROM "{t}"')[0][0] for t in tables}
 
 
 def add_credentials(d: Deployment, entities: list[str], role: str) -> None:
     """Many credentials at once: one scrypt hash (same password) stored for each."""
     hashed = auth.hash_password("load-test-password")
-    store = SqliteStore(d.data_dir / d.config.database)
+    store = open_store(d.data_dir / d.config.database)
     try:
         for entity in entities:
             store.add_credential(Credential(entity, role, PID, hashed, datetime.now(timezone.utc)))
@@ -284,7 +284,7 @@ async def test_validator_token_cannot_change_or_read_tickets(api, deployment):
 
     before = status((await api.get(f"/ticket/{tid}", role="admin")).body)
     assert before[:2] == ("issued", True) or before[1] is True
-    blacklist_before = table_counts(deployment)["blacklist"]
+    blacklist_before = table_counts(deployment)["deny_list"]
     template = await api.manifest()
     attempts = [
         ("PUT", f"/ticket/{tid}/refundStatus", None), ("PUT", f"/ticket/{tid}/revoke", None),
@@ -305,7 +305,7 @@ async def test_validator_token_cannot_change_or_read_tickets(api, deployment):
         assert reply.body["code"] == "wrong_role"
         assert tid not in reply.text
     assert status((await api.get(f"/ticket/{tid}", role="admin")).body) == before
-    assert table_counts(deployment)["blacklist"] == blacklist_before  # no revoke/freeze/refund happened
+    assert table_counts(deployment)["deny_list"] == blacklist_before  # no revoke/freeze/refund happened
     assert not db_rows(deployment, "SELECT 1 FROM tickets WHERE traveller_id = 'trav-val'")
 
 
@@ -362,7 +362,7 @@ async def test_sql_injection_in_filters_sorts_and_paths_changes_nothing(make_ser
         await api.put(f"/ticket/{tids[1]}/revoke", role="pos")  # a blacklist entry to read
         assert (await api.post("/validation", [event(tids[0], "inj-1")], role="val")).status == 201
         before = table_counts(d)
-        assert before["tickets"] == 2 and before["events"] == 1 and before["blacklist"] >= 1
+        assert before["tickets"] == 2 and before["events"] == 1 and before["deny_list"] >= 1
 
         async def expect(path: str, status: int, *, role: str = "pos", params: Any = None, method: str = "GET",
                          body: Any = None) -> Any:
