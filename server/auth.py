@@ -32,7 +32,7 @@ from mtb import MtbFormatError, b64url_decode, b64url_encode
 
 from . import jws
 from .context import PRINCIPAL
-from .errors import Forbidden, Handler, TooManyRequests, Unauthorized
+from .errors import ApiError, Handler
 from .keyring import KeyRing
 
 ROLES = ("val", "ins", "tvm", "pos", "admin")
@@ -76,14 +76,14 @@ def verify_password(password: str, stored: str | None) -> bool:
 
 def parse_basic(header: str | None) -> tuple[str, str]:
     if not header or not header.lower().startswith("basic "):
-        raise Unauthorized("HTTP Basic credentials required", code="missing_credentials",
+        raise ApiError(401, "HTTP Basic credentials required", code="missing_credentials",
                            headers={"WWW-Authenticate": 'Basic realm="bob"'})
     try:
         user, sep, password = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         user, sep, password = "", "", ""
     if not sep:
-        raise Unauthorized("malformed HTTP Basic credentials", code="invalid_credentials",
+        raise ApiError(401, "malformed HTTP Basic credentials", code="invalid_credentials",
                            headers={"WWW-Authenticate": 'Basic realm="bob"'})
     return user, password
 
@@ -112,7 +112,7 @@ def issue_token(ring: KeyRing, sub: str, role: str, now: datetime, lifetime: int
 
 def verify_token(token: str | None, ring: KeyRing, now: datetime, skew: int) -> Principal:
     if not token:
-        raise Unauthorized(f"{TOKEN_HEADER} header required", code="missing_token")
+        raise ApiError(401, f"{TOKEN_HEADER} header required", code="missing_token")
 
     def key_for(header: dict[str, Any], claims: dict[str, Any]) -> Any:
         iss, kid = claims.get("iss"), header.get("kid")
@@ -123,18 +123,18 @@ def verify_token(token: str | None, ring: KeyRing, now: datetime, skew: int) -> 
     try:
         _, claims = jws.verify(token, key_for)
     except jws.JwsError as exc:
-        raise Unauthorized(f"invalid auth token: {exc}", code="invalid_token") from None
+        raise ApiError(401, f"invalid auth token: {exc}", code="invalid_token") from None
     sub, role, iss = claims.get("sub"), claims.get("bobAuthZ"), claims.get("iss")
     iat, exp = claims.get("iat"), claims.get("exp")
     if not isinstance(sub, str) or not sub or role not in ROLES or not isinstance(iss, str) or not iss.isdigit():
-        raise Unauthorized("invalid auth token: bad sub, iss or bobAuthZ claim", code="invalid_token")
+        raise ApiError(401, "invalid auth token: bad sub, iss or bobAuthZ claim", code="invalid_token")
     if not _number(exp) or not _number(iat):
-        raise Unauthorized("invalid auth token: iat and exp must be numbers", code="invalid_token")
+        raise ApiError(401, "invalid auth token: iat and exp must be numbers", code="invalid_token")
     t = now.timestamp()
     if t > exp + skew:
-        raise Unauthorized("auth token expired", code="token_expired")
+        raise ApiError(401, "auth token expired", code="token_expired")
     if iat > t + skew:
-        raise Unauthorized("auth token issued in the future", code="invalid_token")
+        raise ApiError(401, "auth token issued in the future", code="invalid_token")
     key = sub if int(iss) == ring.pid else f"{int(iss)}:{sub}"
     return Principal(sub=sub, pid=int(iss), role=role, exp=int(exp), key=key)
 
@@ -180,10 +180,10 @@ def auth_middleware(ctx: Any) -> Any:
         if principal.pid == ctx.config.pid:
             cred = await ctx.run(ctx.store.get_credential, principal.sub)
             if cred is None or cred.role != principal.role:
-                raise Unauthorized("the credential behind this token was removed or changed", code="invalid_token")
+                raise ApiError(401, "the credential behind this token was removed or changed", code="invalid_token")
         check_rate(ctx, principal.key)
         if principal.role not in roles:
-            raise Forbidden(f"role {principal.role!r} may not call this endpoint (allowed: {', '.join(roles)})",
+            raise ApiError(403, f"role {principal.role!r} may not call this endpoint (allowed: {', '.join(roles)})",
                             code="wrong_role")
         request[PRINCIPAL] = principal
         return await handler(request)
@@ -194,7 +194,7 @@ def auth_middleware(ctx: Any) -> Any:
 def check_not_blocked(ctx: Any, key: str) -> None:
     wait = ctx.limiter.blocked(key) if ctx.limiter is not None else None
     if wait is not None:
-        raise TooManyRequests(f"too many failed attempts; retry after {wait} s", headers={"Retry-After": str(wait)})
+        raise ApiError(429, f"too many failed attempts; retry after {wait} s", headers={"Retry-After": str(wait)})
 
 
 def check_rate(ctx: Any, key: str) -> None:
@@ -202,5 +202,5 @@ def check_rate(ctx: Any, key: str) -> None:
         return
     wait = ctx.limiter.hit(key)
     if wait is not None:
-        raise TooManyRequests(f"rate limit exceeded for {key!r}; retry after {wait} s",
+        raise ApiError(429, f"rate limit exceeded for {key!r}; retry after {wait} s",
                               headers={"Retry-After": str(wait)})

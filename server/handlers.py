@@ -24,8 +24,7 @@ from . import auth, manifest, openapi, tickets
 from .auth import BASIC, PUBLIC, Principal, allow
 from .config import STOPS_FILE
 from .context import Context, ctx_of, principal_of
-from .errors import (NotFound, PayloadTooLarge, Unauthorized, field_error, from_validation,
-                     json_response, read_json)
+from .errors import ApiError, field_error, from_validation, json_response, read_json
 from .models import (ActiveStatusBody, DeviceKeyRequest, ManifestCall, ManifestRequest, TicketBundleRequest,
                      TicketEvent)
 from .store import EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, EventRecord, NewEvent, TicketQuery
@@ -119,7 +118,7 @@ async def get_auth(request: web.Request) -> web.Response:
     ok = await asyncio.to_thread(auth.verify_password, password, cred.password_hash if cred else None)
     if not ok or cred is None:
         auth.check_rate(ctx, failures)
-        raise Unauthorized("invalid credentials", code="invalid_credentials",
+        raise ApiError(401, "invalid credentials", code="invalid_credentials",
                            headers={"WWW-Authenticate": 'Basic realm="bob"'})
     auth.check_rate(ctx, entity_id)
     token = auth.issue_token(ctx.keyring, cred.entity_id, cred.role, _now(), ctx.config.token_lifetime_seconds)
@@ -158,7 +157,7 @@ async def get_stops(request: web.Request) -> web.Response:
     try:
         body = await asyncio.to_thread(path.read_bytes)
     except FileNotFoundError:
-        raise NotFound(f"no {STOPS_FILE} in this deployment", code="no_stops") from None
+        raise ApiError(404, f"no {STOPS_FILE} in this deployment", code="no_stops") from None
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if _etag_matches(request.headers.get("If-None-Match"), etag):
@@ -240,7 +239,7 @@ def post_events(kind: str):
         if not isinstance(data, list):
             raise field_error("(body)", "must be a JSON array of ticketEvents")
         if len(data) > ctx.config.max_batch_events:
-            raise PayloadTooLarge(f"batch of {len(data)} events exceeds {ctx.config.max_batch_events}",
+            raise ApiError(413, f"batch of {len(data)} events exceeds {ctx.config.max_batch_events}",
                                   code="batch_too_large",
                                   details=[{"field": "(body)", "message": f"at most {ctx.config.max_batch_events}"}])
         try:
@@ -417,7 +416,7 @@ async def list_ticket_events(request: web.Request) -> web.Response:
     events, total = await ctx.run(ctx.store.list_events, ticket_id, poster_pid=poster, sort_field=sort_field,
                                   sort_order=sort_order, offset=offset, limit=limit)
     if ticket is None and total == 0:
-        raise NotFound(f"ticket {ticket_id!r} not found", code="ticket_not_found")
+        raise ApiError(404, f"ticket {ticket_id!r} not found", code="ticket_not_found")
     return json_response([event_result_json(ctx, e, ticket) for e in events],
                          headers=page_headers(request, offset, limit, total))
 
@@ -428,7 +427,7 @@ async def get_ticket_event(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     principal: Principal = principal_of(request)
     ticket_id, raw_id = request.match_info["ticketId"], request.match_info["eventId"]
-    not_found = NotFound(f"event {raw_id!r} of ticket {ticket_id!r} not found", code="event_not_found")
+    not_found = ApiError(404, f"event {raw_id!r} of ticket {ticket_id!r} not found", code="event_not_found")
     if not raw_id.isdigit() or len(raw_id) > 18:
         raise not_found
     event = await ctx.run(ctx.store.get_event, int(raw_id))
@@ -465,6 +464,6 @@ async def get_ticketbundle(request: web.Request) -> web.Response:
     bundle_id = request.match_info["ticketBundleId"]
     bundle = await ctx.run(ctx.store.get_bundle, bundle_id)
     if bundle is None or not (principal.admin or bundle.pid == principal.pid):
-        raise NotFound(f"ticket bundle {bundle_id!r} not found", code="bundle_not_found")
+        raise ApiError(404, f"ticket bundle {bundle_id!r} not found", code="bundle_not_found")
     return json_response(tickets.bundle_json(bundle))
 
