@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 log = logging.getLogger("server")
 
@@ -165,3 +165,18 @@ def _refuse_lone_surrogates(value: Any) -> None:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="the member or parameter, e.g. [3].time")
+    message: str
+    index: int | None = Field(None, description="position in a batch")
+    type: str | None = None
+
+
+class Error(BaseModel):
+    """Every error answer's body."""
+
+    code: str = Field(description="stable machine-readable code")
+    message: str
+    details: list[ErrorDetail] | None = None

@@ -5,7 +5,7 @@ import asyncio
 
 import aiohttp
 
-from server.ratelimit import RateLimiter
+from server.auth.ratelimit import RateLimiter
 
 from .conftest import Api
 

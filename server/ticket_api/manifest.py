@@ -24,10 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mtb import MtbFormatError, b64url_decode, b64url_encode
 
-from . import jws
-from .errors import ApiError
-from .keyring import KeyRing
-from .models import Fare, ManifestRequest
+from .. import jws
+from ..errors import ApiError
+from ..keyring import KeyRing
+from ..models import Fare, ManifestRequest
 
 TYP = "bob-manifest+jwt"
 

@@ -43,17 +43,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from urllib.parse import quote
+
 import mtb
-from mtb import signer
-from mtb import b64url_encode
+from mtb import b64url_encode, signer
 from mtb.timeutil import format_extended
 
-from .auth import Principal
-from .context import Context
-from .errors import ApiError, field_error
+from ..auth import Principal
+from ..context import Context
+from ..errors import ApiError, field_error
+from ..models import ManifestCall
+from ..store import BundleRecord, DenyEntry, DuplicateManifest, EventRecord, StateConflict, TicketRecord
 from .manifest import Manifest, verify as verify_manifest
-from .models import ManifestCall
-from .store import (DenyEntry, BundleRecord, DuplicateManifest, StateConflict, TicketRecord)
 
 USABLE = frozenset({"active"})
 STATES = ("active", "frozen", "recovered", "replaced", "refunded", "revoked")
@@ -84,6 +85,12 @@ MAX_EVENT_IDS = 1000
 
 def new_id(prefix: str = "") -> str:
     return prefix + secrets.token_hex(10)
+
+
+def segment(text: str) -> str:
+    """A path segment the server writes into a URL: percent-encoded, so an id a client chose
+    (``..``, ``a/b``, a newline) can neither point elsewhere nor break the header."""
+    return quote(text, safe="") if text not in (".", "..") else text.replace(".", "%2E")
 
 
 # --- amounts and JSON -------------------------------------------------------------------------
@@ -144,6 +151,23 @@ def ticket_json(ticket: TicketRecord, now: datetime) -> dict[str, Any]:
         if value is not None:
             body[key] = value
     return body
+
+
+def event_result_json(event: EventRecord, ticket: TicketRecord | None = None,
+                      event_ids: list[int] | None = None) -> dict[str, Any]:
+    """A stored event as BoB's ``ticketEventResult``, with the ticket's state when the server knows it."""
+    body = {**event.body, "eventId": str(event.event_id)}
+    status = event.event_result if event.event_result is not None else 0
+    result: dict[str, Any] = {"ticketEvent": body, "ticketEventStatus": status}
+    if ticket is not None:
+        metadata: dict[str, Any] = {"relativeValidityStart": format_extended(ticket.valid_from)}
+        if event_ids is not None:
+            metadata["ticketEventIds"] = [str(i) for i in event_ids]
+        result["ticketMetadata"] = metadata
+        if ticket.state not in USABLE:
+            result["ticketEventInspectMessage"] = f"Ticket is {ticket.state} on the server"
+            result["ticketEventPassengerMessage"] = "Ticket not valid"
+    return result
 
 
 def bundle_json(bundle: BundleRecord) -> dict[str, Any]:
@@ -208,7 +232,7 @@ def _issue_response(ctx: Context, bundle: BundleRecord, issue_mtb: bool, status:
     body: dict[str, Any] = {"settlementId": bundle.settlement_id, "ticketIds": bundle.ticket_ids}
     if issue_mtb:
         body["ticketBundle"] = bundle_json(bundle)
-    return IssueResult(status, body, ctx.url(f"/ticketbundle/{bundle.bundle_id}"))
+    return IssueResult(status, body, ctx.url(f"/ticketbundle/{segment(bundle.bundle_id)}"))
 
 
 async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: datetime) -> IssueResult:
