@@ -63,7 +63,7 @@ def app_from_data_dir(data_dir: str | Path, **overrides: object) -> web.Applicat
     if overrides:
         config = ServerConfig.model_validate({**config.model_dump(), **overrides})
         config.data_dir = str(data_dir)
-    return make_app(config, open_store(data_dir / config.database))
+    return make_app(config, open_store(config.database_target(), pool_size=config.database_pool_size))
 
 
 @dataclass

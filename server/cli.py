@@ -2,11 +2,14 @@
 
 ::
 
-    python -m server --data DIR [--host 127.0.0.1] [--port 8080]      # serve (same as `serve`)
-    python -m server init --data DIR [--pid 1234] [--name ORG] [--admin admin] [--base-path /api/v1]
+    python -m server --data DIR [--host 127.0.0.1] [--port 8080] [--database URL]   # serve (same as `serve`)
+    python -m server init --data DIR [--pid 1234] [--name ORG] [--admin admin] [--base-path /api/v1] [--database URL]
     python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password P]
     python -m server credentials list --data DIR
     python -m server credentials remove --data DIR --entity ID
+
+``--database`` takes a SQLite file (in the data directory) or ``postgresql://user@host/db``
+(the password from ``PGPASSWORD`` or ``~/.pgpass``, never on the command line).
 
 ``init`` prints the admin password once (only its scrypt hash is stored); ``credentials add``
 prints the generated password when none is given. Errors are one line on stderr, exit 1.
@@ -21,12 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from mtb.timeutil import utcnow
 
 from . import auth
-from .config import CONFIG_FILE, ServerConfig, load_config, save_config
+from .config import CONFIG_FILE, ServerConfig, check_database, load_config, save_config
 from .keyring import create_key_material
-from .store import Credential, DuplicateCredential, open_store
+from .store import Credential, DuplicateCredential, is_database_url, open_store
 
 
 class UsageError(Exception):
@@ -41,6 +46,7 @@ def init_data_dir(data_dir: str | Path, *, pid: int = 1234, name: str | None = N
         raise UsageError(f"{data_dir} is already initialised ({CONFIG_FILE} exists)")
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = ServerConfig(pid=pid, **({"organisation_name": name} if name else {}), **config)
+    settings.data_dir = str(data_dir)
     create_key_material(data_dir, settings)
     save_config(data_dir, settings)
     return add_credential(data_dir, admin_entity, "admin", admin_password, config=settings)
@@ -54,7 +60,7 @@ def add_credential(data_dir: str | Path, entity: str, role: str, password: str |
         raise UsageError("entity id must be 1-200 characters without / : ? # % or spaces")
     config = config or load_config(data_dir)
     password = password or auth.generate_password()
-    store = open_store(Path(data_dir) / config.database)
+    store = open_store(config.database_target(), pool_size=1)
     try:
         store.add_credential(Credential(entity, role, config.pid, auth.hash_password(password), utcnow()),
                              replace=replace)
@@ -71,18 +77,29 @@ def _serve(args: argparse.Namespace) -> int:
     from .app import app_from_data_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(args.data)
+    config = _config(args)
     host = args.host or config.host
     port = config.port if args.port is None else args.port
-    app = app_from_data_dir(args.data)
-    print(f"serving {config.base_path or '/'} on http://{host}:{port} (data {args.data})", flush=True)
+    app = app_from_data_dir(args.data, database=config.database)
+    print(f"serving {config.base_path or '/'} on http://{host}:{port} (data {args.data}, "
+          f"{'PostgreSQL' if is_database_url(config.database) else 'SQLite'})", flush=True)
     web.run_app(app, host=host, port=port, print=None,
                 access_log=logging.getLogger("aiohttp.access") if args.access_log else None)
     return 0
 
 
+def _config(args: argparse.Namespace) -> ServerConfig:
+    """The data directory's config, with ``--database`` (checked like the file's) over its own."""
+    config = load_config(args.data)
+    if getattr(args, "database", None):
+        config.database = check_database(args.database)
+    return config
+
+
 def _init(args: argparse.Namespace) -> int:
-    extra = {"base_path": args.base_path} if args.base_path else {}
+    extra: dict[str, Any] = {"base_path": args.base_path} if args.base_path else {}
+    if args.database:
+        extra["database"] = args.database
     password = init_data_dir(args.data, pid=args.pid, name=args.name, admin_entity=args.admin, **extra)
     print(json.dumps({"data": str(args.data), "pid": args.pid, "adminEntity": args.admin, "adminPassword": password,
                       "note": "the password is shown only now; it is stored hashed"}, indent=2))
@@ -93,14 +110,14 @@ def _credentials(args: argparse.Namespace) -> int:
     if args.action == "add":
         if not args.entity or not args.role:
             raise UsageError("credentials add needs --entity and --role")
-        password = add_credential(args.data, args.entity, args.role, args.password, replace=args.replace)
+        password = add_credential(args.data, args.entity, args.role, args.password, replace=args.replace,
+                                  config=_config(args))
         out = {"entity": args.entity, "role": args.role}
         if not args.password:
             out["password"] = password
         print(json.dumps(out, indent=2))
     elif args.action == "list":
-        config = load_config(args.data)
-        store = open_store(Path(args.data) / config.database)
+        store = open_store(_config(args).database_target(), pool_size=1)
         try:
             for cred in store.list_credentials():
                 print(f"{cred.entity_id}\t{cred.role}\t{cred.pid}")
@@ -109,8 +126,7 @@ def _credentials(args: argparse.Namespace) -> int:
     else:
         if not args.entity:
             raise UsageError("credentials remove needs --entity")
-        config = load_config(args.data)
-        store = open_store(Path(args.data) / config.database)
+        store = open_store(_config(args).database_target(), pool_size=1)
         try:
             if not store.remove_credential(args.entity):
                 raise UsageError(f"no credential {args.entity!r}")
@@ -118,6 +134,10 @@ def _credentials(args: argparse.Namespace) -> int:
             store.close()
         print(f"removed {args.entity}")
     return 0
+
+
+DATABASE_HELP = ("a SQLite file in the data directory or postgresql://user@host[:port]/dbname, password from "
+                 "PGPASSWORD or ~/.pgpass (default: config database)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -128,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="default: config host (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="default: config port (8080)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--database", default=None, help=DATABASE_HELP)
     serve.set_defaults(func=_serve)
     init = sub.add_parser("init", help="create keys, KDK, participant metadata, config and an admin credential")
     init.add_argument("--data", type=Path, required=True)
@@ -135,6 +156,7 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--name", default=None, help="organisation name in the participant metadata")
     init.add_argument("--admin", default="admin", help="entity id of the admin credential")
     init.add_argument("--base-path", default=None)
+    init.add_argument("--database", default=None, help=DATABASE_HELP + " (saved in config.json)")
     init.set_defaults(func=_init)
     creds = sub.add_parser("credentials", help="manage Basic-auth credentials")
     creds.add_argument("action", choices=("add", "list", "remove"))
@@ -143,6 +165,7 @@ def parser() -> argparse.ArgumentParser:
     creds.add_argument("--role", choices=auth.ROLES)
     creds.add_argument("--password", default=None, help="default: generate one and print it")
     creds.add_argument("--replace", action="store_true", help="overwrite an existing credential")
+    creds.add_argument("--database", default=None, help=DATABASE_HELP)
     creds.set_defaults(func=_credentials)
     return top
 
@@ -154,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
+    except ValidationError as exc:  # a config value: one line per field, never the value itself
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"error: {fields}", file=sys.stderr)
+        return 1
     except (UsageError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

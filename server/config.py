@@ -10,7 +10,8 @@ A data directory holds everything one deployment needs (``python -m server init`
                                       last one is current
 ``participant-metadata.json``         the BoB participant list served by the API; add other
                                       participants' entries here (reloaded when it changes)
-``server.sqlite3``                    the store (tickets, events, deny-list, credentials)
+``server.sqlite3``                    the store (tickets, events, deny list, credentials), unless
+                                      ``database`` names a PostgreSQL URL
 ``stops.txt`` (optional)              the operator's GTFS stops, served at ``GET /stops``
 ====================================  =====================================================
 """
@@ -19,8 +20,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .store import is_database_url
 
 CONFIG_FILE = "config.json"
 ISSUER_KEY_FILE = "issuer-key.pem"
@@ -43,7 +47,7 @@ class RateLimitConfig(BaseModel):
 
 
 class ServerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # a refused value may be a secret
 
     pid: int = Field(1234, ge=0)
     organisation_name: str = "Bundled ticket server"
@@ -52,7 +56,10 @@ class ServerConfig(BaseModel):
     base_path: str = "/api/v1"
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    database: str = "server.sqlite3"  # relative to the data directory
+    # A SQLite file (relative to the data directory) or a PostgreSQL URL, postgresql://user@host/db
+    # (no password in it: libpq reads PGPASSWORD or ~/.pgpass)
+    database: str = "server.sqlite3"
+    database_pool_size: int = Field(8, ge=1, le=200)  # PostgreSQL connections (and store threads) per process
     token_lifetime_seconds: int = Field(3600, ge=10)
     clock_skew_seconds: int = Field(60, ge=0, le=3600)
     manifest_lifetime_seconds: int = Field(3600, ge=10)
@@ -62,6 +69,11 @@ class ServerConfig(BaseModel):
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     # Where the key files live; set by load_config() from the directory read, never saved.
     data_dir: str | None = Field(None, exclude=True)
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        return check_database(value)
 
     @field_validator("base_path")
     @classmethod
@@ -73,11 +85,31 @@ class ServerConfig(BaseModel):
             raise ValueError("base_path must be a plain path")
         return value
 
+    def database_target(self) -> str:
+        """What :func:`server.store.open_store` opens: the URL, or the file in the data directory."""
+        if is_database_url(self.database):
+            return self.database
+        return str(Path(self.data_dir or ".") / self.database)
+
     def model_post_init(self, _context: object) -> None:
         if not self.issuer_kid:
             self.issuer_kid = f"{self.pid}:issuer-1"
         if not self.authtoken_kid:
             self.authtoken_kid = f"{self.pid}:auth-1"
+
+
+def check_database(value: str) -> str:
+    """A SQLite path or a PostgreSQL URL without a password (secrets stay off command lines and out
+    of config files: libpq takes the password from ``PGPASSWORD`` or ``~/.pgpass``)."""
+    if is_database_url(value):
+        parts = urlsplit(value)
+        if parts.password is not None or "password=" in parts.query:
+            raise ValueError("put the PostgreSQL password in PGPASSWORD or ~/.pgpass (PGPASSFILE), not in the URL")
+        if not parts.path.strip("/") and "dbname=" not in parts.query:
+            raise ValueError("the PostgreSQL URL names no database (postgresql://user@host/DBNAME)")
+    elif "://" in value:
+        raise ValueError("database must be a SQLite file name or a postgresql:// URL")
+    return value
 
 
 def load_config(data_dir: str | Path) -> ServerConfig:

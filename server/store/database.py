@@ -1,5 +1,5 @@
 """The seam between the store's SQL and a database: a :class:`Database` gives transactions
-and reads; a backend module (:mod:`server.store.sqlite`, later PostgreSQL) implements it.
+and reads; a backend module (:mod:`server.store.sqlite`, :mod:`server.store.postgres`) implements it.
 
 The queries (:mod:`server.store.core`, and each API surface's own store module) are written once,
 in the SQL both SQLite (3.35+) and PostgreSQL speak: ``?`` placeholders (a backend rewrites
@@ -105,9 +105,9 @@ def migrate(db: Database, *, now: str) -> int:
     in ``schema_migrations`` commit together, so a crash leaves the schema at a known version."""
     available = migrations(db.dialect)
     with db.transaction() as tx:
+        tx.serialize("schema_migrations")  # first: two processes starting at once create it once
         tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                    "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-        tx.serialize("schema_migrations")
     applied = db.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")[0]["v"]
     for migration in pending(applied, available, db.dialect):
         with db.transaction() as tx:

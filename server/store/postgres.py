@@ -1,0 +1,117 @@
+"""The PostgreSQL backend: for a fleet, and for several server processes on one database.
+
+psycopg 3 with its connection pool, synchronous: the store runner calls the store from as many
+threads as the pool has connections, so the handlers, the SQL and the transaction rules are the
+same code for both backends (an async driver would need a second, async copy of every store
+method for no gain: the work per call is one or two round trips on a local network, and the
+threads release the GIL while they wait).
+
+- Placeholders: the portable SQL says ``?``; psycopg wants ``%s`` (and a literal ``%`` doubled).
+  :func:`pg_sql` rewrites a statement once and remembers it.
+- Transactions: READ COMMITTED (PostgreSQL's default). A compare-and-set ``UPDATE ... WHERE
+  state = ?`` re-checks its condition after waiting for a concurrent writer, and ``INSERT ... ON
+  CONFLICT DO NOTHING`` waits for a concurrent insert of the same key to commit or roll back,
+  so the store's rules hold across processes without SERIALIZABLE retries.
+- ``serialize(name)``: a transaction-level advisory lock, released at COMMIT after the commit is
+  visible; transactions that allocate ids of one sequence under it commit in id order, so a
+  reader by high-water mark never skips an id that commits late.
+- ``share(name)`` / :meth:`PostgresDatabase.horizon`: writers that may commit out of id order
+  (event ingest, in parallel) hold the lock shared; the horizon takes it exclusively for an
+  instant, after every writer that holds it has finished, and reads the largest id then: every
+  id at or below it is committed or never will be.
+
+Credentials: put no password in the URL on a command line; libpq reads ``PGPASSWORD``,
+``PGPASSFILE`` (``~/.pgpass``) and the ``PGSSL*`` variables as usual.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from .database import Row
+
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\?|%")
+
+
+@functools.lru_cache(maxsize=1024)
+def pg_sql(sql: str) -> str:
+    """``?`` -> ``%s`` outside quoted literals; every ``%`` doubled (psycopg reads them everywhere)."""
+    def token(match: re.Match[str]) -> str:
+        text = match.group(0)
+        return "%s" if text == "?" else text.replace("%", "%%")
+    return _TOKENS.sub(token, sql)
+
+
+def lock_key(name: str) -> int:
+    """A stable 64-bit advisory-lock key for a name (the same in every process and release)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class PostgresTx:
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(pg_sql(sql), params).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        with self._conn.cursor() as cur:
+            cur.executemany(pg_sql(sql), rows)
+            return cur.rowcount
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._conn.execute(pg_sql(sql), params).fetchall()
+
+    def returning(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row | None]:
+        if not rows:
+            return []
+        out: list[Row | None] = []
+        with self._conn.cursor() as cur:
+            cur.executemany(pg_sql(sql), rows, returning=True)  # one pipeline, one result set per row
+            while True:
+                out.append(cur.fetchone())
+                if not cur.nextset():
+                    break
+        return out
+
+    def serialize(self, name: str) -> None:
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(name),))
+
+    def share(self, name: str) -> None:
+        self._conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (lock_key(name),))
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, pool_size: int = 8):
+        self.url = url
+        self.concurrency = pool_size
+        self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, name="store",
+                                   kwargs={"row_factory": dict_row, "autocommit": True,
+                                           "application_name": "mtb-server"})
+        self.pool.open(wait=True, timeout=30)
+
+    @contextmanager
+    def transaction(self) -> Iterator[PostgresTx]:
+        """BEGIN ... COMMIT on a pooled connection; any exception (a failed COMMIT included)
+        rolls back, and the pool checks the connection before handing it out again."""
+        with self.pool.connection() as conn, conn.transaction():
+            yield PostgresTx(conn)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        with self.pool.connection() as conn:
+            return conn.execute(pg_sql(sql), params).fetchall()
+
+    def close(self) -> None:
+        self.pool.close()
