@@ -134,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     if bindir is None:
         print("error: PostgreSQL is not installed", file=sys.stderr)
         return 1
-    cluster = Cluster(args.dir, bindir, args.user or default_user())
+    user = args.user or default_user()
+    if args.action == "stop" and os.geteuid() == 0 and args.dir.exists():
+        user = pwd.getpwuid(args.dir.stat().st_uid).pw_name  # whoever started it owns it
+    cluster = Cluster(args.dir, bindir, user)
     if args.action == "start":
         print(cluster.start(durable=args.durable).url)
     else:
