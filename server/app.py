@@ -5,8 +5,8 @@
 OpenAPI operation) in its own package; the OpenAPI document (:mod:`server.openapi`) is built
 from the same declarations.
 
-Middlewares, outermost first: errors (every failure becomes a JSON body) -> auth (token,
-credential still valid, rate limit, role).
+Middlewares, outermost first: metrics (requests by route and status, latency) -> errors (every
+failure becomes a JSON body) -> auth (token, credential still valid, rate limit, role).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import device_api, openapi, ticket_api
+from . import device_api, openapi, ops, ticket_api
 from .auth import auth_middleware
 from .auth.api import api as auth_api
 from .auth.ratelimit import RateLimiter
@@ -26,7 +26,7 @@ from .errors import error_middleware
 from .keyring import KeyRing
 from .store import Store, StoreRunner, open_store
 
-SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api)
+SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api, ops.api)
 
 
 def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None) -> web.Application:
@@ -42,8 +42,8 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
         limiter = RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds)
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
     ctx = Context(config=config, keyring=keyring, store=store, run=StoreRunner(store), limiter=limiter,
-                  apis=SURFACES, endpoints=endpoints)
-    app = web.Application(middlewares=[error_middleware, auth_middleware(ctx)],
+                  metrics=ops.Metrics(), apis=SURFACES, endpoints=endpoints)
+    app = web.Application(middlewares=[ops.metrics_middleware(ctx.metrics), error_middleware, auth_middleware(ctx)],
                           client_max_size=config.max_body_bytes)
     app[CTX] = ctx
     for surface in SURFACES:

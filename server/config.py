@@ -17,6 +17,7 @@ A data directory holds everything one deployment needs (``python -m server init`
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -67,6 +68,8 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     blacklist_grace_seconds: int = Field(86400, ge=0)  # deny entries outlive validUntil by this
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    # Who may read GET {base}/metrics (Prometheus has no BoB token): networks, default loopback only
+    metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     # Where the key files live; set by load_config() from the directory read, never saved.
     data_dir: str | None = Field(None, exclude=True)
 
@@ -74,6 +77,16 @@ class ServerConfig(BaseModel):
     @classmethod
     def _database(cls, value: str) -> str:
         return check_database(value)
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _metrics_allow(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+    def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(n, strict=False) for n in self.metrics_allow]
 
     @field_validator("base_path")
     @classmethod

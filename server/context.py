@@ -19,6 +19,7 @@ class Context:
     store: Store
     run: StoreRunner  # await ctx.run(ctx.store.method, *args): off the event loop
     limiter: Any  # server.auth.ratelimit.RateLimiter, or None when the rate limit is off
+    metrics: Any  # server.ops.Metrics
     apis: tuple[Api, ...] = ()  # the surfaces served under config.base_path
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by operation id: what the middleware checks
     cache: dict[str, Any] = field(default_factory=dict)

@@ -152,6 +152,8 @@ def _batch(kind: str) -> Any:
         _check_kind(events, kind, "")
         new = [_new_event(raw, ev, kind) for raw, ev in zip(data, events)]
         stored = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind, _now(), new)
+        duplicates = sum(1 for _, dup in stored if dup)
+        ctx.metrics.count_events(kind, len(stored) - duplicates, duplicates)
         return json_response([{"localEventId": ev.localEventId, "eventId": str(event_id), "duplicate": dup}
                               for ev, (event_id, dup) in zip(events, stored)], status=201)
 
@@ -172,6 +174,7 @@ def _single(kind: str) -> Any:
         _check_kind([event], kind, None)
         [(event_id, duplicate)] = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind,
                                                 _now(), [_new_event(data, event, kind)])
+        ctx.metrics.count_events(kind, 0 if duplicate else 1, 1 if duplicate else 0)
         stored = await ctx.run(ctx.store.get_event, event_id)
         assert stored is not None
         location = ctx.url(f"/ticket/{tickets.segment(stored.ticket_id)}/event/{event_id}")

@@ -342,3 +342,15 @@ class Store:
     def deny_since(self, after_id: int, limit: int) -> list[DenyEntry]:
         return [_deny_entry(r) for r in self.db.query("SELECT * FROM deny_list WHERE id > ? ORDER BY id LIMIT ?",
                                                       (after_id, limit))]
+
+    # --- operations -------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """One round trip to the database (``/health``)."""
+        self.db.query("SELECT 1 AS one")
+
+    def fleet_gauges(self, now: datetime) -> dict[str, Any]:
+        """What ``/metrics`` reads from the database at each scrape."""
+        [deny] = self.db.query("SELECT count(*) AS active, (SELECT coalesce(max(id), 0) FROM deny_list) AS newest "
+                               "FROM deny_list WHERE expire > ?", (ts(now),))
+        return {"deny_active": deny["active"], "deny_newest_id": deny["newest"]}
