@@ -19,7 +19,7 @@ from aiohttp import web
 from . import device_api, openapi, ops, ticket_api
 from .auth import auth_middleware
 from .auth.api import api as auth_api
-from .auth.ratelimit import RateLimiter
+from .auth.ratelimit import DatabaseLimiter, Limiter, RateLimiter
 from .config import ServerConfig, load_config
 from .context import CTX, Context
 from .endpoint import Api
@@ -37,13 +37,9 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
         if not config.data_dir:
             raise ValueError("make_app needs a keyring or a config loaded from a data directory")
         keyring = KeyRing.load(config.data_dir, config)
-    limiter = None
-    if config.rate_limit.enabled:
-        rl = config.rate_limit
-        limiter = RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds,
-                              roles={role: rl.for_role(role) for role in rl.roles})
+    run = StoreRunner(store)
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
-    ctx = Context(config=config, keyring=keyring, store=store, run=StoreRunner(store), limiter=limiter,
+    ctx = Context(config=config, keyring=keyring, store=store, run=run, limiter=make_limiter(config, store, run),
                   metrics=ops.Metrics(), apis=SURFACES, endpoints=endpoints)
     app = web.Application(middlewares=[ops.metrics_middleware(ctx.metrics), error_middleware, auth_middleware(ctx)],
                           client_max_size=config.max_body_bytes)
@@ -56,6 +52,19 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
 
     app.on_cleanup.append(close_store)
     return app
+
+
+def make_limiter(config: ServerConfig, store: Store, run: StoreRunner) -> Limiter | None:
+    """In the database when several processes share it (``shared_limits``; default: on
+    PostgreSQL), else in this process's memory; None when the rate limit is off."""
+    rl = config.rate_limit
+    if not rl.enabled:
+        return None
+    roles = {role: rl.for_role(role) for role in rl.roles}
+    shared = config.shared_limits if config.shared_limits is not None else store.db.dialect != "sqlite"
+    if shared:
+        return DatabaseLimiter(run, store, rl.requests, rl.window_seconds, rl.block_seconds, roles=roles)
+    return RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds, roles=roles)
 
 
 def app_from_data_dir(data_dir: str | Path, **overrides: object) -> web.Application:

@@ -97,6 +97,9 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     blacklist_grace_seconds: int = Field(86400, ge=0)  # deny entries outlive validUntil by this
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    # Rate-limit windows and blocks in the database, shared by every server process on it
+    # (None: yes on PostgreSQL, no on SQLite; `serve --workers N` with N > 1 sets it)
+    shared_limits: bool | None = None
     # Who may read GET {base}/metrics (Prometheus has no BoB token): networks, default loopback only
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     # Where the key files live; set by load_config() from the directory read, never saved.

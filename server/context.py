@@ -18,7 +18,7 @@ class Context:
     keyring: KeyRing
     store: Store
     run: StoreRunner  # await ctx.run(ctx.store.method, *args): off the event loop
-    limiter: Any  # server.auth.ratelimit.RateLimiter, or None when the rate limit is off
+    limiter: Any  # a server.auth.ratelimit.Limiter, or None when the rate limit is off
     metrics: Any  # server.ops.Metrics
     apis: tuple[Api, ...] = ()  # the surfaces served under config.base_path
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by operation id: what the middleware checks

@@ -31,14 +31,14 @@ async def get_auth(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     entity_id = request.match_info["entityId"]
     failures = f"login-failures:{request.remote or '?'}"
-    check_not_blocked(ctx, failures)  # before the (deliberately slow) password hash
+    await check_not_blocked(ctx, failures)  # before the (deliberately slow) password hash
     user, password = parse_basic(request.headers.get("Authorization"))
     cred = await ctx.run(ctx.store.get_credential, entity_id) if user == entity_id else None
     ok = await asyncio.to_thread(verify_password, password, cred.password_hash if cred else None)
     if not ok or cred is None:
-        check_rate(ctx, failures)
+        await check_rate(ctx, failures)
         raise ApiError(401, "invalid credentials", code="invalid_credentials", headers=BASIC_CHALLENGE)
-    check_rate(ctx, entity_id, cred.role)
+    await check_rate(ctx, entity_id, cred.role)
     token = issue_token(ctx.keyring, cred.entity_id, cred.role, datetime.now(timezone.utc),
                         ctx.config.token_lifetime_seconds)
     return json_response({"jwtCompact": token}, headers={"Cache-Control": "no-store"})

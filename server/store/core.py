@@ -13,16 +13,17 @@ only grow, never reused; allocations are serialised so they commit in id order),
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from mtb.timeutil import format_extended, parse_time
 
 from .database import Database, Row, Tx, migrate
 from .records import (EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord, Credential, DenyEntry,
-                      DuplicateCredential, DuplicateManifest, EventRecord, NewEvent, StateConflict, TicketQuery,
-                      TicketRecord)
+                      DuplicateCredential, DuplicateManifest, EventRecord, LimitState, NewEvent, StateConflict,
+                      TicketQuery, TicketRecord)
 
 _TICKET_COLUMNS = ("ticket_id", "pid", "bundle_id", "manifest_id", "settlement_id", "issued_at",
                    "valid_from", "valid_until", "fare", "state", "payload", "mtb", "product_id",
@@ -33,6 +34,7 @@ _JSON_COLUMNS = {"fare", "refunded_amount", "recovered_amount"}
 _CHANGEABLE = {"refunded_amount", "recovered_amount", "replaced_by"}
 _EVENT_COLUMNS = "sub, local_event_id, ticket_id, kind, event_time, event_result, poster_pid, received_at, body"
 _IN_CHUNK = 500
+T = TypeVar("T")
 DENY_SEQUENCE = "deny_list"
 
 
@@ -342,6 +344,43 @@ class Store:
     def deny_since(self, after_id: int, limit: int) -> list[DenyEntry]:
         return [_deny_entry(r) for r in self.db.query("SELECT * FROM deny_list WHERE id > ? ORDER BY id LIMIT ?",
                                                       (after_id, limit))]
+
+    # --- rate limits ------------------------------------------------------------------------
+
+    @staticmethod
+    def _limit_state(row: Row | None) -> LimitState | None:
+        if row is None:
+            return None
+        blocked = row["blocked_until_ms"]
+        return LimitState(hits=[int(t) / 1000 for t in row["hits"].split()],
+                          blocked_until=None if blocked is None else blocked / 1000,
+                          keep_until=row["keep_until_ms"] / 1000)
+
+    def get_limit(self, key: str) -> LimitState | None:
+        return self._limit_state(self._one("SELECT * FROM rate_limits WHERE limit_key = ?", (key,)))
+
+    def change_limit(self, key: str, change: Callable[[LimitState], T]) -> T:
+        """Read ``key``'s state, let ``change`` modify it, write it back: one transaction under a
+        lock on the key, so concurrent processes take slots one after the other. Not durable:
+        rate-limit state may lose its last moments in a crash."""
+        with self.db.transaction(durable=False) as tx:
+            tx.serialize(f"rate_limits:{key}")
+            rows = tx.query("SELECT * FROM rate_limits WHERE limit_key = ?", (key,))
+            state = self._limit_state(rows[0] if rows else None) or LimitState()
+            result = change(state)
+            # milliseconds, rounded down (a block never reads longer than it was set) but kept longer
+            blocked = None if state.blocked_until is None else math.floor(state.blocked_until * 1000)
+            tx.execute("INSERT INTO rate_limits(limit_key, hits, blocked_until_ms, keep_until_ms) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (limit_key) DO UPDATE SET hits = excluded.hits, "
+                       "blocked_until_ms = excluded.blocked_until_ms, keep_until_ms = excluded.keep_until_ms",
+                       (key, " ".join(str(math.floor(t * 1000)) for t in state.hits), blocked,
+                        math.ceil(state.keep_until * 1000)))
+        return result
+
+    def sweep_limits(self, now: float) -> int:
+        """Drop the states that no longer say anything (windows passed, blocks over)."""
+        with self.db.transaction(durable=False) as tx:
+            return tx.execute("DELETE FROM rate_limits WHERE keep_until_ms < ?", (round(now * 1000),))
 
     # --- operations -------------------------------------------------------------------------
 

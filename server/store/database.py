@@ -48,7 +48,9 @@ class Database(Protocol):
     dialect: str  # "sqlite" or "postgresql": the migrations directory
     concurrency: int  # how many store calls may run at once (threads of the store runner)
 
-    def transaction(self) -> AbstractContextManager[Tx]: ...
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[Tx]:
+        """``durable=False``: the commit need not wait for the disk (state that may lose its
+        last moments in a crash, such as rate-limit windows)."""
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """A read outside any explicit transaction (one statement, its own snapshot)."""

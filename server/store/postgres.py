@@ -103,10 +103,13 @@ class PostgresDatabase:
         self.pool.open(wait=True, timeout=30)
 
     @contextmanager
-    def transaction(self) -> Iterator[PostgresTx]:
+    def transaction(self, *, durable: bool = True) -> Iterator[PostgresTx]:
         """BEGIN ... COMMIT on a pooled connection; any exception (a failed COMMIT included)
-        rolls back, and the pool checks the connection before handing it out again."""
+        rolls back, and the pool checks the connection before handing it out again.
+        ``durable=False``: the COMMIT does not wait for the WAL to reach the disk."""
         with self.pool.connection() as conn, conn.transaction():
+            if not durable:
+                conn.execute("SET LOCAL synchronous_commit = off")
             yield PostgresTx(conn)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:

@@ -112,6 +112,15 @@ class DenyEntry:
 
 
 @dataclass
+class LimitState:
+    """One rate-limit key's state (:mod:`server.auth.ratelimit` owns the rule that changes it)."""
+
+    hits: list[float] = field(default_factory=list)  # times of the slots taken, oldest first
+    blocked_until: float | None = None
+    keep_until: float = 0.0  # after this the state says nothing any more and may be dropped
+
+
+@dataclass
 class TicketQuery:
     now: datetime
     traveller_id: str | None = None  # None: every traveller (admins only)

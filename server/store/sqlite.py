@@ -57,7 +57,9 @@ class SqliteDatabase:
         self._db.execute("PRAGMA foreign_keys = ON")
 
     @contextmanager
-    def transaction(self) -> Iterator[SqliteTx]:
+    def transaction(self, *, durable: bool = True) -> Iterator[SqliteTx]:
+        """(``durable`` changes nothing here: WAL with synchronous=NORMAL already commits
+        without waiting for the disk.)"""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
