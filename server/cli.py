@@ -2,7 +2,7 @@
 
 ::
 
-    python -m server --data DIR [--host 127.0.0.1] [--port 8080] [--database URL]   # serve (same as `serve`)
+    python -m server --data DIR [--host 127.0.0.1] [--port 8080] [--database URL] [--workers N]   # serve
         [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]           # HTTPS, optionally mutual TLS
     python -m server init --data DIR [--pid 1234] [--name ORG] [--admin admin] [--base-path /api/v1] [--database URL]
     python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password P]
@@ -32,7 +32,7 @@ from mtb.timeutil import utcnow
 from . import auth
 from .config import CONFIG_FILE, ServerConfig, check_database, load_config, save_config
 from .keyring import create_key_material
-from .store import Credential, DuplicateCredential, is_database_url, open_store
+from .store import Credential, DatabaseUnavailable, DuplicateCredential, is_database_url, open_store
 
 
 class UsageError(Exception):
@@ -48,6 +48,7 @@ def init_data_dir(data_dir: str | Path, *, pid: int = 1234, name: str | None = N
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = ServerConfig(pid=pid, **({"organisation_name": name} if name else {}), **config)
     settings.data_dir = str(data_dir)
+    open_store(settings.database_target(), pool_size=1).close()  # the database first: nothing written if it fails
     create_key_material(data_dir, settings)
     save_config(data_dir, settings)
     return add_credential(data_dir, admin_entity, "admin", admin_password, config=settings)
@@ -84,12 +85,22 @@ def _serve(args: argparse.Namespace) -> int:
     port = config.port if args.port is None else args.port
     if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_client_ca and not args.tls_cert):
         raise UsageError("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.workers > 1:
+        from .workers import supervise
+        passthrough = [*(["--access-log"] if args.access_log else []),
+                       *(f"--{name.replace('_', '-')}={getattr(args, name)}"
+                         for name in ("tls_cert", "tls_key", "tls_client_ca") if getattr(args, name))]
+        return supervise(args.data, host, port, args.workers, config.database_target(), passthrough)
     ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
-    app = app_from_data_dir(args.data, database=config.database)
+    overrides = {"shared_limits": True} if args.worker else {}
+    app = app_from_data_dir(args.data, database=config.database, **overrides)
     scheme = "https" if ssl_context else "http"
-    print(f"serving {config.base_path or '/'} on {scheme}://{host}:{port} (data {args.data}, "
-          f"{'PostgreSQL' if is_database_url(config.database) else 'SQLite'})", flush=True)
-    web.run_app(app, host=host, port=port, print=None, ssl_context=ssl_context,
+    if not args.worker:
+        print(f"serving {config.base_path or '/'} on {scheme}://{host}:{port} (data {args.data}, "
+              f"{'PostgreSQL' if is_database_url(config.database) else 'SQLite'})", flush=True)
+    web.run_app(app, host=host, port=port, print=None, ssl_context=ssl_context, reuse_port=args.worker,
                 access_log=logging.getLogger("aiohttp.access") if args.access_log else None)
     return 0
 
@@ -155,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="default: config port (8080)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--database", default=None, help=DATABASE_HELP)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes behind the one port (SO_REUSEPORT); use PostgreSQL for more than 1")
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --workers N
     serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate chain (PEM)")
     serve.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     serve.add_argument("--tls-client-ca", type=Path,
@@ -191,6 +205,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         print(f"error: {fields}", file=sys.stderr)
         return 1
-    except (UsageError, OSError, ValueError) as exc:
+    except (UsageError, OSError, ValueError, DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

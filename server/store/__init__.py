@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .core import Store
 from .database import Database, MigrationError
-from .records import (EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord, Credential, DenyEntry,
-                      DuplicateCredential, DuplicateManifest, EventRecord, LimitState, NewEvent, StateConflict,
+from .records import (EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord, Credential,
+                      DatabaseUnavailable, DenyEntry, DuplicateCredential, DuplicateManifest, EventRecord, LimitState, NewEvent, StateConflict,
                       StoreError, TicketQuery, TicketRecord)
 from .runner import StoreRunner
 from .sqlite import SqliteDatabase
@@ -38,6 +38,7 @@ def open_store(target: str | Path, *, pool_size: int = 8) -> Store:
 
 
 __all__ = ["EVENT_SORT_FIELDS", "SORT_ORDERS", "TICKET_SORT_FIELDS", "BundleRecord", "Credential", "Database",
+           "DatabaseUnavailable",
            "DenyEntry", "DuplicateCredential", "DuplicateManifest", "EventRecord", "LimitState", "MigrationError",
            "NewEvent",
            "SqliteDatabase", "StateConflict", "Store", "StoreError", "StoreRunner", "TicketQuery", "TicketRecord",

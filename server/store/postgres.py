@@ -37,6 +37,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from .database import Row
+from .records import DatabaseUnavailable
 
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\?|%")
 
@@ -94,13 +95,16 @@ class PostgresTx:
 class PostgresDatabase:
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 8):
+    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: int = 10):
         self.url = url
         self.concurrency = pool_size
-        self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, name="store",
-                                   kwargs={"row_factory": dict_row, "autocommit": True,
-                                           "application_name": "mtb-server"})
-        self.pool.open(wait=True, timeout=30)
+        kwargs = {"row_factory": dict_row, "autocommit": True, "application_name": "mtb-server"}
+        try:  # one connection first: its error says why (the pool would retry quietly until a timeout)
+            psycopg.connect(url, connect_timeout=connect_timeout).close()
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}") from None
+        self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, name="store", kwargs=kwargs)
+        self.pool.open(wait=True, timeout=connect_timeout * 3)
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[PostgresTx]:

@@ -14,6 +14,10 @@ class StoreError(Exception):
     pass
 
 
+class DatabaseUnavailable(StoreError):
+    """The database cannot be reached (the message says why, without a password)."""
+
+
 class StateConflict(StoreError):
     """A compare-and-set on a ticket's state found another state."""
 
