@@ -22,6 +22,7 @@ from .auth.api import api as auth_api
 from .auth.ratelimit import DatabaseLimiter, Limiter, RateLimiter
 from .config import ServerConfig, load_config
 from .context import CTX, Context
+from .device_api.feeds import Feeds
 from .endpoint import Api
 from .errors import error_middleware
 from .keyring import KeyRing
@@ -40,12 +41,22 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     run = StoreRunner(store)
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
     ctx = Context(config=config, keyring=keyring, store=store, run=run, limiter=make_limiter(config, store, run),
-                  metrics=ops.Metrics(), apis=SURFACES, endpoints=endpoints)
+                  metrics=ops.Metrics(), feeds=Feeds(run, store, config.uses_horizon_seconds), apis=SURFACES,
+                  endpoints=endpoints)
     app = web.Application(middlewares=[ops.metrics_middleware(ctx.metrics), error_middleware, auth_middleware(ctx)],
                           client_max_size=config.max_body_bytes)
     app[CTX] = ctx
     for surface in SURFACES:
         surface.add_routes(app.router, config.base_path)
+
+    async def start_feeds(_app: web.Application) -> None:
+        await ctx.feeds.start()
+
+    async def stop_feeds(_app: web.Application) -> None:
+        await ctx.feeds.stop()
+
+    app.on_startup.append(start_feeds)
+    app.on_shutdown.append(stop_feeds)
 
     async def close_store(_app: web.Application) -> None:
         ctx.run.close()

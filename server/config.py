@@ -97,6 +97,8 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     blacklist_grace_seconds: int = Field(86400, ge=0)  # deny entries outlive validUntil by this
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    # The uses feed keeps accepted uses this long: the longest passback or travel-speed horizon
+    uses_horizon_seconds: int = Field(3600, ge=60, le=7 * 86400)
     # Rate-limit windows and blocks in the database, shared by every server process on it
     # (None: yes on PostgreSQL, no on SQLite; `serve --workers N` with N > 1 sets it)
     shared_limits: bool | None = None

@@ -20,6 +20,7 @@ class Context:
     run: StoreRunner  # await ctx.run(ctx.store.method, *args): off the event loop
     limiter: Any  # a server.auth.ratelimit.Limiter, or None when the rate limit is off
     metrics: Any  # server.ops.Metrics
+    feeds: Any  # server.device_api.feeds.Feeds: the deny list's and the uses feed's watches
     apis: tuple[Api, ...] = ()  # the surfaces served under config.base_path
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by operation id: what the middleware checks
     cache: dict[str, Any] = field(default_factory=dict)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from datetime import datetime, timezone
+import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from ..params import body_model, param, q_int
 from ..store import NewEvent
 from ..ticket_api import tickets
 from ..ticket_api.schemas import TicketEventResult
-from .schemas import BlacklistEntry, DeviceKey, IngestResult, Kdk, Participant
+from .feeds import MAX_WAIT_SECONDS
+from .schemas import BlacklistEntry, DeviceKey, IngestResult, Kdk, Participant, Use
 
 api = Api("Device API", "What validators and inspection devices call (BoB Validation and Inspection APIs)")
 
@@ -95,27 +97,72 @@ async def post_device_key(request: web.Request) -> web.Response:
                          headers={"Cache-Control": "no-store"})
 
 
+WAIT = param("wait", "query", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
+             "long-poll: when nothing is beyond the id yet, answer as soon as something commits, or after "
+             "this many seconds with an empty page")
+
+
+async def _long_poll(request: web.Request, feed: str, after: int, read: Any) -> Any:
+    """``read()`` now; when it is empty and the request may wait, again once the feed moves."""
+    page = await read()
+    wait = q_int(request, "wait", 0, 0, MAX_WAIT_SECONDS) or 0
+    if not page and wait:
+        if await ctx_of(request).feeds[feed].wait_beyond(after, wait) > after:
+            page = await read()
+    return page
+
+
 @api.endpoint("GET", "/blacklist", op="getBlacklist", roles=EVERY_ROLE,
-              summary="Deny-list entries with id > blacklistEntryId, oldest first",
+              summary="Deny-list entries with id > blacklistEntryId, oldest first; wait=S long-polls",
+              description="Pulled by id: a device keeps the largest blacklistEntryId it has and asks for what "
+                          "follows. Ids are never reused and commit in id order, so nothing is skipped. With "
+                          "wait=S an empty answer is held until an entry commits (on any server process) or S "
+                          "seconds pass.",
               params=(param("blacklistEntryId", "query", {"type": "integer", "minimum": 0, "default": 0}),
                       param("limit", "query", {"type": "integer", "minimum": 1, "maximum": DENY_MAX,
-                                               "default": DENY_DEFAULT})),
+                                               "default": DENY_DEFAULT}), WAIT),
               replies={200: Reply(list[BlacklistEntry])})
 async def get_blacklist(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     after = q_int(request, "blacklistEntryId", 0, 0, 2 ** 62) or 0
     limit = q_int(request, "limit", DENY_DEFAULT, 1, DENY_MAX) or DENY_DEFAULT
-    entries = await ctx.run(ctx.store.deny_since, after, limit)
+    rows = await _long_poll(request, "deny", after, lambda: ctx.run(ctx.store.deny_page, after, limit))
     out = []
-    for entry in entries:
-        item: dict[str, Any] = {"blacklistEntryId": entry.entry_id}
-        for key, value in (("ticketId", entry.ticket_id), ("travellerId", entry.traveller_id),
-                           ("tokenId", entry.token_id)):
-            if value is not None:
-                item[key] = value
-        item["expire"] = format_extended(entry.expire)
+    for row in rows:  # stored in the wire form: no time parsed and formatted again
+        item: dict[str, Any] = {"blacklistEntryId": row["id"]}
+        for key, column in (("ticketId", "ticket_id"), ("travellerId", "traveller_id"), ("tokenId", "token_id")):
+            if row[column] is not None:
+                item[key] = row[column]
+        item["expire"] = row["expire"]
         out.append(item)
     return json_response(out)
+
+
+@api.endpoint("GET", "/uses", op="getUses", roles=DEVICES,
+              summary="Accepted uses (validations) with id > useId, oldest first, within the uses horizon; "
+                      "wait=S long-polls",
+              description="For passback and travel-speed checks across devices: every accepted validation "
+                          "(eventResult 0) any device uploaded, per ticket, while it is younger than "
+                          "uses_horizon_seconds. Pulled by id like the deny list (an id once given is never "
+                          "followed by a smaller one) and pushed like it with wait=S.",
+              params=(param("useId", "query", {"type": "integer", "minimum": 0, "default": 0}),
+                      param("limit", "query", {"type": "integer", "minimum": 1, "maximum": DENY_MAX,
+                                               "default": DENY_DEFAULT}), WAIT),
+              replies={200: Reply(list[Use])})
+async def get_uses(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    after = q_int(request, "useId", 0, 0, 2 ** 62) or 0
+    limit = q_int(request, "limit", DENY_DEFAULT, 1, DENY_MAX) or DENY_DEFAULT
+    watch = ctx.feeds["uses"]
+
+    async def read() -> list[tuple[int, str]]:
+        since = _now() - timedelta(seconds=ctx.config.uses_horizon_seconds)
+        return await ctx.run(ctx.store.uses_since, after, await watch.current(), since, limit)
+
+    page = await _long_poll(request, "uses", after, read)
+    # the stored entries are the wire form: the id goes in front, nothing is parsed
+    body = "[" + ",".join(f'{{"useId":{use_id},{entry[1:]}' for use_id, entry in page) + "]"
+    return web.Response(text=body, content_type="application/json")
 
 
 # --- event ingest -----------------------------------------------------------------------------
@@ -127,11 +174,24 @@ def _check_kind(events: list[TicketEvent], kind: str, prefix: str | None) -> Non
             raise field_error(field, f"must be {kind!r} on this endpoint")
 
 
-def _new_event(raw: dict[str, Any], event: TicketEvent, kind: str) -> NewEvent:
+def use_entry(event: TicketEvent, device: str) -> str:
+    """The uses-feed entry (wire JSON, without its id) of an accepted validation."""
+    entry: dict[str, Any] = {"ticketId": event.ticketId, "time": format_extended(event.time), "device": device}
+    if event.stopArea is not None:
+        entry["stopAreaId"] = event.stopArea.stopAreaId
+    if event.zone is not None:
+        entry["zoneId"] = event.zone.zoneId
+    if event.geo is not None:
+        entry["geo"] = {"lat": event.geo.lat, "long": event.geo.long}
+    return json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+
+
+def _new_event(raw: dict[str, Any], event: TicketEvent, kind: str, device: str) -> NewEvent:
     body = {k: v for k, v in raw.items() if k != "eventId"}
     body.setdefault("eventType", kind)
+    accepted = kind == "validation" and event.eventResult == 0
     return NewEvent(local_event_id=event.localEventId, ticket_id=event.ticketId, event_time=event.time,
-                    event_result=event.eventResult, body=body)
+                    event_result=event.eventResult, body=body, use=use_entry(event, device) if accepted else None)
 
 
 def _batch(kind: str) -> Any:
@@ -150,10 +210,12 @@ def _batch(kind: str) -> Any:
         except ValidationError as exc:
             raise from_validation(exc) from None
         _check_kind(events, kind, "")
-        new = [_new_event(raw, ev, kind) for raw, ev in zip(data, events)]
+        new = [_new_event(raw, ev, kind, principal.key) for raw, ev in zip(data, events)]
         stored = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind, _now(), new)
         duplicates = sum(1 for _, dup in stored if dup)
         ctx.metrics.count_events(kind, len(stored) - duplicates, duplicates)
+        if duplicates < len(stored):
+            ctx.feeds["uses"].poke()
         return json_response([{"localEventId": ev.localEventId, "eventId": str(event_id), "duplicate": dup}
                               for ev, (event_id, dup) in zip(events, stored)], status=201)
 
@@ -173,8 +235,10 @@ def _single(kind: str) -> Any:
         event = TicketEvent.model_validate(data)
         _check_kind([event], kind, None)
         [(event_id, duplicate)] = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind,
-                                                _now(), [_new_event(data, event, kind)])
+                                                _now(), [_new_event(data, event, kind, principal.key)])
         ctx.metrics.count_events(kind, 0 if duplicate else 1, 1 if duplicate else 0)
+        if not duplicate:
+            ctx.feeds["uses"].poke()
         stored = await ctx.run(ctx.store.get_event, event_id)
         assert stored is not None
         location = ctx.url(f"/ticket/{tickets.segment(stored.ticket_id)}/event/{event_id}")

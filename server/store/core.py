@@ -35,7 +35,8 @@ _CHANGEABLE = {"refunded_amount", "recovered_amount", "replaced_by"}
 _EVENT_COLUMNS = "sub, local_event_id, ticket_id, kind, event_time, event_result, poster_pid, received_at, body"
 _IN_CHUNK = 500
 T = TypeVar("T")
-DENY_SEQUENCE = "deny_list"
+DENY_SEQUENCE = "deny_list"  # the lock deny ids are taken under, and the channel that says one committed
+USES_LOCK = "uses"  # held shared by ingests (they commit in any order), exclusively by a horizon read
 
 
 def ts(value: datetime | None) -> str | None:
@@ -254,6 +255,7 @@ class Store:
         """
         received = ts(received_at)
         with self.db.transaction() as tx:
+            tx.share(USES_LOCK)
             known = self._known_events(tx, sub, [e.local_event_id for e in events if e.local_event_id is not None])
             fresh: list[int] = []  # positions of the events to insert
             for index, event in enumerate(events):
@@ -278,6 +280,9 @@ class Store:
                     known[lid] = row["id"]
             if raced:
                 known.update(self._known_events(tx, sub, raced))
+            uses = [(events[i].ticket_id, event_id, ts(events[i].event_time), events[i].use)
+                    for i, event_id in new_ids.items() if events[i].use is not None]
+            tx.executemany("INSERT INTO uses(ticket_id, event_id, used_at, entry) VALUES (?, ?, ?, ?)", uses)
         return [(new_ids[i], False) if i in new_ids else (known[e.local_event_id], True)  # type: ignore[index]
                 for i, e in enumerate(events)]
 
@@ -330,6 +335,7 @@ class Store:
     def add_deny_in(tx: Tx, entry: DenyEntry) -> int:
         """Add an entry inside ``tx``; its id is larger than every id committed before it."""
         tx.serialize(DENY_SEQUENCE)
+        tx.notify(DENY_SEQUENCE)
         created = entry.created_at or entry.expire
         [row] = tx.returning("INSERT INTO deny_list(ticket_id, traveller_id, token_id, expire, reason, created_at) "
                              "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -341,9 +347,36 @@ class Store:
         with self.db.transaction() as tx:
             return self.add_deny_in(tx, entry)
 
+    def deny_page(self, after_id: int, limit: int) -> list[Row]:
+        """The feed's rows as stored (times already in the wire form)."""
+        return self.db.query("SELECT id, ticket_id, traveller_id, token_id, expire FROM deny_list WHERE id > ? "
+                             "ORDER BY id LIMIT ?", (after_id, limit))
+
+    def deny_newest(self) -> int:
+        return self.db.query("SELECT coalesce(max(id), 0) AS newest FROM deny_list")[0]["newest"]
+
     def deny_since(self, after_id: int, limit: int) -> list[DenyEntry]:
         return [_deny_entry(r) for r in self.db.query("SELECT * FROM deny_list WHERE id > ? ORDER BY id LIMIT ?",
                                                       (after_id, limit))]
+
+    # --- the uses feed ----------------------------------------------------------------------
+
+    def uses_horizon(self) -> int:
+        """The largest use id below which every id has committed (or never will): ingests may
+        commit out of id order, so this waits for the ones in flight (they hold the lock shared)."""
+        with self.db.transaction() as tx:
+            tx.serialize(USES_LOCK)
+            return tx.query("SELECT coalesce(max(id), 0) AS newest FROM uses")[0]["newest"]
+
+    def uses_since(self, after_id: int, upto_id: int, since: datetime, limit: int) -> list[tuple[int, str]]:
+        """``(id, entry)`` of the uses with after_id < id <= upto_id, at or after ``since``."""
+        return [(r["id"], r["entry"]) for r in self.db.query(
+            "SELECT id, entry FROM uses WHERE id > ? AND id <= ? AND used_at >= ? ORDER BY id LIMIT ?",
+            (after_id, upto_id, ts(since), limit))]
+
+    def prune_uses(self, before: datetime) -> int:
+        with self.db.transaction() as tx:
+            return tx.execute("DELETE FROM uses WHERE used_at < ?", (ts(before),))
 
     # --- rate limits ------------------------------------------------------------------------
 

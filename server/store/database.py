@@ -15,7 +15,7 @@ each, and recorded in ``schema_migrations``; a database newer than the code is r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib import resources
@@ -43,6 +43,15 @@ class Tx(Protocol):
         allocate ids of one sequence commit in id order (readers of a feed by id never skip
         an id that commits late)."""
 
+    def share(self, name: str) -> None:
+        """Hold lock ``name`` shared until this transaction ends: writers that may commit out of
+        id order hold it together; a horizon read (``serialize`` then the largest id) waits for
+        them, so every id at or below it has committed or never will."""
+
+    def notify(self, channel: str) -> None:
+        """Tell the processes listening on ``channel`` (:meth:`Database.listen`) when this
+        transaction commits."""
+
 
 class Database(Protocol):
     dialect: str  # "sqlite" or "postgresql": the migrations directory
@@ -54,6 +63,11 @@ class Database(Protocol):
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """A read outside any explicit transaction (one statement, its own snapshot)."""
+
+    def listen(self, channel: str, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``callback`` (from another thread) whenever a transaction that notified
+        ``channel`` commits, in any process; returns a function that stops listening, or None
+        when the backend cannot tell other processes (the caller polls instead)."""
 
     def close(self) -> None: ...
 

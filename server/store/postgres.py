@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,6 +41,7 @@ from psycopg_pool import ConnectionPool
 from .database import Row
 from .records import DatabaseUnavailable
 
+log = logging.getLogger("server.store")
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\?|%")
 
 
@@ -91,6 +94,9 @@ class PostgresTx:
     def share(self, name: str) -> None:
         self._conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (lock_key(name),))
 
+    def notify(self, channel: str) -> None:
+        self._conn.execute("SELECT pg_notify(%s, '')", (channel,))
+
 
 class PostgresDatabase:
     dialect = "postgresql"
@@ -119,6 +125,32 @@ class PostgresDatabase:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self.pool.connection() as conn:
             return conn.execute(pg_sql(sql), params).fetchall()
+
+    def listen(self, channel: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """LISTEN on a connection of its own, in a thread; reconnects after a failure (the
+        caller's slow poll covers the gap). Returns the function that stops it."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.is_set():
+                try:
+                    with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+                        conn.execute(f'LISTEN "{channel}"')
+                        callback()  # anything committed while we were not listening
+                        while not stop.is_set():
+                            for _ in conn.notifies(timeout=1.0):
+                                callback()
+                except psycopg.Error as exc:
+                    log.warning("LISTEN %s: %s; reconnecting", channel, type(exc).__name__)
+                    stop.wait(1.0)
+
+        thread = threading.Thread(target=run, name=f"listen-{channel}", daemon=True)
+        thread.start()
+
+        def close() -> None:
+            stop.set()
+            thread.join(5)
+        return close
 
     def close(self) -> None:
         self.pool.close()

@@ -86,6 +86,7 @@ class NewEvent:
     event_time: datetime
     event_result: int | None
     body: dict[str, Any]
+    use: str | None = None  # its uses-feed entry (wire JSON without the id) when it is an accepted use
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,12 @@ class SqliteTx:
 
     def serialize(self, name: str) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already holds the one write lock."""
+
+    def share(self, name: str) -> None:
+        """Nothing to do: writers commit one at a time, in id order."""
+
+    def notify(self, channel: str) -> None:
+        """Nothing to send: other processes on the file poll (see :meth:`SqliteDatabase.listen`)."""
 
 
 class SqliteDatabase:
@@ -73,6 +79,10 @@ class SqliteDatabase:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
+
+    def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        """SQLite cannot tell other processes: None, so the caller polls."""
+        return None
 
     def close(self) -> None:
         with self._lock:

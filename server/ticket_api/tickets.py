@@ -327,6 +327,8 @@ async def apply(ctx: Context, principal: Principal, ticket_id: str, action: str,
                       actor=principal.key, action=action, changes=changes, deny=entry)
     except StateConflict as exc:
         raise ApiError(409, str(exc), code="invalid_state") from None
+    if entry is not None:
+        ctx.feeds["deny"].poke()  # this process's long-polls at once (other processes: NOTIFY or their poll)
     updated = await ctx.run(ctx.store.get_ticket, ticket.ticket_id)
     assert updated is not None
     return updated

@@ -187,3 +187,46 @@ def test_placeholders_become_psycopg_style_outside_literals():
     assert pg_sql("SELECT a FROM t WHERE b = ? AND c LIKE 'x%?' AND d = ?") == \
         "SELECT a FROM t WHERE b = %s AND c LIKE 'x%%?' AND d = %s"
     assert pg_sql("SELECT 'it''s ?' AS q, 5 % 2 AS r WHERE x = ?") == "SELECT 'it''s ?' AS q, 5 %% 2 AS r WHERE x = %s"
+
+
+def test_uses_that_commit_out_of_order_are_never_skipped_by_a_reader_below_the_horizon(target):
+    """Ingests share the uses lock and commit in any order; a reader that pages only up to
+    the horizon (read under the lock held exclusively) still sees every id, in order."""
+    from server.store.core import USES_LOCK
+    writers = [open_store(target) for _ in range(3)]
+    reader = open_store(target)
+    stop = threading.Event()
+    seen: list[int] = []
+    since = NOW - timedelta(days=1)
+
+    def write(store: Store, n: int) -> None:
+        for i in range(n):
+            with store.db.transaction() as tx:
+                tx.share(USES_LOCK)
+                tx.execute("INSERT INTO uses(ticket_id, event_id, used_at, entry) VALUES (?, ?, ?, ?)",
+                           (f"T{i}", i, "2026-11-27T08:00:00.000Z", '{"ticketId":"T"}'))
+                time.sleep(random.uniform(0, 0.01))  # committed later than it was numbered
+
+    def read() -> None:
+        high = 0
+        while True:
+            finished = stop.is_set()
+            page = reader.uses_since(high, reader.uses_horizon(), since, 1000)
+            seen.extend(use_id for use_id, _ in page)
+            high = page[-1][0] if page else high
+            if finished and not page:
+                return
+
+    threads = [threading.Thread(target=write, args=(store, 40)) for store in writers]
+    reading = threading.Thread(target=read)
+    reading.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    stop.set()
+    reading.join(60)
+    committed = [use_id for use_id, _ in reader.uses_since(0, 10 ** 12, since, 10_000)]
+    assert len(committed) == 120 and seen == committed
+    for store in (*writers, reader):
+        store.close()

@@ -5,8 +5,9 @@ Connections are spread by the kernel (SO_REUSEPORT), so the test pins a client t
 a session with a single kept-alive connection, asked ``/health`` for the pid it reached, until
 there is one per worker. Then: the rate limit holds across workers, the same batch posted to
 two workers at once is stored once, concurrent revokes on different workers get unique,
-increasing deny ids, a reader paging the deny list while they commit never skips one, and
-``/metrics`` from any worker adds up all three.
+increasing deny ids, a reader paging the deny list while they commit never skips one, a
+long-poll held by one worker answers when a revoke commits on another, and ``/metrics`` from
+any worker adds up all three.
 """
 from __future__ import annotations
 
@@ -154,7 +155,18 @@ async def test_three_workers_share_limits_dedupe_and_one_deny_sequence(cluster: 
         assert ids == sorted(set(ids)) and len(ids) == len(tickets)  # unique and increasing
         assert seen == ids  # the reader missed none, saw none twice
 
-        # 5. /metrics from one worker counts the requests all three answered
+        # 5. a long-poll held by one worker answers when a revoke commits on another (NOTIFY)
+        extra = await issue(workers[0], tokens["pos"], "trav-w-push")
+        held = asyncio.create_task(workers[2].call("GET", "/blacklist", tokens["ins"],
+                                                   params={"blacklistEntryId": ids[-1], "wait": 30}))
+        await asyncio.sleep(0.5)
+        assert not held.done()
+        status, _ = await workers[0].call("PUT", f"/ticket/{extra}/revoke", tokens["pos"])
+        assert status == 200
+        status, pushed = await asyncio.wait_for(held, 10)  # long before the 30 s
+        assert status == 200 and [e["ticketId"] for e in pushed] == [extra]
+
+        # 6. /metrics from one worker counts the requests all three answered
         async with workers[1].session.get(base + "/metrics") as reply:
             text = await reply.text()
         health = [s.value for f in text_string_to_metric_families(text) for s in f.samples
