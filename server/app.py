@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import device_api, openapi, ops, ticket_api
+from . import device_api, fleet, openapi, ops, ticket_api
 from .auth import auth_middleware
 from .auth.api import api as auth_api
 from .auth.ratelimit import DatabaseLimiter, Limiter, RateLimiter
@@ -28,7 +28,7 @@ from .errors import error_middleware
 from .keyring import KeyRing
 from .store import Store, StoreRunner, open_store
 
-SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api, ops.api)
+SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api, fleet.api, ops.api)
 
 
 def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None) -> web.Application:

@@ -8,6 +8,7 @@
     python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password P]
     python -m server credentials list --data DIR
     python -m server credentials remove --data DIR --entity ID
+    python -m server devices --data DIR [--silent-after SECONDS]      # the fleet; silent devices flagged
 
 ``--database`` takes a SQLite file (in the data directory) or ``postgresql://user@host/db``
 (the password from ``PGPASSWORD`` or ``~/.pgpass``, never on the command line).
@@ -22,6 +23,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,44 @@ def _credentials(args: argparse.Namespace) -> int:
     return 0
 
 
+def _devices(args: argparse.Namespace) -> int:
+    """The fleet, one line per device, silent and alarmed ones flagged; a summary at the end."""
+    config = _config(args)
+    silent_after = args.silent_after or config.device_silent_seconds
+    now = utcnow()
+    store = open_store(config.database_target(), pool_size=1)
+    try:
+        reports, offset = [], 0
+        while True:
+            page, total = store.list_devices(silent_since=now - timedelta(seconds=silent_after), offset=offset,
+                                             limit=1000, sort_field="lastContact", sort_order="asc")
+            reports += page
+            offset += len(page)
+            if not page or offset >= total:
+                break
+    finally:
+        store.close()
+    print(f"{'DEVICE':<24} {'LAST CONTACT':<24} {'SILENT s':>9} {'VERSION':<12} {'OUTBOX':>6} {'OLDEST s':>9} "
+          f"{'PARKED':>6} {'SKEW s':>7} {'CACHE':<5} ALARMS")
+    counts = {"ok": 0, "alarm": 0, "silent": 0}
+    for report in reports:
+        state = json.loads(report.state)
+        silent_for = int((now - report.last_contact).total_seconds())
+        flag = "silent" if silent_for > silent_after else "alarm" if report.alarm_count else "ok"
+        counts[flag] += 1
+        outbox = state.get("outbox", {})
+        oldest, skew = outbox.get("oldestEventAgeSeconds"), state.get("clockSkewSeconds")
+        alarms = ",".join(a["kind"] for a in state.get("alarms", [])) or "-"
+        print(f"{report.device[:24]:<24} {report.last_contact.isoformat(timespec='seconds'):<24} {silent_for:>9} "
+              f"{(report.software_version or '-')[:12]:<12} {report.outbox_depth:>6} "
+              f"{'-' if oldest is None else round(oldest):>9} {outbox.get('parked', 0):>6} "
+              f"{'-' if skew is None else round(skew, 1):>7} {'ok' if state.get('cache', {}).get('ok') else 'BAD':<5} "
+              f"{alarms}{'   <- SILENT' if flag == 'silent' else ''}")
+    print(f"{len(reports)} devices: {counts['ok']} ok, {counts['alarm']} with alarms, {counts['silent']} silent "
+          f"(no report for over {silent_after} s)")
+    return 0
+
+
 DATABASE_HELP = ("a SQLite file in the data directory or postgresql://user@host[:port]/dbname, password from "
                  "PGPASSWORD or ~/.pgpass (default: config database)")
 
@@ -191,12 +231,20 @@ def parser() -> argparse.ArgumentParser:
     creds.add_argument("--replace", action="store_true", help="overwrite an existing credential")
     creds.add_argument("--database", default=None, help=DATABASE_HELP)
     creds.set_defaults(func=_credentials)
+    devices = sub.add_parser("devices", help="print the fleet (last contact, software, outbox, lists, alarms); "
+                                             "flags devices silent for too long")
+    devices.add_argument("--data", type=Path, required=True)
+    devices.add_argument("--silent-after", type=int, default=None,
+                         help="seconds without a report before a device is silent (default: config "
+                              "device_silent_seconds)")
+    devices.add_argument("--database", default=None, help=DATABASE_HELP)
+    devices.set_defaults(func=_devices)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("serve", "init", "credentials", "-h", "--help"):
+    if not argv or argv[0] not in ("serve", "init", "credentials", "devices", "-h", "--help"):
         argv.insert(0, "serve")
     args = parser().parse_args(argv)
     try:

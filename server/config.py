@@ -99,6 +99,8 @@ class ServerConfig(BaseModel):
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     # The uses feed keeps accepted uses this long: the longest passback or travel-speed horizon
     uses_horizon_seconds: int = Field(3600, ge=60, le=7 * 86400)
+    # A device that has not reported its state for this long is silent (fleet view, metrics)
+    device_silent_seconds: int = Field(900, ge=10)
     # Rate-limit windows and blocks in the database, shared by every server process on it
     # (None: yes on PostgreSQL, no on SQLite; `serve --workers N` with N > 1 sets it)
     shared_limits: bool | None = None

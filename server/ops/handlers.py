@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import os
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from aiohttp import web
@@ -85,6 +85,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     if not allowed(request.remote, ctx.config.metrics_networks()):
         raise ApiError(403, "metrics are served to the networks in metrics_allow only", code="forbidden")
-    gauges = await ctx.run(ctx.store.fleet_gauges, datetime.now(timezone.utc))
+    now = datetime.now(timezone.utc)
+    gauges = await ctx.run(ctx.store.fleet_gauges, now, now - timedelta(seconds=ctx.config.device_silent_seconds))
     body = await asyncio.to_thread(ctx.metrics.exposition, gauges)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .core import Store
 from .database import Database, MigrationError
-from .records import (EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord, Credential,
-                      DatabaseUnavailable, DenyEntry, DuplicateCredential, DuplicateManifest, EventRecord, LimitState, NewEvent, StateConflict,
+from .records import (DEVICE_SORT_FIELDS, EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord, Credential,
+                      DatabaseUnavailable, DenyEntry, DeviceReport, DuplicateCredential, DuplicateManifest, EventRecord, LimitState, NewEvent, StateConflict,
                       StoreError, TicketQuery, TicketRecord)
 from .runner import StoreRunner
 from .sqlite import SqliteDatabase
@@ -37,7 +37,7 @@ def open_store(target: str | Path, *, pool_size: int = 8) -> Store:
     return Store(open_database(target, pool_size=pool_size), now=datetime.now(timezone.utc))
 
 
-__all__ = ["EVENT_SORT_FIELDS", "SORT_ORDERS", "TICKET_SORT_FIELDS", "BundleRecord", "Credential", "Database",
+__all__ = ["DEVICE_SORT_FIELDS", "DeviceReport", "EVENT_SORT_FIELDS", "SORT_ORDERS", "TICKET_SORT_FIELDS", "BundleRecord", "Credential", "Database",
            "DatabaseUnavailable",
            "DenyEntry", "DuplicateCredential", "DuplicateManifest", "EventRecord", "LimitState", "MigrationError",
            "NewEvent",

@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 from mtb.timeutil import format_extended, parse_time
 
 from .database import Database, Row, Tx, migrate
-from .records import (EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord, Credential, DenyEntry,
-                      DuplicateCredential, DuplicateManifest, EventRecord, LimitState, NewEvent, StateConflict,
-                      TicketQuery, TicketRecord)
+from .records import (DEVICE_SORT_FIELDS, EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord,
+                      Credential, DenyEntry, DeviceReport, DuplicateCredential, DuplicateManifest, EventRecord,
+                      LimitState, NewEvent, StateConflict, TicketQuery, TicketRecord)
 
 _TICKET_COLUMNS = ("ticket_id", "pid", "bundle_id", "manifest_id", "settlement_id", "issued_at",
                    "valid_from", "valid_until", "fare", "state", "payload", "mtb", "product_id",
@@ -415,14 +415,56 @@ class Store:
         with self.db.transaction(durable=False) as tx:
             return tx.execute("DELETE FROM rate_limits WHERE keep_until_ms < ?", (round(now * 1000),))
 
+    # --- the fleet --------------------------------------------------------------------------
+
+    def report_device(self, report: DeviceReport) -> None:
+        """Keep ``report`` as the device's latest (one row per device)."""
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO devices(device, last_contact, software_version, outbox_depth, alarm_count, state) "
+                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+                       "last_contact = excluded.last_contact, software_version = excluded.software_version, "
+                       "outbox_depth = excluded.outbox_depth, alarm_count = excluded.alarm_count, "
+                       "state = excluded.state",
+                       (report.device, ts(report.last_contact), report.software_version, report.outbox_depth,
+                        report.alarm_count, report.state))
+
+    def list_devices(self, *, silent_since: datetime, silent: bool | None = None, alarm: bool | None = None,
+                     sort_field: str = "lastContact", sort_order: str = "asc", offset: int = 0,
+                     limit: int = 100) -> tuple[list[DeviceReport], int]:
+        """Devices, filtered: ``silent`` (no contact since ``silent_since``) and ``alarm``."""
+        column, order = DEVICE_SORT_FIELDS[sort_field], SORT_ORDERS[sort_order]
+        where: list[str] = []
+        params: list[Any] = []
+        if silent is not None:
+            where.append("last_contact < ?" if silent else "last_contact >= ?")
+            params.append(ts(silent_since))
+        if alarm is not None:
+            where.append("alarm_count > 0" if alarm else "alarm_count = 0")
+        sql_where = " AND ".join(where) or "1 = 1"
+        total = self.db.query(f"SELECT count(*) AS n FROM devices WHERE {sql_where}", params)[0]["n"]
+        rows = self.db.query(f"SELECT * FROM devices WHERE {sql_where} ORDER BY {column} {order}, device {order} "
+                             "LIMIT ? OFFSET ?", [*params, limit, offset])
+        return [DeviceReport(r["device"], parse_time(r["last_contact"]), r["software_version"], r["outbox_depth"],
+                             r["alarm_count"], r["state"]) for r in rows], total
+
+    def device_counts(self, silent_since: datetime) -> dict[str, int]:
+        """Devices by state: silent (no contact since ``silent_since``), else alarm, else ok."""
+        [row] = self.db.query("SELECT count(*) AS total, "
+                              "coalesce(sum(CASE WHEN last_contact < ? THEN 1 ELSE 0 END), 0) AS silent, "
+                              "coalesce(sum(CASE WHEN last_contact >= ? AND alarm_count > 0 THEN 1 ELSE 0 END), 0) "
+                              "AS alarm FROM devices", (ts(silent_since), ts(silent_since)))
+        silent, alarm = int(row["silent"]), int(row["alarm"])
+        return {"silent": silent, "alarm": alarm, "ok": int(row["total"]) - silent - alarm}
+
     # --- operations -------------------------------------------------------------------------
 
     def ping(self) -> None:
         """One round trip to the database (``/health``)."""
         self.db.query("SELECT 1 AS one")
 
-    def fleet_gauges(self, now: datetime) -> dict[str, Any]:
+    def fleet_gauges(self, now: datetime, silent_since: datetime) -> dict[str, Any]:
         """What ``/metrics`` reads from the database at each scrape."""
         [deny] = self.db.query("SELECT count(*) AS active, (SELECT coalesce(max(id), 0) FROM deny_list) AS newest "
                                "FROM deny_list WHERE expire > ?", (ts(now),))
-        return {"deny_active": deny["active"], "deny_newest_id": deny["newest"]}
+        return {"deny_active": deny["active"], "deny_newest_id": deny["newest"],
+                "devices": self.device_counts(silent_since)}

@@ -140,8 +140,22 @@ class TicketQuery:
     limit: int = 100
 
 
+@dataclass
+class DeviceReport:
+    """A device's latest state report (``state``: the report, JSON text as served back)."""
+
+    device: str
+    last_contact: datetime
+    software_version: str | None
+    outbox_depth: int
+    alarm_count: int
+    state: str
+
+
 # API sort field -> column. The only names that ever reach an ORDER BY.
 TICKET_SORT_FIELDS = {"issuedAt": "issued_at", "validFrom": "valid_from", "validUntil": "valid_until",
                       "ticketId": "ticket_id"}
 EVENT_SORT_FIELDS = {"eventId": "id", "time": "event_time", "receivedAt": "received_at"}
+DEVICE_SORT_FIELDS = {"lastContact": "last_contact", "deviceId": "device", "outboxDepth": "outbox_depth",
+                      "alarms": "alarm_count"}
 SORT_ORDERS = {"asc": "ASC", "desc": "DESC"}

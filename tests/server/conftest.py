@@ -279,6 +279,20 @@ async def api(deployment: Deployment) -> Any:
         yield Api(deployment, session)
 
 
+@pytest.fixture
+async def api_for() -> Any:
+    """``await api_for(deployment)``: a client for a deployment of ``make_server``."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def make(deployment: Deployment) -> Api:
+        sessions.append(aiohttp.ClientSession())
+        return Api(deployment, sessions[-1])
+
+    yield make
+    for session in sessions:
+        await session.close()
+
+
 def event(ticket_id: str = "T-foreign", local_id: str = "L1", **extra: Any) -> dict[str, Any]:
     """A full BoB ticketEvent."""
     body = {
