@@ -20,6 +20,7 @@ from . import device_api, fleet, openapi, ops, ticket_api
 from .auth import auth_middleware
 from .auth.api import api as auth_api
 from .auth.ratelimit import DatabaseLimiter, Limiter, RateLimiter
+from .auth.tokens import TokenCache
 from .config import ServerConfig, load_config
 from .context import CTX, Context
 from .device_api.feeds import Feeds
@@ -41,8 +42,8 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     run = StoreRunner(store)
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
     ctx = Context(config=config, keyring=keyring, store=store, run=run, limiter=make_limiter(config, store, run),
-                  metrics=ops.Metrics(), feeds=Feeds(run, store, config.uses_horizon_seconds), apis=SURFACES,
-                  endpoints=endpoints)
+                  metrics=ops.Metrics(), feeds=Feeds(run, store, config.uses_horizon_seconds), tokens=TokenCache(),
+                  apis=SURFACES, endpoints=endpoints)
     app = web.Application(middlewares=[ops.metrics_middleware(ctx.metrics), error_middleware, auth_middleware(ctx)],
                           client_max_size=config.max_body_bytes)
     app[CTX] = ctx

@@ -21,6 +21,7 @@ class Context:
     limiter: Any  # a server.auth.ratelimit.Limiter, or None when the rate limit is off
     metrics: Any  # server.ops.Metrics
     feeds: Any  # server.device_api.feeds.Feeds: the deny list's and the uses feed's watches
+    tokens: Any = None  # server.auth.tokens.TokenCache: verified tokens until they expire
     apis: tuple[Api, ...] = ()  # the surfaces served under config.base_path
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by operation id: what the middleware checks
     cache: dict[str, Any] = field(default_factory=dict)

@@ -15,7 +15,7 @@ from aiohttp import web
 from ..context import PRINCIPAL
 from ..endpoint import Endpoint, Handler
 from ..errors import ApiError
-from .tokens import TOKEN_HEADER, verify_token
+from .tokens import TOKEN_HEADER
 
 
 def auth_middleware(ctx: Any) -> Any:
@@ -29,7 +29,7 @@ def auth_middleware(ctx: Any) -> Any:
         if endpoint is None or endpoint.public or endpoint.basic:
             return await handler(request)  # public document, or Basic (checked in the handler)
         now = datetime.now(timezone.utc)
-        principal = verify_token(request.headers.get(TOKEN_HEADER), ctx.keyring, now, ctx.config.clock_skew_seconds)
+        principal = ctx.tokens.verify(request.headers.get(TOKEN_HEADER), ctx.keyring, now, ctx.config.clock_skew_seconds)
         if principal.pid == ctx.config.pid:
             cred = await ctx.run(ctx.store.get_credential, principal.sub)
             if cred is None or cred.role != principal.role:
