@@ -327,13 +327,15 @@ def run_config(kind: str, workers: int, args: argparse.Namespace, cluster: Any, 
         pg = postgres_pids() if kind == "postgresql" else []
         cpu0 = {pid: cpu_seconds(pid) for pid in pids + pg}
         started = time.monotonic()
-        figures = asyncio.run(fleet_phase(d, base, args))
+        figures = asyncio.run(fleet_phase(d, base, args)) if "fleet" in args.phases else Figures()
         elapsed = time.monotonic() - started
         pg = postgres_pids() if kind == "postgresql" else []  # the pools' backends started meanwhile too
         cpu = {pid: cpu_seconds(pid) - cpu0.get(pid, 0.0) for pid in set(pids + pg)}
         ingest = asyncio.run(ingest_phase(d, base, args.ingest_clients, args.saturation_seconds))
         preload_deny(d, 10_000)
         feed = asyncio.run(deny_feed_phase(d, base, 50, args.saturation_seconds))
+        if "fleet" not in args.phases:
+            elapsed = 0.0
     finally:
         d.stop()
         shutil.rmtree(d.data, ignore_errors=True)
@@ -377,6 +379,7 @@ def main() -> int:
     top.add_argument("--ingest-clients", type=int, default=20)
     top.add_argument("--saturation-seconds", type=float, default=8)
     top.add_argument("--configs", default="sqlite:1,postgresql:1,postgresql:4")
+    top.add_argument("--phases", default="fleet,saturation", help="fleet,saturation or saturation alone")
     args = top.parse_args()
     configs = [(c.split(":")[0], int(c.split(":")[1])) for c in args.configs.split(",")]
     base_dir = Path(tempfile.mkdtemp(prefix="mtb-fleet-"))

@@ -90,13 +90,12 @@ class FeedWatch:
         return self.newest
 
     async def run(self) -> None:
-        """Re-read when poked, and every poll period while anyone waits."""
+        """While anyone waits: re-read when poked, and every poll period."""
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), self.poll_seconds)
-            poked = self._poked.is_set()
             self._poked.clear()
-            if poked or self.waiters:
+            if self.waiters:  # a plain read asks for itself (current()); nobody waiting, nothing to read
                 try:
                     await self._read()
                 except Exception:  # noqa: BLE001 - a failed read is retried at the next period

@@ -363,7 +363,10 @@ class Store:
 
     def uses_horizon(self) -> int:
         """The largest use id below which every id has committed (or never will): ingests may
-        commit out of id order, so this waits for the ones in flight (they hold the lock shared)."""
+        commit out of id order, so this waits for the ones in flight (they hold the lock shared).
+        A database whose writers commit one at a time has nothing in flight to wait for."""
+        if self.db.commits_in_id_order:
+            return self.db.query("SELECT coalesce(max(id), 0) AS newest FROM uses")[0]["newest"]
         with self.db.transaction() as tx:
             tx.serialize(USES_LOCK)
             return tx.query("SELECT coalesce(max(id), 0) AS newest FROM uses")[0]["newest"]

@@ -56,6 +56,7 @@ class Tx(Protocol):
 class Database(Protocol):
     dialect: str  # "sqlite" or "postgresql": the migrations directory
     concurrency: int  # how many store calls may run at once (threads of the store runner)
+    commits_in_id_order: bool  # one writer at a time (SQLite): what is visible has no id still in flight
 
     def transaction(self, *, durable: bool = True) -> AbstractContextManager[Tx]:
         """``durable=False``: the commit need not wait for the disk (state that may lose its

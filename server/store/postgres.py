@@ -100,6 +100,7 @@ class PostgresTx:
 
 class PostgresDatabase:
     dialect = "postgresql"
+    commits_in_id_order = False
 
     def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: int = 10):
         self.url = url

@@ -51,6 +51,7 @@ class SqliteTx:
 class SqliteDatabase:
     dialect = "sqlite"
     concurrency = 1
+    commits_in_id_order = True
 
     def __init__(self, path: str | Path):
         self.path = str(path)
