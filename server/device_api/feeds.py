@@ -46,7 +46,9 @@ class FeedWatch:
         self._task: asyncio.Task[None] | None = None
 
     def poke(self) -> None:
-        """Something committed: read the newest id again now (event-loop thread only)."""
+        """Something committed: the next read asks the database, and waiters get it now
+        (event-loop thread only)."""
+        self.read_at = float("-inf")
         self._poked.set()
 
     async def current(self) -> int:
