@@ -88,7 +88,8 @@ def device_config(tmp_path: Path, base_url: str, *, device_id: str = "bus-1", en
         "mode_of_transport": "bus", "durability": "normal", "reader": {"kind": "simulated"},
         "feedback": {"kind": "simulated"},
         "server": {"production_url": base_url + "/api/v1", "credentials_file": str(credentials),
-                   "upload_interval_s": 0.05, "feeds_interval_s": 0.2},
+                   "upload_interval_s": 0.05, "feeds_interval_s": 0.2, "allow_insecure_http": True,
+                   "max_requests_per_minute": 100_000},
         **extra})
 
 
