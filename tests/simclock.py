@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from mtb.timeutil import utcnow
@@ -16,12 +17,19 @@ from mtb.timeutil import utcnow
 SETTLE_TIMEOUT_S = 20.0
 
 
+@dataclass(frozen=True)
+class _Sleeper:
+    deadline: float
+    woken: asyncio.Future[None]
+    wake: tuple[asyncio.Event, ...]
+
+
 class SimulatedClock:
     def __init__(self, *, wall_offset_s: float = 0.0, start: float = 1000.0) -> None:
         self.now = start
         self._start = start
         self._wall_start = utcnow() + timedelta(seconds=wall_offset_s)
-        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+        self._sleepers: list[_Sleeper] = []
 
     def monotonic(self) -> float:
         return self.now
@@ -33,21 +41,22 @@ class SimulatedClock:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
-        entry = (self.now + seconds, asyncio.get_running_loop().create_future())
+        entry = _Sleeper(self.now + seconds, asyncio.get_running_loop().create_future(), wake)
         self._sleepers.append(entry)
         waiters = [asyncio.ensure_future(event.wait()) for event in wake]
         try:
-            await asyncio.wait([entry[1], *waiters], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([entry.woken, *waiters], return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._sleepers.remove(entry)
             for waiter in waiters:
                 waiter.cancel()
 
     def sleeping(self) -> int:
-        return sum(1 for _, future in self._sleepers if not future.done())
+        """Tasks asleep on this clock and not about to wake (by time or by one of their events)."""
+        return sum(1 for s in self._sleepers if not s.woken.done() and not any(e.is_set() for e in s.wake))
 
     def next_deadline(self) -> float | None:
-        return min((deadline for deadline, future in self._sleepers if not future.done()), default=None)
+        return min((s.deadline for s in self._sleepers if not s.woken.done()), default=None)
 
     async def settle(self, sleepers: int = 1) -> None:
         """Let the tasks run until ``sleepers`` of them wait on this clock (and stay so)."""
@@ -62,13 +71,14 @@ class SimulatedClock:
     async def advance(self, seconds: float, *, sleepers: int = 1) -> None:
         """Move time forward by ``seconds``, waking each sleeper at its deadline in order."""
         target = self.now + seconds
+        await self.settle(sleepers)  # a task woken by an event (a scan's kick) first goes back to sleep
         for _ in range(100_000):  # bounded: each round wakes at least one sleeper
             deadline = self.next_deadline()
             if deadline is None or deadline > target:
                 break
             self.now = max(self.now, deadline)
-            for due, future in self._sleepers:
-                if due <= self.now and not future.done():
-                    future.set_result(None)
+            for sleeper in self._sleepers:
+                if sleeper.deadline <= self.now and not sleeper.woken.done():
+                    sleeper.woken.set_result(None)
             await self.settle(sleepers)
         self.now = target

@@ -13,9 +13,8 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
-
 import time
+from typing import Protocol
 
 from mtb.timeutil import utcnow
 
@@ -128,5 +127,5 @@ class RequestBudget:
             await self.clock.sleep(self._sent[0] + self.window_s - now)
 
     def _forget(self, now: float) -> None:
-        while self._sent and self._sent[0] <= now - self.window_s:
+        while self._sent and self._sent[0] + self.window_s <= now:  # as acquire() computes its wait
             self._sent.popleft()
