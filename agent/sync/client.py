@@ -36,6 +36,9 @@ TOKEN_RENEW_MARGIN_S = 60.0
 FALLBACK_TOKEN_LIFE_S = 120.0  # a token whose iat/exp cannot be read is renewed soon
 TOKEN_HEADER = "X-BoB-AuthToken"
 BUDGET_WINDOW_S = 60.0
+# TLS 1.3: a server that wants a client certificate refuses its absence after the handshake, and
+# the client only sees the connection dropped.
+NO_CLIENT_CERT_HINT = " (if the server wants a client certificate, set client_cert and client_key)"
 
 ServerTimeObserver = Callable[[datetime, datetime], Awaitable[None]]
 
@@ -95,7 +98,9 @@ class ServerClient:
         self.entity = entity
         self._password = password
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._ssl: ssl.SSLContext | bool = (tls or TlsSettings()).context() if scheme == "https" else True
+        tls = tls or TlsSettings()
+        self._ssl: ssl.SSLContext | bool = tls.context() if scheme == "https" else True
+        self._https_without_client_cert = scheme == "https" and tls.client_cert is None
         self.clock: Clock = clock or SystemClock()
         self.budget = RequestBudget(max_requests_per_minute, BUDGET_WINDOW_S, self.clock)
         self.on_server_time: ServerTimeObserver | None = None
@@ -167,7 +172,10 @@ class ServerClient:
             tls = _tls_failure(exc)
             if tls is not None:
                 raise TlsRefused(f"{method} {path}: TLS refused: {tls}") from exc
-            raise Transient(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            dropped = isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)) and not isinstance(
+                exc, aiohttp.ClientConnectorError)  # connected, then dropped
+            hint = NO_CLIENT_CERT_HINT if dropped and self._https_without_client_cert else ""
+            raise Transient(f"{method} {path}: {type(exc).__name__}: {exc}{hint}") from exc
         if status == 429:
             wait = retry_after(answer_headers.get("Retry-After"))
             self.budget.block(wait)
