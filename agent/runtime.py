@@ -136,13 +136,13 @@ class Agent:
         self.decisions.append(decision)
         if refuse is not None:
             await self._show_safely("red", OUT_OF_SERVICE, [refuse])
-            return decision
-        try:
-            lines = await self._details(decision)
-        except Exception:  # the decision stands (it is recorded); only the extra lines are lost
-            log.exception("could not gather the ticket's details")
-            lines = [decision.event_reason]
-        await self._show_safely(decision.colour, decision.passenger_message, lines)
+        else:
+            try:
+                lines = await self._details(decision)
+            except Exception:  # the decision stands (it is recorded); only the extra lines are lost
+                log.exception("could not gather the ticket's details")
+                lines = [decision.event_reason]
+            await self._show_safely(decision.colour, decision.passenger_message, lines)
         if self.syncer is not None:
             self.syncer.kick()
         try:
