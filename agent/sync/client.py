@@ -75,13 +75,15 @@ def _tls_failure(exc: BaseException) -> BaseException | None:
     for _ in range(5):  # bounded: a cause chain is short
         if seen is None:
             return None
-        if isinstance(seen, ssl.SSLError) or isinstance(seen, aiohttp.ClientSSLError):
+        if isinstance(seen, (ssl.SSLError, aiohttp.ClientSSLError)):
             return seen
         seen = getattr(seen, "certificate_error", None) or getattr(seen, "os_error", None) or seen.__cause__
     return None
 
 
 class ServerClient:
+    """One device's authenticated HTTP link to the server (see the module's docstring)."""
+
     def __init__(self, base_url: str, entity: str, password: str, *, timeout_s: float = 10.0,
                  tls: TlsSettings | None = None, allow_insecure_http: bool = False, clock: Clock | None = None,
                  max_requests_per_minute: int = 60) -> None:

@@ -68,10 +68,17 @@ class TlsSettings:
     def context(self) -> ssl.SSLContext:
         """Verifies the server's certificate and name (TLS 1.2 or later), presents ours if set,
         and checks the pin on every connection made with it."""
-        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        try:
+            context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"server.ca_file {self.ca_file}: {exc}") from exc
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if self.client_cert is not None:
-            context.load_cert_chain(self.client_cert, self.client_key)
+            try:
+                context.load_cert_chain(self.client_cert, self.client_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"server.client_cert {self.client_cert} / client_key {self.client_key}: "
+                                 f"{exc}") from exc
         if self.pins:
             context.sslobject_class = _pinned(self.pins)
         return context

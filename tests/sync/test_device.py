@@ -104,3 +104,13 @@ def test_json_log_format(tmp_path, capsys):
     assert config.logging.format == "json"
     with pytest.raises(ConfigError, match="logging.format"):
         load_config(write_config(tmp_path, 'production_url = "https://t.example.org"', '[logging]\nformat = "xml"'))
+
+
+def test_tls_files_that_cannot_be_read_are_named(tmp_path):
+    from agent.sync import TlsSettings
+
+    with pytest.raises(ValueError, match="server.ca_file .*missing-ca.pem"):
+        TlsSettings(ca_file=tmp_path / "missing-ca.pem").context()
+    (tmp_path / "device.pem").write_text("not a certificate")
+    with pytest.raises(ValueError, match="server.client_cert .*device.pem"):
+        TlsSettings(client_cert=tmp_path / "device.pem", client_key=tmp_path / "device.pem").context()
