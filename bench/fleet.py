@@ -294,7 +294,10 @@ async def deny_feed_phase(d: Deployment, base: str, clients: int, seconds: float
         headers = {"X-BoB-AuthToken": d.token(f"dev-{n}", "val")}
         while time.monotonic() < deadline:
             async with session.get(base + "/blacklist", headers=headers, params={"limit": 10000}) as reply:
-                entries += len(await reply.json())
+                page = await reply.json()
+                if reply.status != 200:
+                    raise RuntimeError(f"deny-list read: {reply.status} {page}")
+                entries += len(page)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         started = time.monotonic()
@@ -326,9 +329,11 @@ def run_config(kind: str, workers: int, args: argparse.Namespace, cluster: Any, 
         pids = d.server_pids()
         pg = postgres_pids() if kind == "postgresql" else []
         cpu0 = {pid: cpu_seconds(pid) for pid in pids + pg}
+        client0 = cpu_seconds(os.getpid())
         started = time.monotonic()
         figures = asyncio.run(fleet_phase(d, base, args)) if "fleet" in args.phases else Figures()
         elapsed = time.monotonic() - started
+        client_cpu = cpu_seconds(os.getpid()) - client0
         pg = postgres_pids() if kind == "postgresql" else []  # the pools' backends started meanwhile too
         cpu = {pid: cpu_seconds(pid) - cpu0.get(pid, 0.0) for pid in set(pids + pg)}
         ingest = asyncio.run(ingest_phase(d, base, args.ingest_clients, args.saturation_seconds))
@@ -344,7 +349,7 @@ def run_config(kind: str, workers: int, args: argparse.Namespace, cluster: Any, 
     return {"config": f"{kind} x{workers}", "devices": args.devices, "elapsed": elapsed, "figures": figures,
             "events_per_s": figures.events / args.seconds, "revoke": latencies, "reached": reached,
             "server_cpu": [round(cpu[p], 1) for p in pids], "pg_cpu": round(sum(cpu[p] for p in pg), 1),
-            "ingest": ingest, "feed": feed, "workers": workers}
+            "client_cpu": round(client_cpu, 1), "ingest": ingest, "feed": feed, "workers": workers}
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
@@ -360,7 +365,7 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
           f"max {max(result['revoke'], default=float('nan')):.2f}  ({len(f.revoked_at)} revokes, every one reached "
           f"{result['reached']} of {result['devices']} devices)")
     print(f"  server CPU s/process {result['server_cpu']}  PostgreSQL CPU s {result['pg_cpu']}  "
-          f"(over {result['elapsed']:.0f} s)")
+          f"bench clients CPU s {result['client_cpu']}  (over {result['elapsed']:.0f} s)")
     print(f"  errors               {f.errors or 'none'}")
     print(f"  ingest, {args.ingest_clients} clients x 50/batch: {result['ingest']:.0f} events/s")
     print(f"  deny-list feed, 50 clients x 10,000/page: {result['feed']:.0f} entries/s "

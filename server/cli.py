@@ -102,7 +102,9 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.worker:
         print(f"serving {config.base_path or '/'} on {scheme}://{host}:{port} (data {args.data}, "
               f"{'PostgreSQL' if is_database_url(config.database) else 'SQLite'})", flush=True)
+    # handler_cancellation: a device that hangs up ends its request here too (a long-poll holds nothing)
     web.run_app(app, host=host, port=port, print=None, ssl_context=ssl_context, reuse_port=args.worker,
+                handler_cancellation=True,
                 access_log=logging.getLogger("aiohttp.access") if args.access_log else None)
     return 0
 
