@@ -15,7 +15,7 @@ from ..context import ctx_of, principal_of
 from ..endpoint import Api, Param, Reply
 from ..errors import ApiError, field_error, json_response, read_json
 from ..models import ActiveStatusBody, ManifestCall, ManifestRequest, TicketBundleRequest
-from ..params import PAGING, body_model, page_headers, param, q_bool, q_int, q_page, q_sort, sort_param
+from ..params import PAGING, body_model, page_headers, param, path_int, q_bool, q_int, q_page, q_sort, sort_param
 from ..store import EVENT_SORT_FIELDS, TICKET_SORT_FIELDS, TicketQuery
 from . import manifest, tickets
 from .schemas import (ManifestResponse, RecoverableStatus, RecoverStatus, RefundableStatus, RefundStatus,
@@ -212,9 +212,7 @@ async def get_ticket_event(request: web.Request) -> web.Response:
     principal = principal_of(request)
     ticket_id, raw_id = request.match_info["ticketId"], request.match_info["eventId"]
     not_found = ApiError(404, f"event {raw_id!r} of ticket {ticket_id!r} not found", code="event_not_found")
-    if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
-        raise not_found
-    event = await ctx.run(ctx.store.get_event, int(raw_id))
+    event = await ctx.run(ctx.store.get_event, path_int(request, "eventId", not_found))
     if event is None or event.ticket_id != ticket_id:
         raise not_found
     ticket = await ctx.run(ctx.store.get_ticket, ticket_id)
