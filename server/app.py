@@ -18,7 +18,9 @@ from aiohttp import web
 from . import device_api, openapi, ticket_api
 from .auth import auth_middleware
 from .auth.api import api as auth_api
+from .auth.passwords import HashPool
 from .auth.ratelimit import RateLimiter
+from .clients import TrustedProxies
 from .config import ServerConfig, load_config
 from .context import CTX, Context
 from .endpoint import Api
@@ -36,13 +38,13 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
         if not config.data_dir:
             raise ValueError("make_app needs a keyring or a config loaded from a data directory")
         keyring = KeyRing.load(config.data_dir, config)
-    limiter = None
-    if config.rate_limit.enabled:
-        rl = config.rate_limit
-        limiter = RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds)
+    rl, ll = config.rate_limit, config.login_limit
+    limiter = RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds) if rl.enabled else None
+    login_limiter = RateLimiter(ll.failures, ll.window_seconds, ll.block_seconds) if ll.enabled else None
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
     ctx = Context(config=config, keyring=keyring, store=store, run=StoreRunner(store), limiter=limiter,
-                  apis=SURFACES, endpoints=endpoints)
+                  login_limiter=login_limiter, hasher=HashPool(config.password_hash),
+                  proxies=TrustedProxies(config.trusted_proxies), apis=SURFACES, endpoints=endpoints)
     app = web.Application(middlewares=[error_middleware, auth_middleware(ctx)],
                           client_max_size=config.max_body_bytes)
     app[CTX] = ctx
@@ -50,6 +52,7 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
         surface.add_routes(app.router, config.base_path)
 
     async def close_store(_app: web.Application) -> None:
+        ctx.hasher.close()
         ctx.run.close()
 
     app.on_cleanup.append(close_store)

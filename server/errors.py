@@ -39,6 +39,7 @@ ERRORS: dict[int, tuple[str, str]] = {
     422: ("validation_failed", "A member has a wrong type or value (details name it)"),
     429: ("rate_limited", "Too many requests; wait Retry-After seconds"),
     500: ("internal_error", "Unexpected server error (logged; the body says nothing more)"),
+    503: ("busy", "Too busy for this request now; retry after Retry-After seconds"),
 }
 
 

@@ -65,16 +65,17 @@ def check_grant(grant: ParticipantGrant, principal: Any, *, writes: bool) -> Non
                             "only known entities may write", code="unknown_entity")
 
 
-def check_not_blocked(ctx: Any, key: str) -> None:
-    wait = ctx.limiter.blocked(key) if ctx.limiter is not None else None
+def check_not_blocked(limiter: Any, key: str) -> None:
+    wait = limiter.blocked(key) if limiter is not None else None
     if wait is not None:
-        raise ApiError(429, f"too many failed attempts; retry after {wait} s", headers={"Retry-After": str(wait)})
+        raise ApiError(429, f"blocked for {wait} s after too many requests", headers={"Retry-After": str(wait)})
+
+
+def take_slot(limiter: Any, key: str, what: str) -> None:
+    wait = limiter.hit(key) if limiter is not None else None
+    if wait is not None:
+        raise ApiError(429, f"{what}; retry after {wait} s", headers={"Retry-After": str(wait)})
 
 
 def check_rate(ctx: Any, key: str) -> None:
-    if ctx.limiter is None:
-        return
-    wait = ctx.limiter.hit(key)
-    if wait is not None:
-        raise ApiError(429, f"rate limit exceeded for {key!r}; retry after {wait} s",
-                       headers={"Retry-After": str(wait)})
+    take_slot(ctx.limiter, key, f"rate limit exceeded for {key!r}")

@@ -120,9 +120,12 @@ class Store:
         if not added:
             raise DuplicateCredential(f"credential {cred.entity_id!r} exists")
 
-    def set_password_hash(self, entity_id: str, password_hash: str) -> None:
+    def set_password_hash(self, entity_id: str, password_hash: str, replaces: str) -> bool:
+        """Re-hash in place, only if the stored hash is still ``replaces`` (a credential replaced
+        meanwhile keeps its new password)."""
         with self.db.transaction() as tx:
-            tx.execute("UPDATE credentials SET password_hash = ? WHERE entity_id = ?", (password_hash, entity_id))
+            return tx.execute("UPDATE credentials SET password_hash = ? WHERE entity_id = ? AND password_hash = ?",
+                              (password_hash, entity_id, replaces)) > 0
 
     def get_credential(self, entity_id: str) -> Credential | None:
         row = self._one("SELECT * FROM credentials WHERE entity_id = ?", (entity_id,))

@@ -62,8 +62,14 @@ OTHER_GRANT = {str(OTHER_PID): {"roles": ["val", "ins", "pos", "tvm"],
                                 "entities": [f"{role}-of-{OTHER_PID}" for role in ("val", "ins", "pos", "tvm")]}}
 
 
+# Cheap password hashes, so that the many deployments the tests make start quickly; the tests of
+# hashing itself use the production parameters (test_login.py).
+FAST_HASH = {"time_cost": 1, "memory_kib": 8192, "parallelism": 1}
+
+
 def make_data_dir(path: Path, **config: Any) -> Path:
     config.setdefault("participants", OTHER_GRANT)
+    config.setdefault("password_hash", FAST_HASH)
     cli.init_data_dir(path, pid=PID, name="Test Transit", admin_password=PASSWORD, **config)
     for role in ROLES[:-1]:
         cli.add_credential(path, f"{role}1", role, PASSWORD)

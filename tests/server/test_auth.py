@@ -190,14 +190,6 @@ async def test_feeds_are_open_to_every_role(api):
         assert (await api.get("/participantMetadata", role=role)).status == 200
 
 
-def test_password_hashes_are_salted_scrypt_and_verify():
-    password = "tr0ub4dor&3-secret"  # long enough never to turn up by chance in the base64 of salt or hash
-    a, b = auth.hash_password(password), auth.hash_password(password)
-    assert a != b and a.startswith("scrypt$") and password not in a
-    assert auth.verify_password(password, a) and not auth.verify_password(password.upper(), a)
-    assert not auth.verify_password(password, None) and not auth.verify_password(password, "md5$x")
-
-
 def _concrete(path: str) -> str:
     return path.replace("{entityId}", "x").replace("{ticketId}", "T1").replace("{eventId}", "1") \
         .replace("{ticketBundleId}", "B1")

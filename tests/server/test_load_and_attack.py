@@ -213,7 +213,8 @@ async def test_another_participant_cannot_spend_our_credentials_budget(make_serv
 
 
 async def test_unauthenticated_password_guessing_cannot_lock_a_device_out(make_server):
-    d = make_server(rate_limit={"requests": 5, "window_seconds": 60, "block_seconds": 30})
+    d = make_server(rate_limit={"requests": 5, "window_seconds": 60, "block_seconds": 30},
+                    login_limit={"failures": 5, "window_seconds": 60, "block_seconds": 30})
     token = token_for(d, "val1", "val")
     async with aiohttp.ClientSession() as session:
         api = Api(d, session)
