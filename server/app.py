@@ -24,7 +24,7 @@ from .clients import TrustedProxies
 from .config import ServerConfig, load_config
 from .context import CTX, Context
 from .endpoint import Api
-from .errors import error_middleware
+from .errors import BODY_TIMEOUT, error_middleware
 from .keyring import KeyRing
 from .store import Store, StoreRunner, open_store
 
@@ -48,6 +48,7 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     app = web.Application(middlewares=[error_middleware, auth_middleware(ctx)],
                           client_max_size=config.max_body_bytes)
     app[CTX] = ctx
+    app[BODY_TIMEOUT] = config.connections.body_timeout_seconds
     for surface in SURFACES:
         surface.add_routes(app.router, config.base_path)
 

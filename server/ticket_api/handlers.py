@@ -61,7 +61,10 @@ async def post_ticket(request: web.Request) -> web.Response:
 
 
 @api.endpoint("GET", "/ticket", op="listTickets", roles=READERS, summary="Tickets of a traveller",
-              params=(param("travellerId", "query", {"type": "string"}, required=True),
+              description="travellerId is required, except for admin: without it an admin lists every ticket "
+                          "(of every participant, or of pid), paged, newest first.",
+              params=(param("travellerId", "query", {"type": "string", "minLength": 1},
+                            "required except for admin"),
                       param("active", "query", {"type": "boolean"}), param("pid", "query", {"type": "integer"}),
                       param("refundable", "query", {"type": "boolean"}),
                       param("refunded", "query", {"type": "boolean"}),
@@ -72,7 +75,7 @@ async def list_tickets(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     principal = principal_of(request)
     traveller = request.query.get("travellerId")
-    if not traveller:
+    if traveller == "" or (traveller is None and not principal.admin):
         raise field_error("travellerId", "is required", status=400, code="missing_parameter")
     pid = q_int(request, "pid", None, 0, 2 ** 53)
     if not principal.admin:
@@ -226,7 +229,7 @@ async def get_ticket_event(request: web.Request) -> web.Response:
         visible = event.poster_pid == principal.pid
     if not visible:
         raise not_found
-    ids = await ctx.run(ctx.store.event_ids, ticket_id, tickets.MAX_EVENT_IDS) if ticket else None
+    ids = await ctx.run(ctx.store.event_ids, ticket_id, tickets.RECENT_EVENT_IDS) if ticket else None
     return json_response(tickets.event_result_json(event, ticket, ids))
 
 
