@@ -26,6 +26,7 @@ from .context import CTX, Context
 from .endpoint import Api
 from .errors import BODY_TIMEOUT, error_middleware
 from .keyring import KeyRing
+from .serving import make_runner
 from .store import Store, StoreRunner, open_store
 
 SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api)
@@ -91,7 +92,7 @@ async def start(data_dir: str | Path, host: str = "127.0.0.1", port: int = 0, **
     """Serve a data directory on the running event loop (port 0 = a free port); for end-to-end
     tests and the demo. ``await server.close()`` stops it."""
     app = app_from_data_dir(data_dir, **overrides)
-    runner = web.AppRunner(app, access_log=None)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

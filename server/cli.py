@@ -77,9 +77,8 @@ def add_credential(data_dir: str | Path, entity: str, role: str, password: str |
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from .app import app_from_data_dir
+    from .serving import run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(args.data)
@@ -87,8 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
     port = config.port if args.port is None else args.port
     app = app_from_data_dir(args.data)
     print(f"serving {config.base_path or '/'} on http://{host}:{port} (data {args.data})", flush=True)
-    web.run_app(app, host=host, port=port, print=None,
-                access_log=logging.getLogger("aiohttp.access") if args.access_log else None)
+    run(app, host, port, access_log=logging.getLogger("aiohttp.access") if args.access_log else None)
     return 0
 
 

@@ -82,7 +82,7 @@ class ConnectionLimitConfig(BaseModel):
     header_timeout_seconds: float = Field(10.0, gt=0, le=600)
     body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
     keepalive_timeout_seconds: float = Field(75.0, gt=0, le=3600)
-    per_address: int = Field(128, ge=1)
+    per_address: int = Field(256, ge=1)
     total: int = Field(900, ge=1)
 
 

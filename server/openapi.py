@@ -29,7 +29,7 @@ HEADERS: dict[str, dict[str, Any]] = {
 }
 
 _TOKEN_ERRORS = (401, 403, 429)
-_BODY_ERRORS = (400, 422)
+_BODY_ERRORS = (400, 408, 415, 422)
 
 api = Api("Meta")
 
@@ -97,9 +97,10 @@ def operation(components: Components, ep: Endpoint, security: dict[str, list[dic
     if ep.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": components.schema(ep.body)}},
                              **({"description": ep.body_description} if ep.body_description else {})}
-    if ep.body is not None or any(p.where == "query" for p in ep.params):
+    if ep.body is not None:
         for status in _BODY_ERRORS:
             replies.setdefault(status, _error(status))
+    replies.setdefault(400, _error(400))  # a parameter, or a request the HTTP layer cannot parse
     op["responses"] = {str(status): _reply(components, reply) for status, reply in sorted(replies.items())}
     return op
 

@@ -159,7 +159,8 @@ def test_trusted_proxy_chain_is_read_from_the_right():
 # --- the slot is taken before the hash --------------------------------------------------------
 
 async def test_concurrent_guesses_get_exactly_the_budget_and_then_a_block_is_a_block(make_server):
-    d = make_server(login_limit={"failures": 5, "window_seconds": 60, "block_seconds": 60})
+    d = make_server(login_limit={"failures": 5, "window_seconds": 60, "block_seconds": 60},
+                    connections={"per_address": 400})  # 300 connections at once from 127.0.0.1
     hasher = d.server.app[CTX].hasher
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         api = Api(d, session)
