@@ -142,7 +142,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data_dir(Path(tmp) / "server", rate_limit={"requests": 1_000_000, "window_seconds": 60,
-                                                               "block_seconds": 1})
+                                                               "block_seconds": 1, "roles": {}})
         server_db = data / "server.sqlite3"
         if args.deny:
             seconds = fill_deny_list(server_db, args.deny)

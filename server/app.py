@@ -10,6 +10,7 @@ credential still valid, rate limit, role).
 """
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
             raise ValueError("make_app needs a keyring or a config loaded from a data directory")
         keyring = KeyRing.load(config.data_dir, config)
     rl, ll = config.rate_limit, config.login_limit
-    limiter = RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds) if rl.enabled else None
+    limiter = RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds,
+                          roles={role: rl.for_role(role) for role in rl.roles}) if rl.enabled else None
     login_limiter = RateLimiter(ll.failures, ll.window_seconds, ll.block_seconds) if ll.enabled else None
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
     ctx = Context(config=config, keyring=keyring, store=store, run=StoreRunner(store), limiter=limiter,
@@ -73,28 +75,32 @@ def app_from_data_dir(data_dir: str | Path, **overrides: object) -> web.Applicat
 
 @dataclass
 class RunningServer:
-    """A server started with :func:`start`: ``url`` is the base URL (``http://127.0.0.1:PORT/api/v1``)."""
+    """A server started with :func:`start`: ``url`` is the base URL (``http://127.0.0.1:PORT/api/v1``,
+    ``https://`` when started with an SSL context)."""
 
     runner: web.AppRunner
     host: str
     port: int
     base_path: str
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}{self.base_path}"
+        return f"{self.scheme}://{self.host}:{self.port}{self.base_path}"
 
     async def close(self) -> None:
         await self.runner.cleanup()
 
 
-async def start(data_dir: str | Path, host: str = "127.0.0.1", port: int = 0, **overrides: object) -> RunningServer:
-    """Serve a data directory on the running event loop (port 0 = a free port); for end-to-end
-    tests and the demo. ``await server.close()`` stops it."""
+async def start(data_dir: str | Path, host: str = "127.0.0.1", port: int = 0, *,
+                ssl_context: ssl.SSLContext | None = None, **overrides: object) -> RunningServer:
+    """Serve a data directory on the running event loop (port 0 = a free port; HTTPS with
+    ``ssl_context``, see :mod:`server.tls`); for end-to-end tests and the demo.
+    ``await server.close()`` stops it."""
     app = app_from_data_dir(data_dir, **overrides)
     runner = make_runner(app)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1] if port == 0 else port  # type: ignore[union-attr]
-    return RunningServer(runner, host, bound, app[CTX].config.base_path)
+    return RunningServer(runner, host, bound, app[CTX].config.base_path, "https" if ssl_context else "http")

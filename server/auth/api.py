@@ -59,7 +59,7 @@ async def get_auth(request: web.Request) -> web.Response:
     if verdict.rehash:  # weaker than the configured parameters (or the first release's scrypt)
         stronger = await ctx.hasher.hash(password)
         await ctx.run(ctx.store.set_password_hash, entity_id, stronger, cred.password_hash)
-    check_rate(ctx, entity_id)
+    check_rate(ctx, entity_id, cred.role)
     token = issue_token(ctx.keyring, cred.entity_id, cred.role, datetime.now(timezone.utc),
                         ctx.config.token_lifetime_seconds)
     return json_response({"jwtCompact": token}, headers={"Cache-Control": "no-store"})

@@ -41,7 +41,7 @@ def auth_middleware(ctx: Any) -> Any:
                 raise ApiError(401, "the credential behind this token was removed or changed", code="invalid_token")
         else:
             check_grant(config.grant_for(principal.pid), principal, writes=request.method not in READS)
-        check_rate(ctx, principal.key)
+        check_rate(ctx, principal.key, principal.role)
         if principal.role not in endpoint.roles:
             raise ApiError(403, f"role {principal.role!r} may not call this endpoint "
                                 f"(allowed: {', '.join(endpoint.roles)})", code="wrong_role")
@@ -71,11 +71,12 @@ def check_not_blocked(limiter: Any, key: str) -> None:
         raise ApiError(429, f"blocked for {wait} s after too many requests", headers={"Retry-After": str(wait)})
 
 
-def take_slot(limiter: Any, key: str, what: str) -> None:
-    wait = limiter.hit(key) if limiter is not None else None
+def take_slot(limiter: Any, key: str, what: str, role: str | None = None) -> None:
+    wait = limiter.hit(key, role) if limiter is not None else None
     if wait is not None:
         raise ApiError(429, f"{what}; retry after {wait} s", headers={"Retry-After": str(wait)})
 
 
-def check_rate(ctx: Any, key: str) -> None:
-    take_slot(ctx.limiter, key, f"rate limit exceeded for {key!r}")
+def check_rate(ctx: Any, key: str, role: str | None = None) -> None:
+    """Count a request of credential ``key`` against its role's limit (None: the default one)."""
+    take_slot(ctx.limiter, key, f"rate limit exceeded for {key!r}", role)

@@ -66,7 +66,7 @@ class ServerProcess:
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
     data = make_data_dir(tmp_path / "server", rate_limit={"requests": 100_000, "window_seconds": 60,
-                                                          "block_seconds": 1})
+                                                          "block_seconds": 1, "roles": {}})
     process = ServerProcess(data).start()
     yield process
     process.stop()
