@@ -130,11 +130,34 @@ class TicketEvent(BaseModel):
     operatingDayDate: IsoDate | None = None
 
 
-class PathTicketEvent(TicketEvent):
+class ValidationEvent(TicketEvent):
+    """A ticketEvent posted to ``/validation``: ``eventType`` is validation or left out."""
+
+    eventType: Literal["validation"] | None = None  # type: ignore[assignment]
+
+
+class InspectionEvent(TicketEvent):
+    """A ticketEvent posted to ``/inspection``: ``eventType`` is inspection or left out."""
+
+    eventType: Literal["inspection"] | None = None  # type: ignore[assignment]
+
+
+class PathValidationEvent(ValidationEvent):
     """The body of ``POST /validation/{ticketId}``: the path gives the ticket, so ``ticketId``
     may be left out (if given, it must be the same)."""
 
     ticketId: Id | None = None  # type: ignore[assignment]
+
+
+class PathInspectionEvent(InspectionEvent):
+    """The body of ``POST /inspection/{ticketId}``: ``ticketId`` may be left out, as above."""
+
+    ticketId: Id | None = None  # type: ignore[assignment]
+
+
+# What each ingest endpoint takes: kind -> (model of a batch's events, model of the single event)
+EVENT_MODELS: dict[str, tuple[type[TicketEvent], type[TicketEvent]]] = {
+    "validation": (ValidationEvent, PathValidationEvent), "inspection": (InspectionEvent, PathInspectionEvent)}
 
 
 class Fare(_Strict):

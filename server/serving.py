@@ -136,7 +136,12 @@ class GuardedHandler(RequestHandler):
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
-        super().handle_error(request, status, exc, message)  # logs it; raises if a response was under way
+        if request.writer.output_size > 0:  # as aiohttp does: too late for another response
+            raise ConnectionError("response already under way; cannot send an error")
+        if status >= 500:
+            log.error("error handling a request from %s", request.remote, exc_info=exc)
+        else:  # a client's malformed request: worth a line, not a traceback
+            log.info("malformed request from %s: %s", request.remote, message or status)
         if status >= 500:
             err = ApiError(status, "internal server error" if status == 500 else HTTPStatus(status).phrase)
         else:

@@ -22,12 +22,12 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from ..errors import field_error, from_validation
-from ..models import PathTicketEvent, TicketEvent
+from ..models import EVENT_MODELS, TicketEvent
 from ..store import NewEvent
 
 EXTRA_LIMIT = 2048
 log = logging.getLogger("server.events")
-_BATCH = TypeAdapter(list[TicketEvent])
+_BATCHES = {kind: TypeAdapter(list[batch]) for kind, (batch, _) in EVENT_MODELS.items()}  # type: ignore[valid-type]
 
 
 @dataclass
@@ -36,16 +36,8 @@ class Normalised:
     dropped: list[str]  # unknown members not kept (over EXTRA_LIMIT)
 
 
-def _field(prefix: str | None, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def normalise(event: TicketEvent, kind: str, where: str | None = None) -> Normalised:
-    """The stored form of one validated event; ``where`` (``[3]``) prefixes the field named in
-    an error."""
-    if event.eventType is not None and event.eventType != kind:
-        raise field_error(_field(where, "eventType"), f"must be {kind!r} on this endpoint", status=400,
-                          code="malformed_event")
+def normalise(event: TicketEvent, kind: str) -> Normalised:
+    """The stored form of one validated event (of the endpoint's ``kind``)."""
     extra = dict(event.model_extra or {})
     known = event.model_dump(mode="json", exclude_none=True, exclude={"eventId", *extra})
     known.setdefault("eventType", kind)
@@ -67,17 +59,17 @@ def parse_batch(data: Any, kind: str) -> list[Normalised]:
     if not isinstance(data, list):
         raise field_error("(body)", "must be a JSON array of ticketEvents", status=400, code="malformed_event")
     try:
-        events = _BATCH.validate_python(data)
+        events = _BATCHES[kind].validate_python(data)
     except ValidationError as exc:
         raise from_validation(exc, status=400, code="malformed_event") from None
-    return [normalise(event, kind, f"[{index}]") for index, event in enumerate(events)]
+    return [normalise(event, kind) for event in events]
 
 
 def parse_single(data: Any, kind: str, ticket_id: str) -> Normalised:
     if not isinstance(data, dict):
         raise field_error("(body)", "must be a JSON object (one ticketEvent)", status=400, code="malformed_event")
     try:
-        event = PathTicketEvent.model_validate(data)
+        event = EVENT_MODELS[kind][1].model_validate(data)
     except ValidationError as exc:
         raise from_validation(exc, status=400, code="malformed_event") from None
     if event.ticketId is not None and event.ticketId != ticket_id:

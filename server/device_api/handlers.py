@@ -15,9 +15,9 @@ from mtb.timeutil import format_extended
 
 from ..config import STOPS_FILE
 from ..context import ctx_of, principal_of
-from ..endpoint import Api, Param, Reply
+from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, json_response, read_json
-from ..models import DeviceKeyRequest, PathTicketEvent, TicketEvent
+from ..models import EVENT_MODELS, DeviceKeyRequest
 from ..params import MAX_PAGE, body_model, page_headers, paging, param, q_int, q_page, q_sort, sort_param
 from ..ticket_api import tickets
 from ..ticket_api.schemas import TicketEventResult
@@ -174,18 +174,21 @@ def _single(kind: str) -> Any:
 
 MALFORMED = "Malformed ticketEvent (JSON, a member's type or value, a time that is not ISO 8601); details name " \
             "[index].field"
+STORED_EVENT = (Link("getTicketEvent", {"ticketId": "$response.body#/ticketEvent/ticketId",
+                                         "eventId": "$response.body#/ticketEvent/eventId"}),)
 for _kind, _role in (("validation", "val"), ("inspection", "ins")):
     _title = _kind.capitalize()
-    api.endpoint("POST", f"/{_kind}", op=f"post{_title}s", roles=_role, body=list[TicketEvent],
+    _batch_model, _single_model = EVENT_MODELS[_kind]
+    api.endpoint("POST", f"/{_kind}", op=f"post{_title}s", roles=_role, body=list[_batch_model],
                  body_description="at most max_batch_events (1000) events",
                  summary=f"Store a batch of {_kind} events (all or nothing; deduplicated by device and localEventId)",
                  replies={201: Reply(list[IngestResult], "Stored; one result per event, in order"),
                           400: MALFORMED, 413: "Batch too large"})(_batch(_kind))
-    api.endpoint("POST", f"/{_kind}/{{ticketId}}", op=f"post{_title}", roles=_role, body=PathTicketEvent,
+    api.endpoint("POST", f"/{_kind}/{{ticketId}}", op=f"post{_title}", roles=_role, body=_single_model,
                  summary=f"Store one {_kind} event for a ticket",
                  description="The path names the ticket: ticketId may be left out of the body (if present it "
                              "must be the same).",
                  params=(Param("ticketId", "path", {"type": "string"}),),
-                 replies={201: Reply(TicketEventResult, headers=("Location",)), 400: MALFORMED,
+                 replies={201: Reply(TicketEventResult, headers=("Location",), links=STORED_EVENT), 400: MALFORMED,
                           303: Reply(None, "localEventId seen before; Location names the stored event",
                                      headers=("Location",))})(_single(_kind))

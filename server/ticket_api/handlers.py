@@ -12,7 +12,7 @@ from aiohttp import web
 from mtb.timeutil import format_extended
 
 from ..context import ctx_of, principal_of
-from ..endpoint import Api, Param, Reply
+from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, field_error, json_response, read_json
 from ..models import ActiveStatusBody, ManifestCall, ManifestRequest, TicketBundleRequest
 from ..params import PAGING, body_model, page_headers, param, path_int, q_bool, q_int, q_page, q_sort, sort_param
@@ -35,9 +35,19 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+FIRST_TICKET = {"ticketId": "$response.body#/ticketIds/0"}
+# What a client may do with the tickets it was just given (the stateful conformance run does it).
+ISSUED_LINKS = (*(Link(op, FIRST_TICKET) for op in (
+    "getTicket", "getTicketActiveStatus", "putTicketActiveStatus", "getRecoverStatus", "recoverTicket",
+    "getRecoverableStatus", "getRefundStatus", "refundTicket", "getRefundableStatus", "revokeTicket",
+    "listTicketEvents", "postValidation", "postInspection")),
+    Link("createTicketBundle", request_body={"ticketIds": "$response.body#/ticketIds"}))
+
+
 @api.endpoint("POST", "/manifest", op="postManifest", roles=SELLERS, body=ManifestRequest,
               summary="Sign a manifest (product, fare, validity, zones, modes) that POST /ticket accepts",
-              replies={201: Reply(ManifestResponse)})
+              replies={201: Reply(ManifestResponse, links=(Link("issueTickets", request_body={
+                  "manifestMtbTemplate": "$response.body#/manifestMtbTemplate"}),))})
 async def post_manifest(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     body = await body_model(request, ManifestRequest)
@@ -49,7 +59,7 @@ async def post_manifest(request: web.Request) -> web.Response:
 
 @api.endpoint("POST", "/ticket", op="issueTickets", roles=SELLERS, body=ManifestCall,
               summary="Issue tickets from a manifest",
-              replies={201: Reply(TicketIssueResponse, headers=("Location",)),
+              replies={201: Reply(TicketIssueResponse, headers=("Location",), links=ISSUED_LINKS),
                        200: Reply(TicketIssueResponse, "Replay of an earlier requestId", headers=("Location",)),
                        400: "Manifest invalid, expired, badly signed or from an unknown participant",
                        409: "Manifest already used, requestId reused, or recoverTicketId not recovered"})
@@ -235,7 +245,8 @@ async def get_ticket_event(request: web.Request) -> web.Response:
 
 @api.endpoint("POST", "/ticketbundle", op="createTicketBundle", roles=SELLERS, body=TicketBundleRequest,
               summary="A new bundle (and MTB) holding a subset of one bundle's tickets",
-              replies={201: Reply(TicketBundle, headers=("Location",)),
+              replies={201: Reply(TicketBundle, headers=("Location",), links=(
+                           Link("getTicketBundle", {"ticketBundleId": "$response.body#/ticketBundleId"}),)),
                        400: "The tickets come from different ticket bundles",
                        409: "A ticket is not active or frozen"})
 async def post_ticketbundle(request: web.Request) -> web.Response:

@@ -134,7 +134,7 @@ async def test_ticket_id_may_be_left_out_of_a_single_event_and_the_document_says
         ref = doc["paths"][op]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
         assert "ticketId" not in schema.get("required", []) and "time" in schema["required"]
-    batch = doc["components"]["schemas"]["TicketEvent"]
+    batch = doc["components"]["schemas"]["ValidationEvent"]
     assert "ticketId" in batch["required"]
     reply = await api.post("/validation/T-no-id", {"time": "20170521T200000Z", "localEventId": uid()}, role="val")
     assert reply.status == 201 and reply.body["ticketEvent"]["ticketId"] == "T-no-id"
