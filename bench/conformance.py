@@ -27,7 +27,8 @@ def main() -> int:
     parser.add_argument("--scenarios", type=int, default=300, help="stateful scenarios")
     parser.add_argument("--steps", type=int, default=20, help="calls per stateful scenario, at most")
     parser.add_argument("--seed", type=int, default=None, help="default: a new one each run (printed)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="more than 1 can trip a CPython 3.11 ast error inside hypothesis")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
         data = make_data_dir(Path(tmp) / "data", **conformance.SERVER_CONFIG)

@@ -105,7 +105,20 @@ class Validator(_Part):
     sublocation: Text | None = None
 
 
-class TicketEvent(BaseModel):
+class EventParts(BaseModel):
+    """The structures a ticketEvent may carry: the same in what devices send and in what the
+    server serves back."""
+
+    mtbReference: MtbReference | None = None
+    deviceReference: DeviceReference | None = None
+    geo: GeoPosition | None = None
+    stopArea: StopArea | None = None
+    zone: Zone | None = None
+    service: Service | None = None
+    validator: Validator | None = None
+
+
+class TicketEvent(EventParts):
     """A validation or inspection event as a device reports it (BoB ``ticketEvent``). Unknown
     members at the top level are kept while together at most 2 KB (else all are dropped, and
     the answer says which); unknown members inside the known structures are dropped."""
@@ -119,14 +132,7 @@ class TicketEvent(BaseModel):
     eventResult: WholeInt(ge=0, le=9) | None = None
     eventReason: Text | None = None
     eventId: StrictStr | None = Field(None, description="allocated by the server; a client's value is replaced")
-    mtbReference: MtbReference | None = None
-    deviceReference: DeviceReference | None = None
-    geo: GeoPosition | None = None
-    stopArea: StopArea | None = None
-    zone: Zone | None = None
-    service: Service | None = None
     modeOfTransport: Annotated[StrictStr, Field(max_length=50)] | None = None
-    validator: Validator | None = None
     operatingDayDate: IsoDate | None = None
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import DeviceReference, GeoPosition, MtbReference, Service, StopArea, TicketHolder, Validator, Zone
+from ..models import EventParts, TicketHolder
 
 
 class FareAmount(BaseModel):
@@ -94,7 +94,7 @@ class TicketMetadata(BaseModel):
     travellerPhotoURL: str | None = None
 
 
-class StoredTicketEvent(BaseModel):
+class StoredTicketEvent(EventParts):
     """A ticketEvent as the server stores and serves it: normalised (times extended UTC with
     milliseconds, dates extended, no nulls), with the server's eventId; unknown members a
     device sent are kept when together at most 2 KB."""
@@ -108,14 +108,7 @@ class StoredTicketEvent(BaseModel):
     eventType: Literal["inspection", "validation"]
     eventResult: int | None = Field(None, ge=0, le=9)
     eventReason: str | None = None
-    mtbReference: MtbReference | None = None
-    deviceReference: DeviceReference | None = None
-    geo: GeoPosition | None = None
-    stopArea: StopArea | None = None
-    zone: Zone | None = None
-    service: Service | None = None
     modeOfTransport: str | None = None
-    validator: Validator | None = None
     operatingDayDate: str | None = Field(None, json_schema_extra={"format": "date"}, description="e.g. 2017-01-01")
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mtb import b64url_encode
-from server import auth, jws
+from server import jws
 from server.cli import add_credential
 
 from .conftest import OTHER_PID, PASSWORD, PID

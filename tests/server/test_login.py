@@ -9,7 +9,6 @@ import secrets
 import sqlite3
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import argon2
