@@ -13,20 +13,24 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from . import device_api, fleet, openapi, ops, ticket_api
 from .auth import auth_middleware
 from .auth.api import api as auth_api
+from .auth.passwords import HashPool
 from .auth.ratelimit import DatabaseLimiter, Limiter, RateLimiter
 from .auth.tokens import TokenCache
+from .clients import TrustedProxies
 from .config import ServerConfig, load_config
 from .context import CTX, Context
 from .device_api.feeds import Feeds
 from .endpoint import Api
-from .errors import error_middleware
+from .errors import BODY_TIMEOUT, error_middleware
 from .keyring import KeyRing
+from .serving import make_runner
 from .store import Store, StoreRunner, open_store
 
 SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api, fleet.api, ops.api)
@@ -40,13 +44,17 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
             raise ValueError("make_app needs a keyring or a config loaded from a data directory")
         keyring = KeyRing.load(config.data_dir, config)
     run = StoreRunner(store)
+    limiter, login_limiter = make_limiters(config, store, run)
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
-    ctx = Context(config=config, keyring=keyring, store=store, run=run, limiter=make_limiter(config, store, run),
-                  metrics=ops.Metrics(), feeds=Feeds(run, store, config.uses_horizon_seconds), tokens=TokenCache(),
+    ctx = Context(config=config, keyring=keyring, store=store, run=run, limiter=limiter,
+                  login_limiter=login_limiter, hasher=HashPool(config.password_hash),
+                  proxies=TrustedProxies(config.trusted_proxies), metrics=ops.Metrics(),
+                  feeds=Feeds(run, store, config.uses_horizon_seconds), tokens=TokenCache(),
                   apis=SURFACES, endpoints=endpoints)
     app = web.Application(middlewares=[ops.metrics_middleware(ctx.metrics), error_middleware, auth_middleware(ctx)],
                           client_max_size=config.max_body_bytes)
     app[CTX] = ctx
+    app[BODY_TIMEOUT] = config.connections.body_timeout_seconds
     for surface in SURFACES:
         surface.add_routes(app.router, config.base_path)
 
@@ -60,23 +68,29 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     app.on_shutdown.append(stop_feeds)
 
     async def close_store(_app: web.Application) -> None:
+        ctx.hasher.close()
         ctx.run.close()
 
     app.on_cleanup.append(close_store)
     return app
 
 
-def make_limiter(config: ServerConfig, store: Store, run: StoreRunner) -> Limiter | None:
-    """In the database when several processes share it (``shared_limits``; default: on
-    PostgreSQL), else in this process's memory; None when the rate limit is off."""
-    rl = config.rate_limit
-    if not rl.enabled:
-        return None
-    roles = {role: rl.for_role(role) for role in rl.roles}
+def make_limiters(config: ServerConfig, store: Store, run: StoreRunner) -> tuple[Limiter | None, Limiter | None]:
+    """The request limiter and the login-failure limiter (None when off): in the database when
+    several processes share it (``shared_limits``; default: on PostgreSQL), else in this
+    process's memory."""
     shared = config.shared_limits if config.shared_limits is not None else store.db.dialect != "sqlite"
-    if shared:
-        return DatabaseLimiter(run, store, rl.requests, rl.window_seconds, rl.block_seconds, roles=roles)
-    return RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds, roles=roles)
+
+    def limiter(requests: int, window: float, block: float, roles: Any = None) -> Limiter:
+        if shared:
+            return DatabaseLimiter(run, store, requests, window, block, roles=roles)
+        return RateLimiter(requests, window, block, roles=roles)
+
+    rl, ll = config.rate_limit, config.login_limit
+    requests = limiter(rl.requests, rl.window_seconds, rl.block_seconds,
+                       {role: rl.for_role(role) for role in rl.roles}) if rl.enabled else None
+    logins = limiter(ll.failures, ll.window_seconds, ll.block_seconds) if ll.enabled else None
+    return requests, logins
 
 
 def app_from_data_dir(data_dir: str | Path, **overrides: object) -> web.Application:
@@ -114,7 +128,7 @@ async def start(data_dir: str | Path, host: str = "127.0.0.1", port: int = 0, *,
     ``ssl_context``, see :mod:`server.tls`); for end-to-end tests and the demo.
     ``await server.close()`` stops it."""
     app = app_from_data_dir(data_dir, **overrides)
-    runner = web.AppRunner(app, access_log=None)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()

@@ -1,10 +1,10 @@
-"""Rate limit per credential, as the JobTicket B2B overview describes it.
+"""Limits: the request rate per credential, as the JobTicket B2B overview describes it, and
+failed logins per (client address, entity).
 
-Each credential (entity id) may make ``requests`` requests in any rolling ``window`` seconds;
-a role may have its own (requests, window, block), e.g. the devices'.
-The request that goes over gets 429 with ``Retry-After`` and blocks the credential for
-``block`` seconds; requests during the block get 429 too (with the time left) and do not
-extend it.
+Each key may take ``requests`` slots in any rolling ``window`` seconds; a role may have its own
+(requests, window, block), e.g. the devices'. The one that goes over gets 429 with
+``Retry-After`` and blocks the key for ``block`` seconds; attempts during the block get 429 too
+(with the time left) and do not extend it.
 
 The rule is written once (:func:`take`, :func:`time_left`, on a key's :class:`LimitState`);
 where the states live is the :class:`Limiter`'s business, and the server talks to its limiters
@@ -75,6 +75,21 @@ class Limiter(Protocol):
     async def blocked(self, key: str) -> int | None:
         """Seconds left of a block on ``key``, without counting a request."""
 
+    async def release(self, key: str) -> None:
+        """Give back the slot taken last (the attempt did not happen after all)."""
+
+    async def forget(self, key: str) -> None:
+        """Drop the slots ``key`` holds (a login succeeded: its earlier failures no longer count)."""
+
+
+def give_back(state: LimitState) -> None:
+    if state.hits:
+        state.hits.pop()
+
+
+def drop_slots(state: LimitState) -> None:
+    state.hits.clear()
+
 
 class _Policies:
     def __init__(self, requests: int, window: float, block: float, roles: Policies | None):
@@ -107,6 +122,14 @@ class RateLimiter(_Policies):
     async def blocked(self, key: str) -> int | None:
         return time_left(self._states.get(key), self.clock())
 
+    async def release(self, key: str) -> None:
+        if key in self._states:
+            give_back(self._states[key])
+
+    async def forget(self, key: str) -> None:
+        if key in self._states:
+            drop_slots(self._states[key])
+
     def _sweep(self, now: float) -> None:
         for key in [k for k, s in self._states.items() if s.keep_until <= now and time_left(s, now) is None]:
             del self._states[key]
@@ -135,3 +158,9 @@ class DatabaseLimiter(_Policies):
 
     async def blocked(self, key: str) -> int | None:
         return time_left(await self.run(self.store.get_limit, key), self.clock())
+
+    async def release(self, key: str) -> None:
+        await self.run(self.store.change_limit, key, give_back)
+
+    async def forget(self, key: str) -> None:
+        await self.run(self.store.change_limit, key, drop_slots)
