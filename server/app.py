@@ -18,6 +18,7 @@ from aiohttp import web
 
 from . import device_api, openapi, ticket_api
 from .auth import auth_middleware
+from .b2b.app import install as install_b2b
 from .auth.api import api as auth_api
 from .auth.ratelimit import RateLimiter
 from .config import ServerConfig, load_config
@@ -50,6 +51,7 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     app[CTX] = ctx
     for surface in SURFACES:
         surface.add_routes(app.router, config.base_path)
+    install_b2b(app, ctx)  # the JobTicket B2B API, under its own base path (config b2b.base_path)
 
     async def close_store(_app: web.Application) -> None:
         ctx.run.close()

@@ -23,6 +23,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .b2b.config import B2BConfig
+
 CONFIG_FILE = "config.json"
 ISSUER_KEY_FILE = "issuer-key.pem"
 STOPS_FILE = "stops.txt"  # optional: the operator's GTFS stops, served at GET {base}/stops
@@ -89,6 +91,7 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     blacklist_grace_seconds: int = Field(86400, ge=0)  # deny entries outlive validUntil by this
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    b2b: B2BConfig = Field(default_factory=B2BConfig)  # the JobTicket B2B API (server/b2b/)
     # Where the key files live; set by load_config() from the directory read, never saved.
     data_dir: str | None = Field(None, exclude=True)
 

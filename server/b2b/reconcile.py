@@ -52,7 +52,12 @@ class Current:
     profile: Profile
     hr: HrData
     status: Status
-    current_month_ticketed: bool = False
+    dates: Dates  # as stored (derived at the last change)
+    last_ticket: Month | None = None  # the latest month with a live ticket
+
+    def ticketed(self, today: date) -> bool:
+        """Whether the month of ``today`` already has its ticket."""
+        return self.last_ticket is not None and self.last_ticket >= Month.of(today)
 
 
 def pause_window(absences: tuple[tuple[date, date | None], ...], today: date,
@@ -155,7 +160,7 @@ def reconcile(rows: list[RosterRow], current: list[Current], today: date, compan
         before = by_hr_id.get(row.hrId)
         profile = profile_of(row, company_plan)
         hr = hr_for_row(row, before, today)
-        ticketed = before.current_month_ticketed if before else False
+        ticketed = before.ticketed(today) if before else False
         dates = dates_for(hr, today, ticketed)
         after = status_on(dates, today)
         if before is None:
@@ -167,18 +172,29 @@ def reconcile(rows: list[RosterRow], current: list[Current], today: date, compan
             continue
         plan.changes.append(Change("update", row.hrId, before.employee_id, profile, hr, dates, before.status, after,
                                    _event(before.status, old_dates, after, today), index,
-                                   dates_changed=old_dates != dates))
+                                   dates_changed=before.dates != dates))
     for before in current:
         if before.hr_id in listed or before.status == "cancelled" or before.hr.offboarded_on is not None:
             continue
         hr = replace(before.hr, offboarded_on=today)
-        dates = dates_for(hr, today, before.current_month_ticketed)
+        dates = dates_for(hr, today, before.ticketed(today))
         after = status_on(dates, today)
         plan.changes.append(Change("offboard", before.hr_id, before.employee_id, before.profile, hr, dates,
                                    before.status, after,
-                                   _event(before.status, dates_for(before.hr, today, before.current_month_ticketed),
+                                   _event(before.status, dates_for(before.hr, today, before.ticketed(today)),
                                           after, today), dates_changed=True))
     return plan
+
+
+def refresh(before: Current, today: date) -> Change | None:
+    """The day's own change to a subscription (a date reached, a month ticketed), or None:
+    what the roll-over job applies to every employee each run."""
+    dates = dates_for(before.hr, today, before.ticketed(today))
+    after = status_on(dates, today)
+    if after == before.status and dates == before.dates:
+        return None
+    return Change("refresh", before.hr_id, before.employee_id, before.profile, before.hr, dates, before.status,
+                  after, transition(before.status, after), dates_changed=dates != before.dates)
 
 
 def _event(stored: Status, old_dates: Dates, after: Status, today: date) -> str | None:
