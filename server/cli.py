@@ -8,6 +8,7 @@
     python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password P]
     python -m server credentials list --data DIR
     python -m server credentials remove --data DIR --entity ID
+    python -m server b2b company|key|integration|webhook|rollover|deliver ...   # server/b2b/cli.py
 
 ``init`` prints the admin password once (only its scrypt hash is stored); ``credentials add``
 prints the generated password when none is given. Errors are one line on stderr, exit 1.
@@ -26,6 +27,7 @@ from mtb.timeutil import utcnow
 
 from . import auth
 from .config import CONFIG_FILE, ServerConfig, load_config, save_config
+from .b2b import cli as b2b_cli
 from .keyring import create_key_material
 from .store import Credential, DuplicateCredential, open_store
 
@@ -154,12 +156,13 @@ def parser() -> argparse.ArgumentParser:
     creds.add_argument("--password", default=None, help="default: generate one and print it")
     creds.add_argument("--replace", action="store_true", help="overwrite an existing credential")
     creds.set_defaults(func=_credentials)
+    b2b_cli.add_parser(sub)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("serve", "init", "credentials", "-h", "--help"):
+    if not argv or argv[0] not in ("serve", "init", "credentials", "b2b", "-h", "--help"):
         argv.insert(0, "serve")
     args = parser().parse_args(argv)
     try:
