@@ -107,6 +107,7 @@ async def sync(b2b: B2B, integration: Integration, body: Any, now: datetime) -> 
         except DuplicateSync:
             await _check_sync_id(b2b, integration.id, head.syncId, digest)
             raise
+    await revoke_due(b2b, now)  # an offboarded employee's ticket is revoked now, not at the next roll-over
     b2b.wake.set()
     return plan
 
