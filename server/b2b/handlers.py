@@ -54,7 +54,7 @@ async def health(request: web.Request, b2b: B2B, caller: Caller) -> web.Response
                   Param("email", "query", {"type": "string"}, "exact, case-insensitive"),
                   Param("ids", "query", {"type": "string"}, "comma-separated employee ids, at most 100"),
                   *paging_params(EMPLOYEE_SORT, "id", "asc")),
-          replies={200: Reply(schemas.Many[schemas.Employee])})
+          replies={200: Reply(schemas.EmployeeList)})
 async def list_employees(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     plan_type = request.query.get("planType")
     if plan_type is not None and plan_type not in PLAN_TYPES:
@@ -77,7 +77,7 @@ async def _employee(request: web.Request, b2b: B2B, caller: Caller):  # type: ig
 
 
 @endpoint("GET", "/employees/{id}", op="getEmployee", permissions=VIEW, summary="Get an employee", params=(ID,),
-          replies={200: Reply(schemas.One[schemas.Employee]), 404: NOT_FOUND})
+          replies={200: Reply(schemas.EmployeeOne), 404: NOT_FOUND})
 async def get_employee(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     employee = await _employee(request, b2b, caller)
     return one(employee_json(employee, caller.base, caller.company.product.fare["currency"]))
@@ -85,7 +85,7 @@ async def get_employee(request: web.Request, b2b: B2B, caller: Caller) -> web.Re
 
 @endpoint("GET", "/employees/{id}/ticket", op="getEmployeeTicket", permissions=VIEW, params=(ID,),
           summary="The employee's current ticket with its MTB (where the ticket's links lead)",
-          replies={200: Reply(schemas.One[schemas.EmployeeTicket]), 404: "No such employee, or no live ticket"})
+          replies={200: Reply(schemas.EmployeeTicketOne), 404: "No such employee, or no live ticket"})
 async def get_employee_ticket(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     found = await b2b.run(b2b.store.ticket_mtb, caller.company.id, _id(request))
     if found is None:
@@ -115,7 +115,7 @@ def _document_query(request: web.Request, employee_id: int | None):  # type: ign
 
 @endpoint("GET", "/employees/{id}/documents", op="listEmployeeDocuments", permissions=VIEW,
           summary="An employee's documents", params=(ID, *DOC_FILTERS, *paging_params(DOCUMENT_SORT, "createdAt", "desc")),
-          replies={200: Reply(schemas.Many[schemas.EmployeeDocument]), 404: NOT_FOUND})
+          replies={200: Reply(schemas.DocumentList), 404: NOT_FOUND})
 async def list_employee_documents(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     employee = await _employee(request, b2b, caller)
     query = _document_query(request, employee.id)
@@ -126,7 +126,7 @@ async def list_employee_documents(request: web.Request, b2b: B2B, caller: Caller
 @endpoint("GET", "/employee-documents", op="listDocuments", permissions=VIEW, summary="All documents of the company",
           params=(Param("employeeId", "query", {"type": "integer"}), *DOC_FILTERS,
                   *paging_params(DOCUMENT_SORT, "createdAt", "desc")),
-          replies={200: Reply(schemas.Many[schemas.EmployeeDocument])})
+          replies={200: Reply(schemas.DocumentList)})
 async def list_documents(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     query = _document_query(request, None)
     found, total = await b2b.run(b2b.store.list_documents, caller.company.id, query)
@@ -134,7 +134,7 @@ async def list_documents(request: web.Request, b2b: B2B, caller: Caller) -> web.
 
 
 @endpoint("GET", "/employee-documents/{id}", op="getDocument", permissions=VIEW, summary="A document's metadata",
-          params=(ID,), replies={200: Reply(schemas.One[schemas.EmployeeDocument]), 404: NOT_FOUND})
+          params=(ID,), replies={200: Reply(schemas.DocumentOne), 404: NOT_FOUND})
 async def get_document(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     document = await b2b.run(b2b.store.get_document, caller.company.id, _id(request))
     if document is None:
@@ -163,7 +163,7 @@ async def download_document(request: web.Request, b2b: B2B, caller: Caller) -> w
 
 @endpoint("GET", "/hr-integrations", op="listHrIntegrations", permissions=VIEW_HR, summary="HR integrations",
           params=paging_params(INTEGRATION_SORT, "id", "asc"),
-          replies={200: Reply(schemas.Many[schemas.HrIntegration])})
+          replies={200: Reply(schemas.IntegrationList)})
 async def list_integrations(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     query = page_query(request, INTEGRATION_SORT, "id", "asc")
     found, total = await b2b.run(b2b.store.list_integrations, caller.company.id, query)
@@ -179,7 +179,7 @@ async def _integration(request: web.Request, b2b: B2B, caller: Caller):  # type:
 
 @endpoint("GET", "/hr-integrations/{id}", op="getHrIntegration", permissions=VIEW_HR,
           summary="An HR integration with its last sync (id, time, counts, errors)", params=(ID,),
-          replies={200: Reply(schemas.One[schemas.HrIntegration]), 404: NOT_FOUND})
+          replies={200: Reply(schemas.IntegrationOne), 404: NOT_FOUND})
 async def get_integration(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     return one(integration_json(await _integration(request, b2b, caller), caller.base))
 

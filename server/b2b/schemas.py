@@ -152,3 +152,32 @@ class One(BaseModel, Generic[T]):
 
 class Many(BaseModel, Generic[T]):
     data: Page[T]
+
+
+# Concrete envelopes (an OpenAPI schema name may not contain brackets).
+class EmployeeList(Many[Employee]):
+    pass
+
+
+class EmployeeOne(One[Employee]):
+    pass
+
+
+class DocumentList(Many[EmployeeDocument]):
+    pass
+
+
+class DocumentOne(One[EmployeeDocument]):
+    pass
+
+
+class IntegrationList(Many[HrIntegration]):
+    pass
+
+
+class IntegrationOne(One[HrIntegration]):
+    pass
+
+
+class EmployeeTicketOne(One[EmployeeTicket]):
+    pass
