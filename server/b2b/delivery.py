@@ -49,7 +49,7 @@ async def _send(b2b: B2B, session: aiohttp.ClientSession, delivery: Delivery, no
 
 
 async def deliver_due(b2b: B2B, session: aiohttp.ClientSession, now: datetime | None = None,
-                      *, max_rounds: int = 100) -> int:
+                      *, max_rounds: int = 100_000) -> int:
     """Send what is due at ``now`` (default: the wall clock), round after round while each
     round finds work (the next event of an employee becomes due when the one before it is
     delivered); the number of attempts made."""
