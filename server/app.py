@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import device_api, openapi, ticket_api
+from . import console, device_api, openapi, ticket_api
 from .auth import auth_middleware
 from .auth.api import api as auth_api
 from .auth.ratelimit import RateLimiter
@@ -50,6 +50,8 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     app[CTX] = ctx
     for surface in SURFACES:
         surface.add_routes(app.router, config.base_path)
+    if config.console.enabled:
+        app.add_subapp(console.PREFIX, console.make_console(ctx))  # web pages, not an API surface
 
     async def close_store(_app: web.Application) -> None:
         ctx.run.close()

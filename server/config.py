@@ -20,6 +20,7 @@ import json
 import os
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -71,6 +72,27 @@ class RateLimitConfig(BaseModel):
                 own.block_seconds if own.block_seconds is not None else self.block_seconds)
 
 
+class ConsoleConfig(BaseModel):
+    """The operator console under ``/console`` (:mod:`server.console`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    timezone: str = "UTC"  # IANA name; every time on a page is shown in it (UTC on hover)
+    session_idle_seconds: int = Field(1800, ge=60)  # signed out after this long without a page
+    session_max_seconds: int = Field(12 * 3600, ge=300)  # and after this long in any case
+    page_size: int = Field(50, ge=5, le=500)  # rows of every list
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Stockholm)") from None
+        return value
+
+
 class ServerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,6 +111,7 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     blacklist_grace_seconds: int = Field(86400, ge=0)  # deny entries outlive validUntil by this
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     # Where the key files live; set by load_config() from the directory read, never saved.
     data_dir: str | None = Field(None, exclude=True)
 
