@@ -75,10 +75,6 @@ class RateLimitConfig(BaseModel):
 
 class ConsoleConfig(BaseModel):
     """The operator console under ``/console`` (:mod:`server.console`)."""
-class LoginLimitConfig(BaseModel):
-    """Failed logins (``GET /auth/{entityId}``) per (client address, entity): ``failures`` in a
-    rolling ``window_seconds``, then that pair is blocked for ``block_seconds``. A slot is
-    taken before the password is hashed, so concurrent guesses cannot overrun the budget."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -96,6 +92,16 @@ class LoginLimitConfig(BaseModel):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Stockholm)") from None
         return value
+
+
+class LoginLimitConfig(BaseModel):
+    """Failed logins (``GET /auth/{entityId}``) per (client address, entity): ``failures`` in a
+    rolling ``window_seconds``, then that pair is blocked for ``block_seconds``. A slot is
+    taken before the password is hashed, so concurrent guesses cannot overrun the budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
     failures: int = Field(10, ge=1)
     window_seconds: float = Field(300.0, gt=0)
     block_seconds: float = Field(300.0, ge=0)

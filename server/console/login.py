@@ -67,13 +67,15 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_page(request, status=422, error=f"Enter a user name (at most {MAX_NAME} characters) "
                                                       "and its password.")
     try:
-        cred = await check_login(console.ctx, request.remote, name, password)
+        cred = await check_login(console.ctx, request, name, password)
     except ApiError as err:
-        if err.status == 429:
-            log.warning("console: sign-in refused for %r from %s: too many failures", name, request.remote)
+        if err.status in (429, 503):
             wait = err.headers.get("Retry-After", "60")
-            return _login_page(request, status=429, headers={"Retry-After": wait},
-                               error=f"Too many failed sign-ins from this address: try again in {wait} s.")
+            log.warning("console: sign-in of %r from %s not checked (%s)", name, request.remote, err.status)
+            why = "Too many failed sign-ins for this name from this address" if err.status == 429 else \
+                "Too many sign-ins are being checked right now"
+            return _login_page(request, status=err.status, headers={"Retry-After": wait},
+                               error=f"{why}: try again in {wait} s.")
         log.warning("console: wrong password for %r from %s", name, request.remote)
         return _login_page(request, status=401, error="Wrong user name or password.")
     if cred.role not in CONSOLE_ROLES:

@@ -114,14 +114,14 @@ async def test_a_wrong_password_or_a_non_console_role_is_refused(clients):
 
 
 async def test_failed_sign_ins_hit_the_same_login_limit_as_the_api(make_server):
-    deployment = make_server(rate_limit={"requests": 3, "window_seconds": 60, "block_seconds": 60, "roles": {}})
+    deployment = make_server(login_limit={"failures": 3, "window_seconds": 60, "block_seconds": 60})
     async with client_session() as session:
         client = ConsoleClient(deployment.server.origin, session)
         statuses = [(await client.sign_in("admin", f"guess {i}")).status for i in range(4)]
         assert statuses == [401, 401, 401, 429]
         blocked = await client.sign_in("admin", PASSWORD)  # even the right password, from this address
         assert blocked.status == 429 and int(blocked.headers["Retry-After"]) > 0
-        assert "Too many failed sign-ins" in blocked.text
+        assert "Too many failed sign-ins for this name" in blocked.text
     assert api_login_status(deployment, "admin") == 429  # the API's Basic login too: one limit for both ways in
 
 
