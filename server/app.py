@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import device_api, openapi, ticket_api
+from . import console, device_api, openapi, ticket_api
 from .auth import auth_middleware
 from .b2b.app import install as install_b2b
 from .auth.api import api as auth_api
@@ -56,6 +56,8 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     for surface in SURFACES:
         surface.add_routes(app.router, config.base_path)
     install_b2b(app, ctx)  # the JobTicket B2B API, under its own base path (config b2b.base_path)
+    if config.console.enabled:
+        app.add_subapp(console.PREFIX, console.make_console(ctx))  # web pages, not an API surface
 
     async def close_store(_app: web.Application) -> None:
         ctx.hasher.close()
