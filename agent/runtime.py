@@ -18,20 +18,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hardware import Feedback, PositionSource, Reader
+from hardware.aio import sleep_unless
 
 from .cache import Cache
 from .clock import ClockWatch
-from .context import Context, Geo, Service, Validator
+from .scan_context import Context, Geo, Service, Validator
 from .engine import Decision, Engine
 from .stops import StopArea, StopLocator
 from .sync import Syncer
 from mtb.timeutil import format_extended, parse_time
 
 log = logging.getLogger(__name__)
-BOOT_ID = uuid.uuid4().hex
+BOOT_ID = uuid.uuid4().hex  # distinguishes this process's monotonic clock from earlier runs'
 RECENT_DECISIONS = 1000
 MAINTENANCE_INTERVAL_S = 3600.0
-OUT_OF_SERVICE = "Validator out of service - please ask staff"  # distinguishes this process's monotonic clock from earlier runs'
+OUT_OF_SERVICE = "Validator out of service - please ask staff"
+TRUST_LIST_TOO_OLD = "trust list (participant metadata) too old"
+PIPELINE_DEPTH = 32  # scans read ahead while earlier ones are decided
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class PositionTracker:
 
     def place(self) -> Place:
         fix = self.source.current() if self.source is not None else None
-        if fix is None or not getattr(fix, "valid", True):
+        if fix is None or not fix.valid:
             return Place(self._geo, self._geo is not None, self._stop)
         self._geo = Geo(fix.lat, fix.long, fix.alt)
         if self.locator is not None:
@@ -121,29 +124,61 @@ class Agent:
                        service=self.service, operator_pid=self.operator_pid, boot_id=BOOT_ID, monotonic=mono)
 
     async def handle_scan(self, raw: bytes) -> Decision | None:
-        """Decide, record (committed), then show. Any failure shows red and is logged; the loop goes on."""
+        """Decide, record (durable), then show. Any failure shows red and is logged; the loop goes on."""
+        return await self._show(self._submit(raw))
+
+    def _submit(self, raw: bytes) -> asyncio.Future[tuple[Decision, float | None]]:
+        """Take the scan's context now and queue its decision on the engine's thread."""
         self.scans += 1
         try:
             ctx = self.context()
-            refuse = await self._trust_list_problem(ctx.time)
-            decision = await self.engine.validate(raw, ctx, refuse)
+            return asyncio.wrap_future(self.engine.submit(self._decide, raw, ctx))
+        except Exception as exc:
+            failed: asyncio.Future[tuple[Decision, float | None]] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    def _decide(self, raw: bytes, ctx: Context) -> tuple[Decision, float | None]:
+        """On the engine's thread, in one hop: the trust list's age, then the decision. The
+        engine's thread makes it durable before the result comes back."""
+        age = self._trust_list_age(ctx.time)
+        stale = age is not None and age > self.metadata_max_age_s  # type: ignore[operator]
+        refuse = TRUST_LIST_TOO_OLD if stale and not self.validate_with_stale_metadata else None
+        return self.engine.decide_and_record(raw, ctx, refuse), age
+
+    def _trust_list_age(self, now: datetime) -> float | None:
+        """Seconds since the participant metadata was last confirmed, when a maximum is set."""
+        if self.metadata_max_age_s is None:
+            return None
+        checked = self.engine.cache.get_meta("metadata_checked_at")
+        return (now - parse_time(checked)).total_seconds() if checked else float("inf")
+
+    async def _show(self, pending: asyncio.Future[tuple[Decision, float | None]]) -> Decision | None:
+        try:
+            decision, age = await pending
         except Exception:
             log.exception("scan could not be processed")
             await self._show_safely("red", "Please try again", None)
             return None
         self.decided += 1
         self.decisions.append(decision)
-        if refuse is not None:
-            await self._show_safely("red", OUT_OF_SERVICE, [refuse])
-            return decision
-        try:
-            lines = await self._details(decision)
-        except Exception:  # the decision stands (it is recorded); only the extra lines are lost
-            log.exception("could not gather the ticket's details")
-            lines = [decision.event_reason]
-        await self._show_safely(decision.colour, decision.passenger_message, lines)
-        if self.syncer is not None:
-            self.syncer.kick()
+        if age is not None:  # participant metadata older than its maximum age raises an alarm
+            if age <= self.metadata_max_age_s:  # type: ignore[operator]
+                self.clear_alarm("trust-list")
+            else:
+                self.alarm("trust-list", f"participant metadata is {age:.0f} s old "
+                                         f"(max {self.metadata_max_age_s:.0f} s)")
+        if decision.out_of_service:
+            await self._show_safely("red", OUT_OF_SERVICE, [decision.event_reason])
+        else:
+            try:
+                lines = await self._details(decision)
+            except Exception:  # the decision stands (it is recorded); only the extra lines are lost
+                log.exception("could not gather the ticket's details")
+                lines = [decision.event_reason]
+            await self._show_safely(decision.colour, decision.passenger_message, lines)
+            if self.syncer is not None:
+                self.syncer.kick()
         try:
             await self._persist_alarms()
         except Exception:
@@ -157,7 +192,8 @@ class Agent:
             log.exception("feedback device failed")
 
     async def _details(self, decision: Decision) -> list[str] | None:
-        """Inspection mode shows the ticket and its last events; a validator shows the reason only."""
+        """Inspection mode shows the ticket, every failing check and its last events; a
+        validator shows the reason only."""
         if self.mode != "inspection":
             return None if decision.accepted else [decision.event_reason]
         lines = decision.inspector_message.splitlines()
@@ -169,19 +205,6 @@ class Agent:
                 lines.append(f"  earlier: {format_extended(use.time)} {use.event_type} result {use.result} "
                              f"at {use.stop_area or use.device_id or '?'}")
         return lines
-
-    async def _trust_list_problem(self, now: datetime) -> str | None:
-        """Participant metadata older than its maximum age raises an alarm; the config decides
-        whether the device goes on validating (returns None) or refuses (returns why)."""
-        if self.metadata_max_age_s is None:
-            return None
-        checked = await self.engine.run(self.engine.cache.get_meta, "metadata_checked_at")
-        age = (now - parse_time(checked)).total_seconds() if checked else float("inf")
-        if age <= self.metadata_max_age_s:
-            self.clear_alarm("trust-list")
-            return None
-        self.alarm("trust-list", f"participant metadata is {age:.0f} s old (max {self.metadata_max_age_s:.0f} s)")
-        return None if self.validate_with_stale_metadata else "trust list (participant metadata) too old"
 
     def alarm(self, kind: str, text: str) -> None:
         """Raise (or update) an alarm; logged at ERROR when it is raised, for the fleet's log watcher."""
@@ -204,10 +227,23 @@ class Agent:
     # --- the process ----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        async for raw in self.reader.scans():
-            await self.handle_scan(raw)
-            if self.stop.is_set():
-                break
+        """Scans are decided and shown in the order they were read. While one is being decided
+        the next ones are read and queued (up to PIPELINE_DEPTH): a queue of passengers then
+        costs the engine's thread one hop and one fsync per batch, not per scan."""
+        queued: asyncio.Queue[asyncio.Future[tuple[Decision, float | None]] | None] = asyncio.Queue(PIPELINE_DEPTH)
+        showing = asyncio.create_task(self._show_in_order(queued), name="show")
+        try:
+            async for raw in self.reader.scans():
+                await queued.put(self._submit(raw))
+                if self.stop.is_set():
+                    break
+        finally:
+            await queued.put(None)
+            await showing
+
+    async def _show_in_order(self, queued: asyncio.Queue[asyncio.Future[tuple[Decision, float | None]] | None]) -> None:
+        while (pending := await queued.get()) is not None:
+            await self._show(pending)
 
     async def _watchdog(self) -> None:
         """Ping systemd only while the engine's thread answers too: a scan stuck in SQLite (a
@@ -221,10 +257,7 @@ class Agent:
                 sd_notify("WATCHDOG=1")
             except asyncio.TimeoutError:
                 log.error("engine thread did not answer within %.0f s; withholding the watchdog ping", interval)
-            try:
-                await asyncio.wait_for(self.stop.wait(), interval)
-            except asyncio.TimeoutError:
-                pass
+            await sleep_unless(self.stop, interval)
 
     async def _maintenance(self) -> None:
         """Hourly: forget usage older than the history horizon and deny entries long expired, so
@@ -238,19 +271,12 @@ class Agent:
                     log.info("pruned %d usage rows and %d expired deny entries", *pruned)
             except Exception:
                 log.exception("cache maintenance failed")
-            try:
-                await asyncio.wait_for(self.stop.wait(), MAINTENANCE_INTERVAL_S)
-            except asyncio.TimeoutError:
-                pass
+            await sleep_unless(self.stop, MAINTENANCE_INTERVAL_S)
 
     async def _reader_connected(self, timeout_s: float = 5.0) -> None:
         """READY means a passenger can scan: wait (briefly) for the reader's port to be open."""
-        connected = getattr(self.reader, "connected", None)
-        if isinstance(connected, asyncio.Event):
-            try:
-                await asyncio.wait_for(connected.wait(), timeout_s)
-            except asyncio.TimeoutError:
-                log.warning("reader not connected after %.0f s; starting anyway, it keeps retrying", timeout_s)
+        if not await sleep_unless(self.reader.connected, timeout_s):
+            log.warning("reader not connected after %.0f s; starting anyway, it keeps retrying", timeout_s)
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Run until SIGTERM/SIGINT or until the reader ends; then finish the scan in hand and sync once."""

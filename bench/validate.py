@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mtb  # noqa: E402
 from mtb import keys, signer  # noqa: E402
 from agent.cache import Cache  # noqa: E402
-from agent.context import Context, Geo, Validator  # noqa: E402
+from agent.scan_context import Context, Geo, Validator  # noqa: E402
 from agent.engine import Engine  # noqa: E402
 from agent.runtime import Agent  # noqa: E402
 from hardware import SimulatedFeedback, SimulatedReader  # noqa: E402

@@ -230,23 +230,23 @@ def _time(fields: dict[str, Any], key: str, what: str) -> datetime | None:
         raise MtbFormatError(f"{what} {key!r}: {exc}") from exc
 
 
-def _decode_cbor(data: bytes, what: str) -> Any:
+def _decode_cbor(decoder: cbor.StrictDecoder, data: bytes, what: str) -> Any:
     try:
-        return cbor.loads_strict(data)
+        return decoder.loads(data)
     except cbor.CborError as exc:
         raise MtbFormatError(f"{what}: {exc}") from exc
 
 
-def _triple(body: bytes, what: str) -> tuple[bytes, bytes, bytes]:
-    parts = _decode_cbor(body, what)
+def _triple(decoder: cbor.StrictDecoder, body: bytes, what: str) -> tuple[bytes, bytes, bytes]:
+    parts = _decode_cbor(decoder, body, what)
     if not isinstance(parts, list) or len(parts) != 3:
         raise MtbFormatError(f"{what} is not an array of three byte strings")
     return (_bstr(parts[0], f"{what} header"), _bstr(parts[1], f"{what} body"),
             _bstr(parts[2], f"{what} signature"))
 
 
-def _issuer_header(data: bytes) -> IssuerHeader:
-    fields = _map(_decode_cbor(data, "issuer header"), "issuer header")
+def _issuer_header(decoder: cbor.StrictDecoder, data: bytes) -> IssuerHeader:
+    fields = _map(_decode_cbor(decoder, data, "issuer header"), "issuer header")
     if "did" in fields:
         raise MtbFormatError("issuer header carries 'did' (a device header key)")
     miv = fields.get("miv")
@@ -319,8 +319,8 @@ def _ticket(issuer_pid: str, fields: Any, index: int) -> Ticket:
     )
 
 
-def _tickets(payload_bytes: bytes) -> tuple[Ticket, ...]:
-    payload = _map(_decode_cbor(payload_bytes, "payload"), "payload")
+def _tickets(decoder: cbor.StrictDecoder, payload_bytes: bytes) -> tuple[Ticket, ...]:
+    payload = _map(_decode_cbor(decoder, payload_bytes, "payload"), "payload")
     tickets: list[Ticket] = []
     for pid, items in payload.items():
         if not isinstance(items, list):
@@ -331,33 +331,33 @@ def _tickets(payload_bytes: bytes) -> tuple[Ticket, ...]:
     return tuple(tickets)
 
 
-def _issuer_signed(body: bytes) -> IssuerSigned:
-    header_bytes, payload_bytes, signature = _triple(body, "issuer MTB")
+def _issuer_signed(decoder: cbor.StrictDecoder, body: bytes) -> IssuerSigned:
+    header_bytes, payload_bytes, signature = _triple(decoder, body, "issuer MTB")
     return IssuerSigned(
         body=body,
         header_bytes=header_bytes,
         payload_bytes=payload_bytes,
         signature=signature,
-        header=_issuer_header(header_bytes),
-        tickets=_tickets(payload_bytes),
+        header=_issuer_header(decoder, header_bytes),
+        tickets=_tickets(decoder, payload_bytes),
     )
 
 
 def decode_container(container: bytes, transport: Transport = "raw") -> Mtb:
-    top = _map(_decode_cbor(container, "MTB container"), "MTB container")
+    decoder = cbor.StrictDecoder()  # one for all seven layers
+    top = _map(_decode_cbor(decoder, container, "MTB container"), "MTB container")
     if set(top) != {"v", "p"}:
         raise MtbFormatError(f"MTB container keys {sorted(map(str, top))} are not ['p', 'v']")
-    version = _decode_cbor(_bstr(top["v"], "MTB 'v'"), "MTB version")
+    version = _decode_cbor(decoder, _bstr(top["v"], "MTB 'v'"), "MTB version")
     if version != VERSION:
         raise MtbFormatError(f"unknown MTB version {version!r}")
     body = _bstr(top["p"], "MTB 'p'")
-    first, inner, signature = _triple(body, "MTB")
-    first_fields = _map(_decode_cbor(first, "MTB header"), "MTB header")
+    first, inner, signature = _triple(decoder, body, "MTB")
+    first_fields = _map(_decode_cbor(decoder, first, "MTB header"), "MTB header")
     if "did" not in first_fields:
-        return Mtb(transport, container, _issuer_signed(body), None)
+        return Mtb(transport, container, _issuer_signed(decoder, body), None)
     device = DeviceSigned(header_bytes=first, header=_device_header(first_fields), signature=signature)
-    issuer = _issuer_signed(inner)
-    return Mtb(transport, container, issuer, device)
+    return Mtb(transport, container, _issuer_signed(decoder, inner), device)
 
 
 def decode(data: bytes | str) -> Mtb:

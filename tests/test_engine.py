@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import mtb
 from mtb import cbor, keys, signer
 from agent.cache import Cache
-from agent.context import Context, Geo, Policy, Validator
+from agent.policy import Policy
+from agent.scan_context import Context, Geo, Validator
 from agent.engine import Engine
 
 from .conftest import NOW, ticket
@@ -193,7 +194,7 @@ def test_outbox_survives_close_and_reopen(tmp_path, issuer_key):
     cache.close()
     reopened = Cache(path)
     assert [e.local_event_id for e in reopened.outbox()] == ids
-    assert [u.ticket_id for u in reopened.accepted_uses("T0")] == ["T0"]
+    assert reopened.last_uses("T0", "bus-17")[0].ticket_id == "T0"
     assert reopened.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     reopened.close()
 

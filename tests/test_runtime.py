@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from mtb import signer
-from agent.context import Validator
+from agent.scan_context import Validator
 from agent.runtime import Agent, PositionTracker
 from agent.stops import StopLocator, load_stops
 from mtb.timeutil import utcnow
@@ -104,7 +104,7 @@ async def test_inspection_details_failing_still_shows_the_decision(engine, issue
 def test_prune_forgets_old_usage_and_long_expired_deny_entries(engine, issuer_key):
     cache = engine.cache
     now = utcnow()
-    from agent.context import Context
+    from agent.scan_context import Context
 
     for days_ago in (40, 1):
         engine.validate_sync(live_ticket(issuer_key), Context(time=now - timedelta(days=days_ago),
