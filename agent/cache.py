@@ -309,16 +309,18 @@ class Cache:
     # --- recording and the outbox ----------------------------------------------------------------
 
     def record(self, events: Sequence[dict[str, Any]], uses: Sequence[Use]) -> None:
-        """The outbox events and their usage rows in one committed transaction."""
+        """The outbox events and their usage rows, in the caller's transaction (the engine's:
+        a scan's reads and its writes are one) or in one of their own."""
+        if not self.conn.in_transaction:
+            with self.transaction():
+                return self.record(events, uses)
         now = format_extended(utcnow())
-        with self.transaction():
-            for event in events:
-                self.conn.execute(_INSERT_OUTBOX, (event["localEventId"], event["eventType"],
-                                                   json.dumps(event, separators=(",", ":")), now))
-            for u in uses:
-                self.conn.execute(_INSERT_USAGE, (u.ticket_id, format_extended(u.time), _epoch(u.time), u.event_type,
-                                                  u.result, u.device_id, u.stop_area, u.zone, u.lat, u.long,
-                                                  u.boot_id, u.monotonic))
+        execute = self.conn.execute
+        for event in events:
+            execute(_INSERT_OUTBOX, (event["localEventId"], event["eventType"], _JSON.encode(event), now))
+        for u in uses:
+            execute(_INSERT_USAGE, (u.ticket_id, format_extended(u.time), _epoch(u.time), u.event_type, u.result,
+                                    u.device_id, u.stop_area, u.zone, u.lat, u.long, u.boot_id, u.monotonic))
 
     def outbox(self, *, limit: int = 1000, event_type: str | None = None, parked: bool = False) -> list[OutboxEvent]:
         sql = "SELECT seq, local_event_id, event_type, body, attempts, parked, last_error FROM outbox WHERE parked=?"
@@ -360,6 +362,7 @@ class Cache:
             return self.conn.execute("UPDATE outbox SET parked=0 WHERE parked=1").rowcount
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps with options builds one per call
 _INSERT_OUTBOX = "INSERT INTO outbox(local_event_id, event_type, body, created_at) VALUES (?,?,?,?)"
 _INSERT_USAGE = ("INSERT INTO usage(ticket_id, time, epoch, event_type, result, device_id, stop_area, zone, lat, long, "
                  "boot_id, monotonic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")

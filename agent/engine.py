@@ -201,17 +201,26 @@ class Engine:
         batch ends in ``make_durable`` before the result is handed on) or use validate_sync.
         ``refuse`` (e.g. the trust list is too old to decide) records a result-1 event for the
         scan instead of deciding, so the refusal is on file too."""
-        if refuse is None:
-            outcomes, scanned = self._judge(raw, ctx)
+        scanned = None
+        if refuse is not None:
+            outcomes = [TicketOutcome(None, unreadable_id(raw), 1, refuse)]
         else:
-            outcomes, scanned = [TicketOutcome(None, unreadable_id(raw), 1, refuse)], None
-        shared = scan_event_fields(ctx, self.policy, scanned)
-        events = [ticket_event(shared, o, ctx.position_stale) for o in outcomes]
-        geo = ctx.geo
-        uses = [Use(o.ticket_id, ctx.time, ctx.mode, o.code, ctx.validator.validator_id, ctx.stop_area, ctx.zone,
-                    geo.lat if geo else None, geo.long if geo else None, ctx.boot_id, ctx.monotonic)
-                for o in outcomes]
-        self.cache.record(events, uses)  # committed: only now may the passenger see the result
+            try:
+                scanned = codec.decode(raw)
+            except codec.MtbFormatError as exc:
+                log.info("unreadable scan: %s", exc)
+                outcomes = [TicketOutcome(None, unreadable_id(raw), 1, str(exc))]
+        with self.cache.transaction():  # one write transaction: what passback read is what it records beside
+            if scanned is not None:
+                outcomes = self._judge(scanned, ctx)
+            shared = scan_event_fields(ctx, self.policy, scanned)
+            events = [ticket_event(shared, o, ctx.position_stale) for o in outcomes]
+            geo = ctx.geo
+            uses = [Use(o.ticket_id, ctx.time, ctx.mode, o.code, ctx.validator.validator_id, ctx.stop_area, ctx.zone,
+                        geo.lat if geo else None, geo.long if geo else None, ctx.boot_id, ctx.monotonic)
+                    for o in outcomes]
+            self.cache.record(events, uses)
+        # committed: only now may the passenger see the result
         first = min((o for o in outcomes if o.code), key=lambda o: checks.rank(o.code), default=None)
         if first is not None:
             code, reason = first.code, first.reason
@@ -221,19 +230,14 @@ class Engine:
             reason = "; ".join([f"{len(outcomes)} ticket(s) valid", *notes])
         return Decision(code, reason, passenger_message(code, ctx.mode), events, outcomes, refuse is not None)
 
-    def _judge(self, raw: bytes | str, ctx: Context) -> tuple[list[TicketOutcome], codec.Mtb | None]:
-        try:
-            scanned = codec.decode(raw)
-        except codec.MtbFormatError as exc:
-            log.info("unreadable scan: %s", exc)
-            return [TicketOutcome(None, unreadable_id(raw), 1, str(exc))], None
+    def _judge(self, scanned: codec.Mtb, ctx: Context) -> list[TicketOutcome]:
         if not scanned.tickets:
-            return [TicketOutcome(None, unreadable_id(scanned.container), 1, "MTB carries no ticket")], scanned
+            return [TicketOutcome(None, unreadable_id(scanned.container), 1, "MTB carries no ticket")]
         keys = self.cache.keystore()
         issuer = verify_issuer(scanned, keys, self.policy.issuer_algs)
         device = verify_device(scanned, keys)
         tokens = token_ids(scanned)
-        return [self._ticket_outcome(scanned, t, ctx, issuer, device, tokens) for t in scanned.tickets], scanned
+        return [self._ticket_outcome(scanned, t, ctx, issuer, device, tokens) for t in scanned.tickets]
 
     def _ticket_outcome(self, scanned: codec.Mtb, ticket: codec.Ticket, ctx: Context, issuer: SignatureCheck,
                         device: SignatureCheck, tokens: list[str]) -> TicketOutcome:
