@@ -24,6 +24,7 @@ from .cache import Cache
 from .clock import ClockWatch
 from .scan_context import Context, Geo, Service, Validator
 from .engine import Decision, Engine
+from .logs import configure_logging
 from .stops import StopArea, StopLocator
 from .sync import Syncer
 from mtb.timeutil import format_extended, parse_time
@@ -107,7 +108,7 @@ class Agent:
         self.failed = False
         self.history_days = history_days
         self.alarms: dict[str, str] = {}
-        self._alarms_changed = False
+        self._alarms_changed: set[str] = set()  # kinds raised or cleared since the last write
 
     # --- one scan -------------------------------------------------------------------------------
 
@@ -127,47 +128,53 @@ class Agent:
         """Decide, record (durable), then show. Any failure shows red and is logged; the loop goes on."""
         return await self._show(self._submit(raw))
 
-    def _submit(self, raw: bytes) -> asyncio.Future[tuple[Decision, float | None]]:
+    def _submit(self, raw: bytes) -> asyncio.Future[tuple[Decision, str | None]]:
         """Take the scan's context now and queue its decision on the engine's thread."""
         self.scans += 1
         try:
             ctx = self.context()
             return asyncio.wrap_future(self.engine.submit(self._decide, raw, ctx))
         except Exception as exc:
-            failed: asyncio.Future[tuple[Decision, float | None]] = asyncio.get_running_loop().create_future()
+            failed: asyncio.Future[tuple[Decision, str | None]] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             return failed
 
-    def _decide(self, raw: bytes, ctx: Context) -> tuple[Decision, float | None]:
-        """On the engine's thread, in one hop: the trust list's age, then the decision. The
-        engine's thread makes it durable before the result comes back."""
-        age = self._trust_list_age(ctx.time)
-        stale = age is not None and age > self.metadata_max_age_s  # type: ignore[operator]
-        refuse = TRUST_LIST_TOO_OLD if stale and not self.validate_with_stale_metadata else None
-        return self.engine.decide_and_record(raw, ctx, refuse), age
+    def _decide(self, raw: bytes, ctx: Context) -> tuple[Decision, str | None]:
+        """On the engine's thread, in one hop: the trust list's state, then the decision (made
+        durable there before the result comes back). Also returns the trust-list alarm."""
+        alarm, refuse = self._trust_list_state(ctx.time)
+        return self.engine.decide_and_record(raw, ctx, refuse), alarm
 
-    def _trust_list_age(self, now: datetime) -> float | None:
-        """Seconds since the participant metadata was last confirmed, when a maximum is set."""
+    def _trust_list_state(self, now: datetime) -> tuple[str | None, str | None]:
+        """(alarm, refusal) from the participant metadata's age; an alarm of "" clears it, None
+        leaves it. A device that never had a trust list is out of service: without keys every
+        ticket would look forged. A stale one raises an alarm, and the config decides whether
+        the device goes on validating."""
         if self.metadata_max_age_s is None:
-            return None
+            return None, None
         checked = self.engine.cache.get_meta("metadata_checked_at")
-        return (now - parse_time(checked)).total_seconds() if checked else float("inf")
+        if checked is None:
+            return ("never synced with the server: no participant metadata (trust list)",
+                    "never synced with the server: no trust list yet")
+        age = (now - parse_time(checked)).total_seconds()
+        if age <= self.metadata_max_age_s:
+            return "", None
+        return (f"participant metadata is {age:.0f} s old (max {self.metadata_max_age_s:.0f} s)",
+                None if self.validate_with_stale_metadata else TRUST_LIST_TOO_OLD)
 
-    async def _show(self, pending: asyncio.Future[tuple[Decision, float | None]]) -> Decision | None:
+    async def _show(self, pending: asyncio.Future[tuple[Decision, str | None]]) -> Decision | None:
         try:
-            decision, age = await pending
+            decision, alarm = await pending
         except Exception:
             log.exception("scan could not be processed")
             await self._show_safely("red", "Please try again", None)
             return None
         self.decided += 1
         self.decisions.append(decision)
-        if age is not None:  # participant metadata older than its maximum age raises an alarm
-            if age <= self.metadata_max_age_s:  # type: ignore[operator]
-                self.clear_alarm("trust-list")
-            else:
-                self.alarm("trust-list", f"participant metadata is {age:.0f} s old "
-                                         f"(max {self.metadata_max_age_s:.0f} s)")
+        if alarm:
+            self.alarm("trust-list", alarm)
+        elif alarm == "":
+            self.clear_alarm("trust-list")
         if decision.out_of_service:
             await self._show_safely("red", OUT_OF_SERVICE, [decision.event_reason])
         else:
@@ -177,8 +184,8 @@ class Agent:
                 log.exception("could not gather the ticket's details")
                 lines = [decision.event_reason]
             await self._show_safely(decision.colour, decision.passenger_message, lines)
-            if self.syncer is not None:
-                self.syncer.kick()
+        if self.syncer is not None:
+            self.syncer.kick()
         try:
             await self._persist_alarms()
         except Exception:
@@ -210,19 +217,23 @@ class Agent:
         """Raise (or update) an alarm; logged at ERROR when it is raised, for the fleet's log watcher."""
         if kind not in self.alarms:
             log.error("ALARM %s: %s", kind, text)
-            self._alarms_changed = True
+            self._alarms_changed.add(kind)
         self.alarms[kind] = text
 
     def clear_alarm(self, kind: str) -> None:
         if self.alarms.pop(kind, None) is not None:
             log.warning("alarm %s cleared", kind)
-            self._alarms_changed = True
+            self._alarms_changed.add(kind)
 
     async def _persist_alarms(self) -> None:
-        """Raised and cleared alarms go to the cache, where ``python -m agent status`` shows them."""
-        if self._alarms_changed:
-            self._alarms_changed = False
-            await self.engine.run(self.engine.cache.set_meta, "alarms", json.dumps(self.alarms))
+        """Raised and cleared alarms go to the cache, where ``python -m agent status`` shows them
+        (beside those sync raises there)."""
+        changed, self._alarms_changed = self._alarms_changed, set()
+        for kind in changed:
+            if kind in self.alarms:
+                await self.engine.run(self.engine.cache.raise_alarm, kind, self.alarms[kind])
+            else:
+                await self.engine.run(self.engine.cache.clear_alarm, kind)
 
     # --- the process ----------------------------------------------------------------------------
 
@@ -230,7 +241,7 @@ class Agent:
         """Scans are decided and shown in the order they were read. While one is being decided
         the next ones are read and queued (up to PIPELINE_DEPTH): a queue of passengers then
         costs the engine's thread one hop and one fsync per batch, not per scan."""
-        queued: asyncio.Queue[asyncio.Future[tuple[Decision, float | None]] | None] = asyncio.Queue(PIPELINE_DEPTH)
+        queued: asyncio.Queue[asyncio.Future[tuple[Decision, str | None]] | None] = asyncio.Queue(PIPELINE_DEPTH)
         showing = asyncio.create_task(self._show_in_order(queued), name="show")
         try:
             async for raw in self.reader.scans():
@@ -241,7 +252,7 @@ class Agent:
             await queued.put(None)
             await showing
 
-    async def _show_in_order(self, queued: asyncio.Queue[asyncio.Future[tuple[Decision, float | None]] | None]) -> None:
+    async def _show_in_order(self, queued: asyncio.Queue[asyncio.Future[tuple[Decision, str | None]] | None]) -> None:
         while (pending := await queued.get()) is not None:
             await self._show(pending)
 
@@ -324,6 +335,7 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
     from .sync import ServerClient
 
     cache = Cache(config.db, durability=config.durability)
+    cache.max_skew_s = config.clock.max_skew_seconds
     if config.stops_file is not None:
         cache.replace_stop_areas(load_stops(config.stops_file))
     engine = Engine(cache, config.policy.policy())
@@ -332,7 +344,10 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
         if config.server.credentials_file is None:
             raise ValueError("server.credentials_file is required to sync")
         entity, password = read_credentials(config.server.credentials_file)
-        client = ServerClient(config.server.base_url, entity, password, timeout_s=config.server.timeout_s)
+        server = config.server
+        client = ServerClient(server.base_url, entity, password, timeout_s=server.timeout_s, tls=server.tls(),
+                              allow_insecure_http=server.allow_insecure_http,
+                              max_requests_per_minute=server.max_requests_per_minute)
         syncer = Syncer(engine, client, batch_size=config.server.batch_size,
                         upload_interval_s=config.server.upload_interval_s,
                         feeds_interval_s=config.server.feeds_interval_s)
@@ -370,7 +385,7 @@ async def close_agent(agent: Agent) -> None:
 
 def run_from_config(config, *, log_level: str = "INFO") -> int:
     """``python -m agent run``: the systemd service's entry point."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, config.logging.format)
 
     async def main() -> int:
         agent = build_agent(config)

@@ -30,7 +30,7 @@ import aiohttp  # noqa: E402
 
 from server import cli  # noqa: E402
 from server.config import load_config  # noqa: E402
-from server.store import SqliteStore  # noqa: E402
+from server.store import open_store  # noqa: E402
 
 PID = 1234
 PASSWORD = "bench-password"
@@ -55,7 +55,7 @@ def event(ticket_id: str, local_id: str, i: int) -> dict:
 
 def preload(data_dir: Path, count: int) -> float:
     config = load_config(data_dir)
-    store = SqliteStore(data_dir / config.database)
+    store = open_store(data_dir / config.database)
     started = time.perf_counter()
     chunk = 50_000
     body = json.dumps(event("T0", "x", 0), separators=(",", ":"))

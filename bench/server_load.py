@@ -38,7 +38,7 @@ from server import auth, cli, jws  # noqa: E402
 from server.app import app_from_data_dir  # noqa: E402
 from server.config import load_config  # noqa: E402
 from server.thread import ServerThread  # noqa: E402
-from server.store import Credential, SqliteStore  # noqa: E402
+from server.store import Credential, open_store  # noqa: E402
 
 PID = 1234
 HOST = "127.0.0.1"  # loopback only, never configurable
@@ -197,12 +197,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="server-load-") as tmp:
         data_dir = Path(tmp) / "data"
         cli.init_data_dir(data_dir, pid=PID, name="Load", admin_password="load-admin",
-                          rate_limit={"requests": 10_000_000, "window_seconds": 60, "block_seconds": 1},
+                          rate_limit={"requests": 10_000_000, "window_seconds": 60, "block_seconds": 1, "roles": {}},
                           max_batch_events=max(args.batch, 100))
         config = load_config(data_dir)
         subs = [f"load-{i:04d}" for i in range(args.clients)]
         hashed = auth.hash_password("load-password")
-        store = SqliteStore(data_dir / config.database)
+        store = open_store(data_dir / config.database)
         for sub in subs:
             store.add_credential(Credential(sub, "val", PID, hashed, datetime.now(timezone.utc)))
         store.close()

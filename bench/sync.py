@@ -7,7 +7,7 @@ deny-list of 1,000,000 entries into an empty cache, both over loopback with the 
 
 The server runs as its own process (``python -m server``) with the rate limit raised in its
 config.json. The outbox is filled directly (executemany) with ticketEvent bodies made by
-``agent.engine.ticket_event`` from a real minted MTB; the server's ``blacklist`` table is filled
+``agent.engine.ticket_event`` from a real minted MTB; the server's ``deny_list`` table is filled
 directly through sqlite3 before the server starts. The device cache uses durability "full",
 as a device does. Goals: drain < 5 min, pull < 60 s. Exits 1 when a goal is missed or a count
 is wrong.
@@ -75,7 +75,7 @@ def fill_outbox(cache: Cache, count: int) -> float:
     return time.perf_counter() - started
 
 
-def fill_blacklist(server_db: Path, count: int) -> float:
+def fill_deny_list(server_db: Path, count: int) -> float:
     """``count`` deny entries (ticket, traveller and token ids in turn), straight into the table."""
     expire = format_extended(NOW + timedelta(days=30))
     created = format_extended(NOW)
@@ -84,7 +84,7 @@ def fill_blacklist(server_db: Path, count: int) -> float:
     try:
         with conn:
             conn.executemany(
-                "INSERT INTO blacklist(ticket_id, traveller_id, token_id, expire, reason, created_at) "
+                "INSERT INTO deny_list(ticket_id, traveller_id, token_id, expire, reason, created_at) "
                 "VALUES (?,?,?,?,?,?)",
                 ((f"DENIED-T{i}" if i % 3 == 0 else None, f"DENIED-P{i}" if i % 3 == 1 else None,
                   f"DENIED-D{i}" if i % 3 == 2 else None, expire, "bench", created) for i in range(count)))
@@ -143,11 +143,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data_dir(Path(tmp) / "server", rate_limit={"requests": 1_000_000, "window_seconds": 60,
-                                                               "block_seconds": 1})
+                                                               "block_seconds": 1, "roles": {}})
         server_db = data / "server.sqlite3"
         if args.deny:
-            seconds = fill_blacklist(server_db, args.deny)
-            print(f"server blacklist filled    {args.deny:,} entries in {seconds:.1f} s")
+            seconds = fill_deny_list(server_db, args.deny)
+            print(f"server deny list filled   {args.deny:,} entries in {seconds:.1f} s")
         server = ServerProcess(data).start()
         base_url = server.origin + "/api/v1"
         try:
@@ -157,7 +157,8 @@ def main() -> int:
                 size = sum(p.stat().st_size for p in Path(tmp).glob("drain.db*")) / 1e6
                 print(f"outbox filled              {args.events:,} events in {seconds:.1f} s ({size:.0f} MB cache)")
                 engine = Engine(cache)
-                client = ServerClient(base_url, "val1", PASSWORD, timeout_s=60)
+                client = ServerClient(base_url, "val1", PASSWORD, timeout_s=60, allow_insecure_http=True,
+                                      max_requests_per_minute=1_000_000)
                 syncer = Syncer(engine, client, batch_size=args.batch_size)
                 timers = Timers()
                 for name in ("outbox", "acknowledge"):
@@ -187,7 +188,8 @@ def main() -> int:
             if args.deny:
                 cache = Cache(Path(tmp) / "pull.db", durability=args.durability)
                 engine = Engine(cache)
-                client = ServerClient(base_url, "val1", PASSWORD, timeout_s=60)
+                client = ServerClient(base_url, "val1", PASSWORD, timeout_s=60, allow_insecure_http=True,
+                                      max_requests_per_minute=1_000_000)
                 syncer = Syncer(engine, client)
                 timers = Timers()
                 for name in ("apply_deny_entries", "deny_high_water"):

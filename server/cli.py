@@ -3,6 +3,7 @@
 ::
 
     python -m server --data DIR [--host 127.0.0.1] [--port 8080]      # serve (same as `serve`)
+        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]           # HTTPS, optionally mutual TLS
     python -m server init --data DIR [--pid 1234] [--name ORG] [--admin admin] [--base-path /api/v1]
     python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password P]
     python -m server credentials list --data DIR
@@ -26,7 +27,7 @@ from mtb.timeutil import utcnow
 from . import auth
 from .config import CONFIG_FILE, ServerConfig, load_config, save_config
 from .keyring import create_key_material
-from .store import Credential, DuplicateCredential, SqliteStore
+from .store import Credential, DuplicateCredential, open_store
 
 
 class UsageError(Exception):
@@ -54,7 +55,7 @@ def add_credential(data_dir: str | Path, entity: str, role: str, password: str |
         raise UsageError("entity id must be 1-200 characters without / : ? # % or spaces")
     config = config or load_config(data_dir)
     password = password or auth.generate_password()
-    store = SqliteStore(Path(data_dir) / config.database)
+    store = open_store(Path(data_dir) / config.database)
     try:
         store.add_credential(Credential(entity, role, config.pid, auth.hash_password(password), utcnow()),
                              replace=replace)
@@ -69,14 +70,19 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import app_from_data_dir
+    from .tls import server_ssl_context
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(args.data)
     host = args.host or config.host
     port = config.port if args.port is None else args.port
+    if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_client_ca and not args.tls_cert):
+        raise UsageError("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+    ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     app = app_from_data_dir(args.data)
-    print(f"serving {config.base_path or '/'} on http://{host}:{port} (data {args.data})", flush=True)
-    web.run_app(app, host=host, port=port, print=None,
+    scheme = "https" if ssl_context else "http"
+    print(f"serving {config.base_path or '/'} on {scheme}://{host}:{port} (data {args.data})", flush=True)
+    web.run_app(app, host=host, port=port, print=None, ssl_context=ssl_context,
                 access_log=logging.getLogger("aiohttp.access") if args.access_log else None)
     return 0
 
@@ -100,7 +106,7 @@ def _credentials(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     elif args.action == "list":
         config = load_config(args.data)
-        store = SqliteStore(Path(args.data) / config.database)
+        store = open_store(Path(args.data) / config.database)
         try:
             for cred in store.list_credentials():
                 print(f"{cred.entity_id}\t{cred.role}\t{cred.pid}")
@@ -110,7 +116,7 @@ def _credentials(args: argparse.Namespace) -> int:
         if not args.entity:
             raise UsageError("credentials remove needs --entity")
         config = load_config(args.data)
-        store = SqliteStore(Path(args.data) / config.database)
+        store = open_store(Path(args.data) / config.database)
         try:
             if not store.remove_credential(args.entity):
                 raise UsageError(f"no credential {args.entity!r}")
@@ -128,6 +134,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="default: config host (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="default: config port (8080)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate chain (PEM)")
+    serve.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    serve.add_argument("--tls-client-ca", type=Path,
+                       help="require client certificates issued by this CA (PEM): mutual TLS")
     serve.set_defaults(func=_serve)
     init = sub.add_parser("init", help="create keys, KDK, participant metadata, config and an admin credential")
     init.add_argument("--data", type=Path, required=True)

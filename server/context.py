@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from .config import ServerConfig
+from .endpoint import Api, Endpoint
 from .keyring import KeyRing
-from .ratelimit import RateLimiter
 from .store import Store, StoreRunner
 
 
@@ -17,8 +17,10 @@ class Context:
     config: ServerConfig
     keyring: KeyRing
     store: Store
-    run: StoreRunner  # await ctx.run(ctx.store.method, *args): the store's own thread
-    limiter: RateLimiter | None
+    run: StoreRunner  # await ctx.run(ctx.store.method, *args): off the event loop
+    limiter: Any  # server.auth.ratelimit.RateLimiter, or None when the rate limit is off
+    apis: tuple[Api, ...] = ()  # the surfaces served under config.base_path
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by operation id: what the middleware checks
     cache: dict[str, Any] = field(default_factory=dict)
 
     def url(self, path: str) -> str:

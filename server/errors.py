@@ -18,25 +18,39 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 log = logging.getLogger("server")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiError(Exception):
-    status = 400
-    code = "bad_request"
+# The one table of error kinds: status -> the default stable ``code`` (a raise may name a
+# more precise one, e.g. ``ticket_not_found``) and what it means to a client.
+ERRORS: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "Malformed request: JSON, a parameter or a header"),
+    401: ("unauthorized", "Missing, invalid or expired credentials or token"),
+    403: ("forbidden", "Authenticated, but this role or participant may not do this"),
+    404: ("not_found", "No such resource (or not visible to the caller)"),
+    405: ("method_not_allowed", "The path does not take this method"),
+    409: ("conflict", "Not possible in the resource's current state"),
+    413: ("payload_too_large", "Body or batch too large"),
+    415: ("unsupported_media_type", "The body's Content-Type is not what the operation takes"),
+    422: ("validation_failed", "A member has a wrong type or value (details name it)"),
+    429: ("rate_limited", "Too many requests; wait Retry-After seconds"),
+    500: ("internal_error", "Unexpected server error (logged; the body says nothing more)"),
+}
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+
+class ApiError(Exception):
+    """Any error answer: ``raise ApiError(404, "ticket 'x' not found", code="ticket_not_found")``."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None,
                  details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
+        self.status = status
         self.message = message
-        if code is not None:
-            self.code = code
-        if status is not None:
-            self.status = status
+        self.code = code or ERRORS.get(status, ("http_error", ""))[0]
         self.details = details
         self.headers = headers or {}
 
@@ -47,42 +61,9 @@ class ApiError(Exception):
         return body
 
 
-class BadRequest(ApiError):
-    status, code = 400, "bad_request"
-
-
-class Unauthorized(ApiError):
-    status, code = 401, "unauthorized"
-
-
-class Forbidden(ApiError):
-    status, code = 403, "forbidden"
-
-
-class NotFound(ApiError):
-    status, code = 404, "not_found"
-
-
-class Conflict(ApiError):
-    status, code = 409, "conflict"
-
-
-class PayloadTooLarge(ApiError):
-    status, code = 413, "payload_too_large"
-
-
-class Unprocessable(ApiError):
-    status, code = 422, "validation_failed"
-
-
-class TooManyRequests(ApiError):
-    status, code = 429, "rate_limited"
-
-
 def field_error(field: str, message: str, *, status: int = 422, code: str = "validation_failed") -> ApiError:
     """An error about one named field (query parameter or body member)."""
-    return ApiError(f"{field}: {message}", status=status, code=code,
-                    details=[{"field": field, "message": message}])
+    return ApiError(status, f"{field}: {message}", code=code, details=[{"field": field, "message": message}])
 
 
 def _loc(loc: Iterable[Any], prefix: str) -> str:
@@ -111,7 +92,7 @@ def from_validation(exc: ValidationError, prefix: str = "") -> ApiError:
     details = validation_details(exc, prefix)
     first = details[0] if details else {"field": "(body)", "message": "invalid"}
     more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
-    return Unprocessable(f"{first['field']}: {first['message']}{more}", details=details)
+    return ApiError(422, f"{first['field']}: {first['message']}{more}", details=details)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -123,10 +104,6 @@ def error_response(err: ApiError) -> web.Response:
     return json_response(err.body(), status=err.status, headers=err.headers)
 
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -136,18 +113,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ValidationError as exc:
         return error_response(from_validation(exc))
     except RecursionError:
-        return error_response(ApiError("JSON nested too deeply", status=400, code="malformed_json",
+        return error_response(ApiError(400, "JSON nested too deeply", code="malformed_json",
                                        details=[{"field": "(body)", "message": "nesting too deep"}]))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and the like are answers, not errors
-        code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.status != 413 else "request body too large"
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return error_response(ApiError(message, status=exc.status, code=code, headers=headers))
+        return error_response(ApiError(exc.status, message, headers=headers))
     except Exception:  # noqa: BLE001 - the one place that turns the unexpected into a 500
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(ApiError("internal server error", status=500, code="internal_error"))
+        return error_response(ApiError(500, "internal server error"))
 
 
 async def read_json(request: web.Request) -> Any:
@@ -155,9 +131,9 @@ async def read_json(request: web.Request) -> Any:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"request body exceeds {request.client_max_size} bytes") from None
+        raise ApiError(413, f"request body exceeds {request.client_max_size} bytes") from None
     if not raw.strip():
-        raise ApiError("request body is empty; JSON expected", status=400, code="malformed_json",
+        raise ApiError(400, "request body is empty; JSON expected", code="malformed_json",
                        details=[{"field": "(body)", "message": "empty body"}])
     try:
         value = json.loads(raw, parse_constant=_refuse_constant)
@@ -166,7 +142,7 @@ async def read_json(request: web.Request) -> Any:
         return value
     except (ValueError, UnicodeError) as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ApiError(f"malformed JSON body{where}", status=400, code="malformed_json",
+        raise ApiError(400, f"malformed JSON body{where}", code="malformed_json",
                        details=[{"field": "(body)", "message": str(exc)[:200]}]) from None
 
 
@@ -189,3 +165,18 @@ def _refuse_lone_surrogates(value: Any) -> None:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="the member or parameter, e.g. [3].time")
+    message: str
+    index: int | None = Field(None, description="position in a batch")
+    type: str | None = None
+
+
+class Error(BaseModel):
+    """Every error answer's body."""
+
+    code: str = Field(description="stable machine-readable code")
+    message: str
+    details: list[ErrorDetail] | None = None

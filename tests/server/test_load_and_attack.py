@@ -31,13 +31,13 @@ from cryptography.hazmat.primitives import serialization
 from mtb import keys
 from mtb import b64url_encode
 from server import auth, jws
-from server.store import Credential, SqliteStore
+from server.store import Credential, open_store
 
 from .conftest import OTHER_PID, PID, Api, Deployment, event
 
 CLIENTS = 100
 LOAD_SECONDS = 3.0
-HIGH_LIMIT = {"requests": 1_000_000, "window_seconds": 60, "block_seconds": 1}
+HIGH_LIMIT = {"requests": 1_000_000, "window_seconds": 60, "block_seconds": 1, "roles": {}}
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -52,14 +52,14 @@ def db_rows(d: Deployment, sql: str, params: Any = ()) -> list[Any]:
 
 def table_counts(d: Deployment) -> dict[str, int]:
     tables = [r[0] for r in db_rows(d, "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
-    assert {"tickets", "events", "blacklist", "credentials"} <= set(tables)
+    assert {"tickets", "events", "deny_list", "credentials"} <= set(tables)
     return {t: db_rows(d, f'SELECT count(*) FROM "{t}"')[0][0] for t in tables}
 
 
 def add_credentials(d: Deployment, entities: list[str], role: str) -> None:
     """Many credentials at once: one scrypt hash (same password) stored for each."""
     hashed = auth.hash_password("load-test-password")
-    store = SqliteStore(d.data_dir / d.config.database)
+    store = open_store(d.data_dir / d.config.database)
     try:
         for entity in entities:
             store.add_credential(Credential(entity, role, PID, hashed, datetime.now(timezone.utc)))
@@ -180,7 +180,7 @@ async def test_100_concurrent_clients_no_5xx_no_lost_event(make_server):
 # --- rate limit -------------------------------------------------------------------------------
 
 async def test_rate_limit_holds_per_credential_under_concurrency(make_server):
-    d = make_server(rate_limit={"requests": 20, "window_seconds": 60, "block_seconds": 30})
+    d = make_server(rate_limit={"requests": 20, "window_seconds": 60, "block_seconds": 30, "roles": {}})
     flooder, neighbour = token_for(d, "val1", "val"), token_for(d, "val2", "val")
     async with aiohttp.ClientSession() as session:
         api = Api(d, session)
@@ -202,7 +202,7 @@ async def test_rate_limit_holds_per_credential_under_concurrency(make_server):
 async def test_another_participant_cannot_spend_our_credentials_budget(make_server):
     """Participant 4321 may sign tokens for any sub of its own; one named like our validator
     must not exhaust (and block) our validator's rate limit."""
-    d = make_server(rate_limit={"requests": 10, "window_seconds": 60, "block_seconds": 30})
+    d = make_server(rate_limit={"requests": 10, "window_seconds": 60, "block_seconds": 30, "roles": {}})
     foreign = other_participant_token(d, "val1", "val")
     async with aiohttp.ClientSession() as session:
         api = Api(d, session)
@@ -213,7 +213,7 @@ async def test_another_participant_cannot_spend_our_credentials_budget(make_serv
 
 
 async def test_unauthenticated_password_guessing_cannot_lock_a_device_out(make_server):
-    d = make_server(rate_limit={"requests": 5, "window_seconds": 60, "block_seconds": 30})
+    d = make_server(rate_limit={"requests": 5, "window_seconds": 60, "block_seconds": 30, "roles": {}})
     token = token_for(d, "val1", "val")
     async with aiohttp.ClientSession() as session:
         api = Api(d, session)
@@ -284,7 +284,7 @@ async def test_validator_token_cannot_change_or_read_tickets(api, deployment):
 
     before = status((await api.get(f"/ticket/{tid}", role="admin")).body)
     assert before[:2] == ("issued", True) or before[1] is True
-    blacklist_before = table_counts(deployment)["blacklist"]
+    blacklist_before = table_counts(deployment)["deny_list"]
     template = await api.manifest()
     attempts = [
         ("PUT", f"/ticket/{tid}/refundStatus", None), ("PUT", f"/ticket/{tid}/revoke", None),
@@ -305,7 +305,7 @@ async def test_validator_token_cannot_change_or_read_tickets(api, deployment):
         assert reply.body["code"] == "wrong_role"
         assert tid not in reply.text
     assert status((await api.get(f"/ticket/{tid}", role="admin")).body) == before
-    assert table_counts(deployment)["blacklist"] == blacklist_before  # no revoke/freeze/refund happened
+    assert table_counts(deployment)["deny_list"] == blacklist_before  # no revoke/freeze/refund happened
     assert not db_rows(deployment, "SELECT 1 FROM tickets WHERE traveller_id = 'trav-val'")
 
 
@@ -362,7 +362,7 @@ async def test_sql_injection_in_filters_sorts_and_paths_changes_nothing(make_ser
         await api.put(f"/ticket/{tids[1]}/revoke", role="pos")  # a blacklist entry to read
         assert (await api.post("/validation", [event(tids[0], "inj-1")], role="val")).status == 201
         before = table_counts(d)
-        assert before["tickets"] == 2 and before["events"] == 1 and before["blacklist"] >= 1
+        assert before["tickets"] == 2 and before["events"] == 1 and before["deny_list"] >= 1
 
         async def expect(path: str, status: int, *, role: str = "pos", params: Any = None, method: str = "GET",
                          body: Any = None) -> Any:

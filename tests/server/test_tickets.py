@@ -388,7 +388,7 @@ async def test_ticket_bundles(api):
 
 
 def test_refund_value_is_pro_rata_and_none_once_validity_is_over():
-    from server.tickets import remaining_value
+    from server.ticket_api.tickets import remaining_value
     from server.store import TicketRecord
     now = datetime.now(timezone.utc)
     record = TicketRecord(ticket_id="x", pid=PID, bundle_id="b", manifest_id="m", settlement_id="s", issued_at=now,

@@ -11,7 +11,7 @@ JWS (ES256) signed with the participant's issuer key; header
 
 ``POST /ticket`` verifies it against the ``mtbPublicKeys`` of participant ``pid`` in the
 participant metadata. Unknown participant or key, any ``alg`` but ES256 (``none`` too), a
-bad signature, an expired or malformed manifest: :class:`ManifestError`, a 400 with a JSON body.
+bad signature, an expired or malformed manifest: :func:`manifest_error`, a 400 with a JSON body.
 A manifest issues tickets once (the store refuses a second issue from the same manifestId).
 """
 from __future__ import annotations
@@ -24,17 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mtb import MtbFormatError, b64url_decode, b64url_encode
 
-from . import jws
-from .errors import ApiError
-from .keyring import KeyRing
-from .models import Fare, ManifestRequest
+from .. import jws
+from ..errors import ApiError
+from ..keyring import KeyRing
+from ..models import Fare, ManifestRequest
 
 TYP = "bob-manifest+jwt"
 
 
-class ManifestError(ApiError):
-    status = 400
-    code = "invalid_manifest"
+def manifest_error(message: str, *, code: str = "invalid_manifest", details: list[dict] | None = None) -> ApiError:
+    """A manifest the server cannot take is a 400 (the seed's answer), with a precise code."""
+    return ApiError(400, message, code=code, details=details)
 
 
 class Product(BaseModel):
@@ -88,7 +88,7 @@ def _token(text: str) -> str:
     try:
         return b64url_decode(text).decode("ascii")
     except (MtbFormatError, UnicodeDecodeError):
-        raise ManifestError("manifestMtbTemplate is neither base64url nor a compact JWS",
+        raise manifest_error("manifestMtbTemplate is neither base64url nor a compact JWS",
                             details=[{"field": "manifestMtbTemplate", "message": "not base64url"}]) from None
 
 
@@ -98,28 +98,28 @@ def verify(ring: KeyRing, text: str, now: datetime, skew: int) -> Manifest:
     try:
         header, claims, _, _ = jws.unverified(token)
     except jws.JwsError as exc:
-        raise ManifestError(f"manifest: {exc}", code="bad_manifest_signature" if exc.reason == "alg" else
+        raise manifest_error(f"manifest: {exc}", code="bad_manifest_signature" if exc.reason == "alg" else
                             "invalid_manifest", details=[{**field[0], "message": str(exc)}]) from None
     pid, kid = claims.get("pid"), header.get("kid")
     if isinstance(pid, bool) or not isinstance(pid, (int, str)) or not str(pid).isdigit():
-        raise ManifestError("manifest has no participant id", details=[{**field[0], "message": "no pid"}])
+        raise manifest_error("manifest has no participant id", details=[{**field[0], "message": "no pid"}])
     if not ring.known_participant(str(pid)):
-        raise ManifestError(f"manifest from unknown participant {pid}", code="unknown_participant",
+        raise manifest_error(f"manifest from unknown participant {pid}", code="unknown_participant",
                             details=[{**field[0], "message": f"unknown participant {pid}"}])
     try:
         jws.verify(token, lambda h, c: ring.issuer_public_key(str(pid), str(kid)))
     except jws.JwsError as exc:
         code = "unknown_key" if exc.reason == "unknown-key" else "bad_manifest_signature"
-        raise ManifestError(f"manifest: {exc}", code=code, details=[{**field[0], "message": str(exc)}]) from None
+        raise manifest_error(f"manifest: {exc}", code=code, details=[{**field[0], "message": str(exc)}]) from None
     if header.get("typ") != TYP:
-        raise ManifestError(f"manifest typ {header.get('typ')!r} is not {TYP!r}",
+        raise manifest_error(f"manifest typ {header.get('typ')!r} is not {TYP!r}",
                             details=[{**field[0], "message": "wrong typ"}])
     try:
         manifest = Manifest.model_validate(claims)
     except ValidationError as exc:
-        raise ManifestError(f"manifest claims are malformed: {exc.errors()[0]['msg']}",
+        raise manifest_error(f"manifest claims are malformed: {exc.errors()[0]['msg']}",
                             details=[{**field[0], "message": "malformed claims"}]) from None
     if now.timestamp() > manifest.exp + skew:
-        raise ManifestError("manifest expired", code="manifest_expired",
+        raise manifest_error("manifest expired", code="manifest_expired",
                             details=[{**field[0], "message": "expired"}])
     return manifest

@@ -43,17 +43,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from urllib.parse import quote
+
 import mtb
-from mtb import signer
-from mtb import b64url_encode
+from mtb import b64url_encode, signer
 from mtb.timeutil import format_extended
 
-from .auth import Principal
-from .context import Context
-from .errors import ApiError, Conflict, Forbidden, NotFound, field_error
+from ..auth import Principal
+from ..context import Context
+from ..errors import ApiError, field_error
+from ..models import ManifestCall
+from ..store import BundleRecord, DenyEntry, DuplicateManifest, EventRecord, StateConflict, TicketRecord
 from .manifest import Manifest, verify as verify_manifest
-from .models import ManifestCall
-from .store import (BlacklistEntry, BundleRecord, DuplicateManifest, StateConflict, TicketRecord)
 
 USABLE = frozenset({"active"})
 STATES = ("active", "frozen", "recovered", "replaced", "refunded", "revoked")
@@ -84,6 +85,12 @@ MAX_EVENT_IDS = 1000
 
 def new_id(prefix: str = "") -> str:
     return prefix + secrets.token_hex(10)
+
+
+def segment(text: str) -> str:
+    """A path segment the server writes into a URL: percent-encoded, so an id a client chose
+    (``..``, ``a/b``, a newline) can neither point elsewhere nor break the header."""
+    return quote(text, safe="") if text not in (".", "..") else text.replace(".", "%2E")
 
 
 # --- amounts and JSON -------------------------------------------------------------------------
@@ -146,6 +153,23 @@ def ticket_json(ticket: TicketRecord, now: datetime) -> dict[str, Any]:
     return body
 
 
+def event_result_json(event: EventRecord, ticket: TicketRecord | None = None,
+                      event_ids: list[int] | None = None) -> dict[str, Any]:
+    """A stored event as BoB's ``ticketEventResult``, with the ticket's state when the server knows it."""
+    body = {**event.body, "eventId": str(event.event_id)}
+    status = event.event_result if event.event_result is not None else 0
+    result: dict[str, Any] = {"ticketEvent": body, "ticketEventStatus": status}
+    if ticket is not None:
+        metadata: dict[str, Any] = {"relativeValidityStart": format_extended(ticket.valid_from)}
+        if event_ids is not None:
+            metadata["ticketEventIds"] = [str(i) for i in event_ids]
+        result["ticketMetadata"] = metadata
+        if ticket.state not in USABLE:
+            result["ticketEventInspectMessage"] = f"Ticket is {ticket.state} on the server"
+            result["ticketEventPassengerMessage"] = "Ticket not valid"
+    return result
+
+
 def bundle_json(bundle: BundleRecord) -> dict[str, Any]:
     return {"ticketBundleId": bundle.bundle_id, "manifestId": bundle.manifest_id,
             "settlementId": bundle.settlement_id, "mtb": bundle.mtb, "ticketIds": bundle.ticket_ids}
@@ -157,7 +181,7 @@ async def load_ticket(ctx: Context, principal: Principal, ticket_id: str) -> Tic
     """The ticket, if it exists and the caller's participant owns it (admin: any); else 404."""
     ticket = await ctx.run(ctx.store.get_ticket, ticket_id)
     if ticket is None or not (principal.admin or ticket.pid == principal.pid):
-        raise NotFound(f"ticket {ticket_id!r} not found", code="ticket_not_found")
+        raise ApiError(404, f"ticket {ticket_id!r} not found", code="ticket_not_found")
     return ticket
 
 
@@ -208,19 +232,19 @@ def _issue_response(ctx: Context, bundle: BundleRecord, issue_mtb: bool, status:
     body: dict[str, Any] = {"settlementId": bundle.settlement_id, "ticketIds": bundle.ticket_ids}
     if issue_mtb:
         body["ticketBundle"] = bundle_json(bundle)
-    return IssueResult(status, body, ctx.url(f"/ticketbundle/{bundle.bundle_id}"))
+    return IssueResult(status, body, ctx.url(f"/ticketbundle/{segment(bundle.bundle_id)}"))
 
 
 async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: datetime) -> IssueResult:
     manifest = verify_manifest(ctx.keyring, call.manifestMtbTemplate, now, ctx.config.clock_skew_seconds)
     if not principal.admin and manifest.pid != principal.pid:
-        raise Forbidden(f"manifest is for participant {manifest.pid}, the token for {principal.pid}",
+        raise ApiError(403, f"manifest is for participant {manifest.pid}, the token for {principal.pid}",
                         code="wrong_participant")
     if call.requestId is not None:
         earlier = await ctx.run(ctx.store.find_issue, manifest.pid, call.requestId)
         if earlier is not None:
             if earlier.manifest_id != manifest.manifestId:
-                raise Conflict(f"requestId {call.requestId!r} was used with another manifest",
+                raise ApiError(409, f"requestId {call.requestId!r} was used with another manifest",
                                code="request_id_reused", details=[{"field": "requestId", "message": "reused"}])
             return _issue_response(ctx, earlier, call.issueMtb, 200)  # a retry: same answer, nothing new
 
@@ -242,7 +266,7 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
         if old is None or not (principal.admin or old.pid == principal.pid):
             raise field_error("recoverTicketId", "no such ticket")
         if old.state != "recovered":
-            raise Conflict(f"ticket {old.ticket_id} is {old.state}, not recovered", code="invalid_state",
+            raise ApiError(409, f"ticket {old.ticket_id} is {old.state}, not recovered", code="invalid_state",
                            details=[{"field": "recoverTicketId", "message": f"ticket is {old.state}"}])
         replaces = old.ticket_id
 
@@ -266,11 +290,11 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
     try:
         await ctx.run(ctx.store.create_issue, bundle, records, actor=principal.key, replaces=replaces)
     except DuplicateManifest:
-        raise Conflict("this manifest (or requestId) was already used to issue tickets",
+        raise ApiError(409, "this manifest (or requestId) was already used to issue tickets",
                        code="manifest_already_used",
                        details=[{"field": "manifestMtbTemplate", "message": "already used"}]) from None
     except StateConflict as exc:
-        raise Conflict(str(exc), code="invalid_state") from None
+        raise ApiError(409, str(exc), code="invalid_state") from None
     return _issue_response(ctx, bundle, call.issueMtb, 201)
 
 
@@ -283,26 +307,26 @@ async def apply(ctx: Context, principal: Principal, ticket_id: str, action: str,
     if ticket.state in rule.noop_from:
         return ticket
     if ticket.state not in rule.sources:
-        raise Conflict(f"cannot {action} a ticket that is {ticket.state}", code="invalid_state",
+        raise ApiError(409, f"cannot {action} a ticket that is {ticket.state}", code="invalid_state",
                        details=[{"field": "state", "message": ticket.state}])
     changes: dict[str, Any] = {}
     if rule.needs_value:
         value = remaining_value(ticket, now)
         if value is None:
-            raise Conflict(f"cannot {action} a ticket whose validity is over", code="validity_over")
+            raise ApiError(409, f"cannot {action} a ticket whose validity is over", code="validity_over")
         changes["refunded_amount" if action == "refund" else "recovered_amount"] = value
     entry = None
     if rule.blacklist == "add":
         expire = max(ticket.valid_until, now) + timedelta(seconds=ctx.config.blacklist_grace_seconds)
-        entry = BlacklistEntry(expire=expire, ticket_id=ticket.ticket_id, reason=action, created_at=now)
+        entry = DenyEntry(expire=expire, ticket_id=ticket.ticket_id, reason=action, created_at=now)
     elif rule.blacklist == "lift":  # already expired, even on a device whose clock lags ours a little
         lifted = now - timedelta(seconds=ctx.config.clock_skew_seconds)
-        entry = BlacklistEntry(expire=lifted, ticket_id=ticket.ticket_id, reason=action, created_at=now)
+        entry = DenyEntry(expire=lifted, ticket_id=ticket.ticket_id, reason=action, created_at=now)
     try:
         await ctx.run(ctx.store.transition, ticket.ticket_id, ticket.state, rule.target, at=now,
-                      actor=principal.key, action=action, changes=changes, blacklist=entry)
+                      actor=principal.key, action=action, changes=changes, deny=entry)
     except StateConflict as exc:
-        raise Conflict(str(exc), code="invalid_state") from None
+        raise ApiError(409, str(exc), code="invalid_state") from None
     updated = await ctx.run(ctx.store.get_ticket, ticket.ticket_id)
     assert updated is not None
     return updated
@@ -321,11 +345,11 @@ async def make_bundle(ctx: Context, principal: Principal, ticket_ids: list[str],
         tickets.append(ticket)
     origins = {t.bundle_id for t in tickets}
     if len(origins) > 1:
-        raise ApiError("the tickets come from different ticket bundles", status=400, code="different_bundles",
+        raise ApiError(400, "the tickets come from different ticket bundles", code="different_bundles",
                        details=[{"field": "ticketIds", "message": f"{len(origins)} bundles: {sorted(origins)}"}])
     dead = [t for t in tickets if t.state not in ("active", "frozen")]
     if dead:
-        raise Conflict(f"ticket {dead[0].ticket_id} is {dead[0].state}", code="invalid_state")
+        raise ApiError(409, f"ticket {dead[0].ticket_id} is {dead[0].state}", code="invalid_state")
     first = tickets[0]
     bundle = BundleRecord(bundle_id=new_id("tb-"), pid=first.pid, manifest_id=first.manifest_id,
                           settlement_id=first.settlement_id, mtb=mint(ctx, [spec_of(t) for t in tickets]),

@@ -1,0 +1,60 @@
+"""Who may call what: every request but the public and HTTP Basic endpoints carries an
+``X-BoB-AuthToken``; the middleware verifies it, checks that a token of this server still has
+its credential (removing a credential cuts its tokens off at once), counts the request against
+the caller's rate limit, then checks the endpoint's roles.
+
+401 = no/bad/expired token; 403 = good token, wrong role; 429 = over the limit.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from ..context import PRINCIPAL
+from ..endpoint import Endpoint, Handler
+from ..errors import ApiError
+from .tokens import TOKEN_HEADER, verify_token
+
+
+def auth_middleware(ctx: Any) -> Any:
+    """``ctx`` is the app context (config, keyring, limiter, run, endpoints by operation id)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.http_exception is not None:
+            return await handler(request)  # 404/405: nothing to protect
+        endpoint: Endpoint | None = ctx.endpoints.get(request.match_info.route.name)
+        if endpoint is None or endpoint.public or endpoint.basic:
+            return await handler(request)  # public document, or Basic (checked in the handler)
+        now = datetime.now(timezone.utc)
+        principal = verify_token(request.headers.get(TOKEN_HEADER), ctx.keyring, now, ctx.config.clock_skew_seconds)
+        if principal.pid == ctx.config.pid:
+            cred = await ctx.run(ctx.store.get_credential, principal.sub)
+            if cred is None or cred.role != principal.role:
+                raise ApiError(401, "the credential behind this token was removed or changed", code="invalid_token")
+        check_rate(ctx, principal.key, principal.role)
+        if principal.role not in endpoint.roles:
+            raise ApiError(403, f"role {principal.role!r} may not call this endpoint "
+                                f"(allowed: {', '.join(endpoint.roles)})", code="wrong_role")
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
+    return middleware
+
+
+def check_not_blocked(ctx: Any, key: str) -> None:
+    wait = ctx.limiter.blocked(key) if ctx.limiter is not None else None
+    if wait is not None:
+        raise ApiError(429, f"too many failed attempts; retry after {wait} s", headers={"Retry-After": str(wait)})
+
+
+def check_rate(ctx: Any, key: str, role: str | None = None) -> None:
+    """Count a request of credential ``key`` against its role's limit (None: the default one)."""
+    if ctx.limiter is None:
+        return
+    wait = ctx.limiter.hit(key, role)
+    if wait is not None:
+        raise ApiError(429, f"rate limit exceeded for {key!r}; retry after {wait} s",
+                       headers={"Retry-After": str(wait)})

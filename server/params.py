@@ -1,0 +1,93 @@
+"""Query parameters, pages and request bodies, read the same way on every surface: a bad
+value is a 400 that names the parameter, never a 500 or a silent default."""
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .endpoint import Param
+from .errors import field_error, read_json
+from .store import SORT_ORDERS
+
+MAX_PAGE = 100
+
+
+def q_bool(request: web.Request, name: str) -> bool | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise field_error(name, "must be true or false", status=400, code="bad_parameter")
+
+
+def q_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    # ASCII only: str.isdigit() also passes '²' (int() then raises: a 500) and '١' (Arabic-Indic 1)
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise field_error(name, "must be a non-negative integer", status=400, code="bad_parameter")
+    number = int(value)
+    if not lo <= number <= hi:
+        raise field_error(name, f"must be between {lo} and {hi}", status=400, code="bad_parameter")
+    return number
+
+
+def q_sort(request: web.Request, allowed: dict[str, str], default_field: str, default_order: str) -> tuple[str, str]:
+    sort_field = request.query.get("sortField", default_field)
+    sort_order = request.query.get("sortOrder", default_order).lower()
+    if sort_field not in allowed:
+        raise field_error("sortField", f"must be one of {', '.join(allowed)}", status=400, code="bad_parameter")
+    if sort_order not in SORT_ORDERS:
+        raise field_error("sortOrder", "must be asc or desc", status=400, code="bad_parameter")
+    return sort_field, sort_order
+
+
+def q_page(request: web.Request) -> tuple[int, int]:
+    """``page``/``pageSize`` (1-based) or ``offset``/``limit``; at most 100 a page."""
+    paged = "page" in request.query or "pageSize" in request.query
+    if paged and ("offset" in request.query or "limit" in request.query):
+        raise field_error("page", "use page/pageSize or offset/limit, not both", status=400, code="bad_parameter")
+    if paged:
+        size = q_int(request, "pageSize", MAX_PAGE, 1, MAX_PAGE) or MAX_PAGE
+        page = q_int(request, "page", 1, 1, 10_000_000) or 1
+        return (page - 1) * size, size
+    limit = q_int(request, "limit", MAX_PAGE, 1, MAX_PAGE) or MAX_PAGE
+    return q_int(request, "offset", 0, 0, 10 ** 12) or 0, limit
+
+
+def page_headers(request: web.Request, offset: int, limit: int, total: int) -> dict[str, str]:
+    headers = {"X-Total-Count": str(total)}
+    if offset + limit < total:
+        query = {k: v for k, v in request.query.items() if k not in ("page", "pageSize", "offset", "limit")}
+        url = request.rel_url.with_query({**query, "offset": offset + limit, "limit": limit})
+        headers["Link"] = f'<{url}>; rel="next"'
+    return headers
+
+
+async def body_model(request: web.Request, model: Any) -> Any:
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise field_error("(body)", "must be a JSON object")
+    return model.model_validate(data)
+
+
+def param(name: str, where: str, schema: dict[str, Any], description: str = "", required: bool = False) -> Param:
+    return Param(name, where, schema, description, required)
+
+
+PAGING = (
+    param("page", "query", {"type": "integer", "minimum": 1}, "1-based page (with pageSize)"),
+    param("pageSize", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "at most 100"),
+    param("offset", "query", {"type": "integer", "minimum": 0}, "alternative to page"),
+    param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "alternative to pageSize"),
+    param("sortOrder", "query", {"type": "string", "enum": list(SORT_ORDERS)}),
+)
+
+
+def sort_param(allowed: dict[str, str], default: str) -> Param:
+    return param("sortField", "query", {"type": "string", "enum": list(allowed), "default": default})

@@ -1,0 +1,344 @@
+"""The core store: credentials, tickets and bundles, device events, the deny list.
+
+All of its SQL is here, written once for every backend (see :mod:`server.store.database` for
+the dialect rules); handlers and services see records (:mod:`server.store.records`). Each
+method is one transaction; the store runner calls them off the event loop.
+
+Hot paths and their indices: events by ``(sub, local_event_id)`` UNIQUE (de-duplication is
+the constraint's job: ``INSERT ... ON CONFLICT DO NOTHING``, so two server processes posting
+the same batch store it once), events by ``(ticket_id, id)``, the deny list by its id (ids
+only grow, never reused; allocations are serialised so they commit in id order), tickets by
+``(traveller_id, issued_at)``.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from mtb.timeutil import format_extended, parse_time
+
+from .database import Database, Row, Tx, migrate
+from .records import (EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord, Credential, DenyEntry,
+                      DuplicateCredential, DuplicateManifest, EventRecord, NewEvent, StateConflict, TicketQuery,
+                      TicketRecord)
+
+_TICKET_COLUMNS = ("ticket_id", "pid", "bundle_id", "manifest_id", "settlement_id", "issued_at",
+                   "valid_from", "valid_until", "fare", "state", "payload", "mtb", "product_id",
+                   "category", "traveller_id", "traveller_name", "request_id", "booking_id",
+                   "refunded_amount", "recovered_amount", "recovered_from", "replaced_by", "updated_at")
+_TIME_COLUMNS = {"issued_at", "valid_from", "valid_until", "updated_at"}
+_JSON_COLUMNS = {"fare", "refunded_amount", "recovered_amount"}
+_CHANGEABLE = {"refunded_amount", "recovered_amount", "replaced_by"}
+_EVENT_COLUMNS = "sub, local_event_id, ticket_id, kind, event_time, event_result, poster_pid, received_at, body"
+_IN_CHUNK = 500
+DENY_SEQUENCE = "deny_list"
+
+
+def ts(value: datetime | None) -> str | None:
+    """The stored (and wire) form of a time."""
+    return None if value is None else format_extended(value)
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else parse_time(value)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _ticket_row(ticket: TicketRecord) -> tuple[Any, ...]:
+    row = []
+    for name in _TICKET_COLUMNS:
+        value = getattr(ticket, name)
+        if name in _TIME_COLUMNS:
+            value = ts(value)
+        elif name in _JSON_COLUMNS and value is not None:
+            value = _json_text(value)
+        row.append(value)
+    return tuple(row)
+
+
+def _ticket(row: Row) -> TicketRecord:
+    values = {}
+    for name in _TICKET_COLUMNS:
+        value = row[name]
+        if name in _TIME_COLUMNS:
+            value = _dt(value)
+        elif name in _JSON_COLUMNS and value is not None:
+            value = json.loads(value)
+        values[name] = value
+    return TicketRecord(**values)
+
+
+def _event(row: Row) -> EventRecord:
+    return EventRecord(event_id=row["id"], sub=row["sub"], local_event_id=row["local_event_id"],
+                       ticket_id=row["ticket_id"], kind=row["kind"], event_time=parse_time(row["event_time"]),
+                       event_result=row["event_result"], poster_pid=row["poster_pid"],
+                       received_at=parse_time(row["received_at"]), body=json.loads(row["body"]))
+
+
+def _deny_entry(row: Row) -> DenyEntry:
+    return DenyEntry(entry_id=row["id"], ticket_id=row["ticket_id"], traveller_id=row["traveller_id"],
+                     token_id=row["token_id"], expire=parse_time(row["expire"]), reason=row["reason"],
+                     created_at=parse_time(row["created_at"]))
+
+
+def _credential(row: Row) -> Credential:
+    return Credential(row["entity_id"], row["role"], row["pid"], row["password_hash"], parse_time(row["created_at"]))
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+class Store:
+    """The core store on one :class:`~server.store.database.Database` (migrated on open)."""
+
+    def __init__(self, db: Database, *, now: datetime):
+        self.db = db
+        self.schema_version = migrate(db, now=ts(now) or "")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = self.db.query(sql, params)
+        return rows[0] if rows else None
+
+    # --- credentials ------------------------------------------------------------------------
+
+    def add_credential(self, cred: Credential, *, replace: bool = False) -> None:
+        conflict = ("DO UPDATE SET role = excluded.role, pid = excluded.pid, password_hash = excluded.password_hash, "
+                    "created_at = excluded.created_at") if replace else "DO NOTHING"
+        with self.db.transaction() as tx:
+            added = tx.execute("INSERT INTO credentials(entity_id, role, pid, password_hash, created_at) "
+                               f"VALUES (?, ?, ?, ?, ?) ON CONFLICT (entity_id) {conflict}",
+                               (cred.entity_id, cred.role, cred.pid, cred.password_hash, ts(cred.created_at)))
+        if not added:
+            raise DuplicateCredential(f"credential {cred.entity_id!r} exists")
+
+    def set_password_hash(self, entity_id: str, password_hash: str) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE credentials SET password_hash = ? WHERE entity_id = ?", (password_hash, entity_id))
+
+    def get_credential(self, entity_id: str) -> Credential | None:
+        row = self._one("SELECT * FROM credentials WHERE entity_id = ?", (entity_id,))
+        return _credential(row) if row else None
+
+    def list_credentials(self) -> list[Credential]:
+        return [_credential(r) for r in self.db.query("SELECT * FROM credentials ORDER BY entity_id")]
+
+    def remove_credential(self, entity_id: str) -> bool:
+        with self.db.transaction() as tx:
+            return tx.execute("DELETE FROM credentials WHERE entity_id = ?", (entity_id,)) > 0
+
+    # --- tickets ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _insert_bundle(tx: Tx, bundle: BundleRecord) -> bool:
+        """False when a unique rule (one bundle per manifest, one per requestId) refused it."""
+        added = tx.execute("INSERT INTO bundles(bundle_id, pid, manifest_id, settlement_id, parent_id, request_id, "
+                           "mtb, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                           (bundle.bundle_id, bundle.pid, bundle.manifest_id, bundle.settlement_id, bundle.parent_id,
+                            bundle.request_id, bundle.mtb, ts(bundle.created_at)))
+        if added:
+            tx.executemany("INSERT INTO bundle_tickets(bundle_id, position, ticket_id) VALUES (?, ?, ?)",
+                           [(bundle.bundle_id, i, tid) for i, tid in enumerate(bundle.ticket_ids)])
+        return bool(added)
+
+    def create_issue(self, bundle: BundleRecord, tickets: Sequence[TicketRecord], *, actor: str,
+                     replaces: str | None = None) -> None:
+        with self.db.transaction() as tx:
+            at = ts(bundle.created_at)
+            if replaces is not None:
+                changed = tx.execute("UPDATE tickets SET state = 'replaced', replaced_by = ?, updated_at = ? "
+                                     "WHERE ticket_id = ? AND state = 'recovered'",
+                                     (tickets[0].ticket_id, at, replaces))
+                if not changed:
+                    raise StateConflict(f"ticket {replaces} is not in the recovered state")
+                tx.execute("INSERT INTO ticket_log(ticket_id, at, action, from_state, to_state, actor) "
+                           "VALUES (?, ?, 'reissue', 'recovered', 'replaced', ?)", (replaces, at, actor))
+            if not self._insert_bundle(tx, bundle):
+                raise DuplicateManifest(f"manifest {bundle.manifest_id} or request {bundle.request_id} already used")
+            tx.executemany(f"INSERT INTO tickets({', '.join(_TICKET_COLUMNS)}) "
+                           f"VALUES ({_placeholders(len(_TICKET_COLUMNS))})", [_ticket_row(t) for t in tickets])
+            tx.executemany("INSERT INTO ticket_log(ticket_id, at, action, from_state, to_state, actor) "
+                           "VALUES (?, ?, 'issue', NULL, ?, ?)", [(t.ticket_id, at, t.state, actor) for t in tickets])
+
+    def find_issue(self, pid: int, request_id: str) -> BundleRecord | None:
+        row = self._one("SELECT bundle_id FROM bundles WHERE pid = ? AND request_id = ? AND parent_id IS NULL",
+                        (pid, request_id))
+        return self.get_bundle(row["bundle_id"]) if row else None
+
+    def get_ticket(self, ticket_id: str) -> TicketRecord | None:
+        row = self._one("SELECT * FROM tickets WHERE ticket_id = ?", (ticket_id,))
+        return _ticket(row) if row else None
+
+    def list_tickets(self, query: TicketQuery) -> tuple[list[TicketRecord], int]:
+        column = TICKET_SORT_FIELDS[query.sort_field]  # KeyError = caller skipped the allow-list
+        order = SORT_ORDERS[query.sort_order]
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (("traveller_id = ?", query.traveller_id), ("pid = ?", query.pid),
+                              ("request_id = ?", query.request_id)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if query.active is not None:
+            where.append("state = 'active'" if query.active else "state <> 'active'")
+        if query.refunded is not None:
+            where.append("state = 'refunded'" if query.refunded else "state <> 'refunded'")
+        if query.refundable is not None:
+            clause = "(state IN ('active', 'frozen') AND valid_until > ?)"
+            where.append(clause if query.refundable else f"NOT {clause}")
+            params.append(ts(query.now))
+        sql_where = " AND ".join(where) or "1 = 1"
+        total = self.db.query(f"SELECT count(*) AS n FROM tickets WHERE {sql_where}", params)[0]["n"]
+        rows = self.db.query(f"SELECT * FROM tickets WHERE {sql_where} ORDER BY {column} {order}, "
+                             f"ticket_id {order} LIMIT ? OFFSET ?", [*params, query.limit, query.offset])
+        return [_ticket(r) for r in rows], total
+
+    def transition(self, ticket_id: str, from_state: str, to_state: str, *, at: datetime, actor: str,
+                   action: str, changes: dict[str, Any] | None = None, deny: DenyEntry | None = None) -> int | None:
+        """Compare-and-set the state; returns the deny-list entry id it added (or None)."""
+        sets, params = ["state = ?", "updated_at = ?"], [to_state, ts(at)]
+        for name, value in (changes or {}).items():
+            if name not in _CHANGEABLE:
+                raise ValueError(f"column {name!r} cannot be changed by a transition")
+            sets.append(f"{name} = ?")
+            params.append(_json_text(value) if name in _JSON_COLUMNS and value is not None else value)
+        with self.db.transaction() as tx:
+            changed = tx.execute(f"UPDATE tickets SET {', '.join(sets)} WHERE ticket_id = ? AND state = ?",
+                                 [*params, ticket_id, from_state])
+            if not changed:
+                raise StateConflict(f"ticket {ticket_id} is no longer {from_state}")
+            tx.execute("INSERT INTO ticket_log(ticket_id, at, action, from_state, to_state, actor) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (ticket_id, ts(at), action, from_state, to_state, actor))
+            return self.add_deny_in(tx, deny) if deny is not None else None
+
+    def create_bundle(self, bundle: BundleRecord) -> None:
+        with self.db.transaction() as tx:
+            if not self._insert_bundle(tx, bundle):
+                raise DuplicateManifest(f"bundle {bundle.bundle_id} exists")
+
+    def get_bundle(self, bundle_id: str) -> BundleRecord | None:
+        row = self._one("SELECT * FROM bundles WHERE bundle_id = ?", (bundle_id,))
+        if row is None:
+            return None
+        ids = [r["ticket_id"] for r in self.db.query("SELECT ticket_id FROM bundle_tickets WHERE bundle_id = ? "
+                                                     "ORDER BY position", (bundle_id,))]
+        return BundleRecord(bundle_id=row["bundle_id"], pid=row["pid"], manifest_id=row["manifest_id"],
+                            settlement_id=row["settlement_id"], mtb=row["mtb"],
+                            created_at=parse_time(row["created_at"]), ticket_ids=ids,
+                            parent_id=row["parent_id"], request_id=row["request_id"])
+
+    def ticket_log(self, ticket_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.query("SELECT at, action, from_state, to_state, actor FROM ticket_log "
+                                               "WHERE ticket_id = ? ORDER BY id", (ticket_id,))]
+
+    # --- events -----------------------------------------------------------------------------
+
+    def ingest_events(self, sub: str, poster_pid: int | None, kind: str, received_at: datetime,
+                      events: Sequence[NewEvent]) -> list[tuple[int, bool]]:
+        """Store a batch in one transaction; ``(eventId, duplicate)`` per event, in order.
+
+        An event whose ``(sub, localEventId)`` is already stored (or appeared earlier in the
+        same batch) is not stored again: it gets the stored event's id and ``duplicate=True``.
+        The unique constraint decides, so a batch posted to two server processes at once is
+        stored once; the one that lost the race reports the other's ids as duplicates.
+        """
+        received = ts(received_at)
+        with self.db.transaction() as tx:
+            known = self._known_events(tx, sub, [e.local_event_id for e in events if e.local_event_id is not None])
+            fresh: list[int] = []  # positions of the events to insert
+            for index, event in enumerate(events):
+                lid = event.local_event_id
+                if lid is None or lid not in known:
+                    fresh.append(index)
+                    if lid is not None:
+                        known[lid] = -1  # later copies in this batch are duplicates of this one
+            inserted = tx.returning(
+                f"INSERT INTO events({_EVENT_COLUMNS}) VALUES ({_placeholders(9)}) ON CONFLICT DO NOTHING RETURNING id",
+                [(sub, e.local_event_id, e.ticket_id, kind, ts(e.event_time), e.event_result, poster_pid, received,
+                  _json_text(e.body)) for e in (events[i] for i in fresh)])
+            new_ids: dict[int, int] = {}
+            raced: list[str] = []
+            for index, row in zip(fresh, inserted):
+                lid = events[index].local_event_id
+                if row is None:  # stored by another process between our look-up and our insert
+                    raced.append(lid)  # type: ignore[arg-type]  (a NULL localEventId never conflicts)
+                    continue
+                new_ids[index] = row["id"]
+                if lid is not None:
+                    known[lid] = row["id"]
+            if raced:
+                known.update(self._known_events(tx, sub, raced))
+        return [(new_ids[i], False) if i in new_ids else (known[e.local_event_id], True)  # type: ignore[index]
+                for i, e in enumerate(events)]
+
+    @staticmethod
+    def _known_events(tx: Tx, sub: str, lids: list[str]) -> dict[str, int]:
+        unique = list(dict.fromkeys(lids))
+        known: dict[str, int] = {}
+        for start in range(0, len(unique), _IN_CHUNK):
+            chunk = unique[start:start + _IN_CHUNK]
+            for row in tx.query(f"SELECT local_event_id, id FROM events WHERE sub = ? AND local_event_id IN "
+                                f"({_placeholders(len(chunk))})", [sub, *chunk]):
+                known[row["local_event_id"]] = row["id"]
+        return known
+
+    def bulk_load_events(self, rows: Iterable[tuple[str, str | None, str, str, str, int | None,
+                                                    int | None, str, str]]) -> int:
+        """Preload (benchmarks, migrations): rows of (sub, local_event_id, ticket_id, kind,
+        event_time, event_result, poster_pid, received_at, body_json), no dedupe reporting."""
+        with self.db.transaction() as tx:
+            return tx.executemany(f"INSERT INTO events({_EVENT_COLUMNS}) VALUES ({_placeholders(9)}) "
+                                  "ON CONFLICT DO NOTHING", list(rows))
+
+    def get_event(self, event_id: int) -> EventRecord | None:
+        row = self._one("SELECT * FROM events WHERE id = ?", (event_id,))
+        return _event(row) if row else None
+
+    def list_events(self, ticket_id: str, *, poster_pid: int | None = None, sort_field: str = "eventId",
+                    sort_order: str = "asc", offset: int = 0, limit: int = 100) -> tuple[list[EventRecord], int]:
+        column = EVENT_SORT_FIELDS[sort_field]
+        order = SORT_ORDERS[sort_order]
+        where, params = "ticket_id = ?", [ticket_id]
+        if poster_pid is not None:
+            where += " AND poster_pid = ?"
+            params.append(poster_pid)
+        total = self.db.query(f"SELECT count(*) AS n FROM events WHERE {where}", params)[0]["n"]
+        rows = self.db.query(f"SELECT * FROM events WHERE {where} ORDER BY {column} {order}, id {order} "
+                             "LIMIT ? OFFSET ?", [*params, limit, offset])
+        return [_event(r) for r in rows], total
+
+    def event_ids(self, ticket_id: str, limit: int = 1000) -> list[int]:
+        return [r["id"] for r in self.db.query("SELECT id FROM events WHERE ticket_id = ? ORDER BY id LIMIT ?",
+                                               (ticket_id, limit))]
+
+    def count_events(self) -> int:
+        return self.db.query("SELECT count(*) AS n FROM events")[0]["n"]
+
+    # --- deny list --------------------------------------------------------------------------
+
+    @staticmethod
+    def add_deny_in(tx: Tx, entry: DenyEntry) -> int:
+        """Add an entry inside ``tx``; its id is larger than every id committed before it."""
+        tx.serialize(DENY_SEQUENCE)
+        created = entry.created_at or entry.expire
+        [row] = tx.returning("INSERT INTO deny_list(ticket_id, traveller_id, token_id, expire, reason, created_at) "
+                             "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                             [(entry.ticket_id, entry.traveller_id, entry.token_id, ts(entry.expire), entry.reason,
+                               ts(created))])
+        return int(row["id"])
+
+    def add_deny(self, entry: DenyEntry) -> int:
+        with self.db.transaction() as tx:
+            return self.add_deny_in(tx, entry)
+
+    def deny_since(self, after_id: int, limit: int) -> list[DenyEntry]:
+        return [_deny_entry(r) for r in self.db.query("SELECT * FROM deny_list WHERE id > ? ORDER BY id LIMIT ?",
+                                                      (after_id, limit))]

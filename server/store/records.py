@@ -1,0 +1,133 @@
+"""What the store hands out and takes in: plain records, the sort allow-lists, the errors.
+
+Handlers and services see these, never rows; the SQL that fills them is in
+:mod:`server.store.core` (one set of queries for every backend).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class StoreError(Exception):
+    pass
+
+
+class StateConflict(StoreError):
+    """A compare-and-set on a ticket's state found another state."""
+
+
+class DuplicateManifest(StoreError):
+    """The manifest (or the requestId) was already used to issue tickets."""
+
+
+class DuplicateCredential(StoreError):
+    pass
+
+
+@dataclass
+class Credential:
+    entity_id: str
+    role: str
+    pid: int
+    password_hash: str
+    created_at: datetime
+
+
+@dataclass
+class TicketRecord:
+    ticket_id: str
+    pid: int
+    bundle_id: str
+    manifest_id: str
+    settlement_id: str
+    issued_at: datetime
+    valid_from: datetime
+    valid_until: datetime
+    fare: dict[str, Any]
+    state: str
+    payload: str  # base64url JSON (ticketPayload)
+    mtb: str  # this ticket alone, zlib+base64url
+    product_id: str | None = None
+    category: str | None = None
+    traveller_id: str | None = None
+    traveller_name: str | None = None
+    request_id: str | None = None
+    booking_id: str | None = None
+    refunded_amount: dict[str, Any] | None = None
+    recovered_amount: dict[str, Any] | None = None
+    recovered_from: str | None = None
+    replaced_by: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
+class BundleRecord:
+    bundle_id: str
+    pid: int
+    manifest_id: str
+    settlement_id: str
+    mtb: str
+    created_at: datetime
+    ticket_ids: list[str] = field(default_factory=list)
+    parent_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass
+class NewEvent:
+    local_event_id: str | None
+    ticket_id: str
+    event_time: datetime
+    event_result: int | None
+    body: dict[str, Any]
+
+
+@dataclass
+class EventRecord:
+    event_id: int
+    sub: str
+    local_event_id: str | None
+    ticket_id: str
+    kind: str
+    event_time: datetime
+    event_result: int | None
+    poster_pid: int | None
+    received_at: datetime
+    body: dict[str, Any]
+
+
+@dataclass
+class DenyEntry:
+    """One deny-list entry (``blacklistEntry`` on the wire)."""
+
+    expire: datetime
+    ticket_id: str | None = None
+    traveller_id: str | None = None
+    token_id: str | None = None
+    reason: str | None = None
+    entry_id: int | None = None
+    created_at: datetime | None = None
+
+
+@dataclass
+class TicketQuery:
+    now: datetime
+    traveller_id: str | None = None  # None: every traveller (admins only)
+    pid: int | None = None
+    active: bool | None = None
+    refundable: bool | None = None
+    refunded: bool | None = None
+    request_id: str | None = None
+    sort_field: str = "issuedAt"
+    sort_order: str = "desc"
+    offset: int = 0
+    limit: int = 100
+
+
+# API sort field -> column. The only names that ever reach an ORDER BY.
+TICKET_SORT_FIELDS = {"issuedAt": "issued_at", "validFrom": "valid_from", "validUntil": "valid_until",
+                      "ticketId": "ticket_id"}
+EVENT_SORT_FIELDS = {"eventId": "id", "time": "event_time", "receivedAt": "received_at"}
+SORT_ORDERS = {"asc": "ASC", "desc": "DESC"}
