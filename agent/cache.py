@@ -25,6 +25,7 @@ from .stops import StopArea
 from mtb.timeutil import format_extended, parse_time, utcnow
 
 DenyKind = Literal["ticket", "traveller", "token"]
+WAL_CHECKPOINT_PAGES = 10_000
 Durability = Literal["full", "normal"]
 
 
@@ -125,6 +126,9 @@ class Cache:
         # Commits reach the write-ahead log, which survives a killed process. A power cut needs
         # the log on the disk: make_durable does that (full durability), once for every batch.
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        # A checkpoint (two fsyncs, the log copied into the file) every ~3,000 scans rather than
+        # every ~300: a 40 MB log, and each page that many scans touched is copied once.
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.db = sqlite_utils.Database(self.conn)
         self._migrate()
