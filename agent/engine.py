@@ -7,6 +7,7 @@ lose.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import uuid
@@ -176,8 +177,9 @@ class Engine:
         self.policy = policy or Policy()
         self._worker = Worker("engine", after_batch=cache.make_durable)
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> Any:
-        """Queue ``fn(*args)`` on the engine's thread; the result is a concurrent Future."""
+    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Queue ``fn(*args)`` on the engine's thread without waiting (the agent queues the next
+        scans while one is decided); the Future is done once the result is durable."""
         return self._worker.submit(fn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
