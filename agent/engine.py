@@ -7,7 +7,7 @@ lose.
 """
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import hashlib
 import logging
 import uuid
@@ -177,10 +177,10 @@ class Engine:
         self.policy = policy or Policy()
         self._worker = Worker("engine", after_batch=cache.make_durable)
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+    def schedule(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Queue ``fn(*args)`` on the engine's thread without waiting (the agent queues the next
         scans while one is decided); the Future is done once the result is durable."""
-        return self._worker.submit(fn, *args)
+        return self._worker.schedule(fn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a cache operation on the engine's thread (also used by sync)."""

@@ -133,7 +133,7 @@ class Agent:
         self.scans += 1
         try:
             ctx = self.context()
-            return asyncio.wrap_future(self.engine.submit(self._decide, raw, ctx))
+            return self.engine.schedule(self._decide, raw, ctx)
         except Exception as exc:
             failed: asyncio.Future[tuple[Decision, str | None]] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)

@@ -68,3 +68,25 @@ async def test_sleep_unless_ends_early_when_the_event_is_set():
     assert await sleep_unless(event, 0.01) is False
     asyncio.get_running_loop().call_soon(event.set)
     assert await sleep_unless(event, 30) is True
+
+
+async def test_a_batch_reaches_the_event_loop_in_one_wake_up(monkeypatch):
+    loop = asyncio.get_running_loop()
+    wake_ups: list[int] = []
+    real = loop.call_soon_threadsafe
+
+    def counting(callback, *args):
+        wake_ups.append(len(args[0]) if args else 0)
+        return real(callback, *args)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
+    gate = threading.Event()
+    worker = Worker("batched")
+    try:
+        first = worker.schedule(gate.wait, 5)
+        rest = [worker.schedule(lambda i=i: i) for i in range(10)]
+        gate.set()
+        assert await first is True and await asyncio.gather(*rest) == list(range(10))
+    finally:
+        worker.close()
+    assert sum(wake_ups) == 11 and len(wake_ups) <= 2  # the held call, then the ten queued behind it
