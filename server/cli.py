@@ -5,10 +5,11 @@
     python -m server --data DIR [--host 127.0.0.1] [--port 8080] [--database URL] [--workers N]   # serve
         [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]           # HTTPS, optionally mutual TLS
     python -m server init --data DIR [--pid 1234] [--name ORG] [--admin admin] [--base-path /api/v1] [--database URL]
-    python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password-stdin]
+    python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin|support [--password-stdin]
     python -m server credentials list --data DIR
     python -m server credentials remove --data DIR --entity ID
     python -m server devices --data DIR [--silent-after SECONDS]      # the fleet; silent devices flagged
+    python -m server b2b company|key|integration|webhook|rollover|deliver ...   # server/b2b/cli.py
 
 ``--database`` takes a SQLite file (in the data directory) or ``postgresql://user@host/db``
 (the password from ``PGPASSWORD`` or ``~/.pgpass``, never on the command line).
@@ -34,6 +35,7 @@ from pydantic import ValidationError
 from mtb.timeutil import utcnow
 
 from . import auth
+from .b2b import cli as b2b_cli
 from .config import CONFIG_FILE, ServerConfig, check_database, load_config, save_config
 from .keyring import create_key_material
 from .store import Credential, DatabaseUnavailable, DuplicateCredential, is_database_url, open_store
@@ -65,8 +67,8 @@ def init_data_dir(data_dir: str | Path, *, pid: int = 1234, name: str | None = N
 
 def add_credential(data_dir: str | Path, entity: str, role: str, password: str | None = None, *,
                    replace: bool = False, config: ServerConfig | None = None) -> str:
-    if role not in auth.ROLES:
-        raise UsageError(f"role must be one of {', '.join(auth.ROLES)}")
+    if role not in auth.CREDENTIAL_ROLES:
+        raise UsageError(f"role must be one of {', '.join(auth.CREDENTIAL_ROLES)}")
     if not entity or len(entity) > 200 or any(c in entity for c in "/:?#% \t\n"):
         raise UsageError("entity id must be 1-200 characters without / : ? # % or spaces")
     config = config or load_config(data_dir)
@@ -248,7 +250,8 @@ def parser() -> argparse.ArgumentParser:
     creds.add_argument("action", choices=("add", "list", "remove"))
     creds.add_argument("--data", type=Path, required=True)
     creds.add_argument("--entity")
-    creds.add_argument("--role", choices=auth.ROLES)
+    creds.add_argument("--role", choices=auth.CREDENTIAL_ROLES,
+                       help="support: the operator console, read-only (no API token)")
     creds.add_argument("--password-stdin", action="store_true",
                        help="read the password (12+ characters) from standard input; default: generate one and print it")
     creds.add_argument("--replace", action="store_true", help="overwrite an existing credential")
@@ -262,12 +265,13 @@ def parser() -> argparse.ArgumentParser:
                               "device_silent_seconds)")
     devices.add_argument("--database", default=None, help=DATABASE_HELP)
     devices.set_defaults(func=_devices)
+    b2b_cli.add_parser(sub)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("serve", "init", "credentials", "devices", "-h", "--help"):
+    if not argv or argv[0] not in ("serve", "init", "credentials", "devices", "b2b", "-h", "--help"):
         argv.insert(0, "serve")
     args = parser().parse_args(argv)
     try:
