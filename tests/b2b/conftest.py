@@ -1,4 +1,5 @@
-"""B2B fixtures: one real server on 127.0.0.1 per module (jobs off: tests run the roll-over and
+"""B2B fixtures: one real server on 127.0.0.1 per module and store backend (SQLite, and
+PostgreSQL through the server tests' ``backend`` fixture; jobs off: tests run the roll-over and
 the webhook sender themselves, at the moments they choose), a company per test (so tests do not
 see each other's employees, and a second company gives the cross-company 404s), real API keys
 over real HTTP Basic auth."""
@@ -26,7 +27,7 @@ from server.config import load_config
 from server.store import open_store
 from server.thread import ServerThread
 
-from ..server.conftest import make_data_dir
+from ..server.conftest import backend, database_for, make_data_dir, postgres_server  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = "Europe/Berlin"
@@ -134,18 +135,19 @@ class World:
         return company
 
 
-def start_world(path: Path, **b2b: Any) -> World:
-    data = make_data_dir(path, rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1,
-                                           "roles": {}},
+def start_world(path: Path, database: dict[str, str], **b2b: Any) -> World:
+    """A server on a new data directory; ``database`` is ``database_for()`` (this run's backend)."""
+    data = make_data_dir(path, **database, rate_limit={"requests": 100_000, "window_seconds": 60,
+                                                       "block_seconds": 1, "roles": {}},
                          b2b={"jobs": False, "timezone": TZ, **b2b})
     server = ServerThread(app_from_data_dir(data)).start()
     config = load_config(data)
-    return World(data, server, B2BStore(open_store(data / config.database).db))
+    return World(data, server, B2BStore(open_store(config.database_target(), pool_size=2).db))
 
 
 @pytest.fixture(scope="module")
-def b2b_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    world = start_world(tmp_path_factory.mktemp("b2b") / "data",
+def b2b_world(tmp_path_factory: pytest.TempPathFactory, database_for: Any) -> Iterator[World]:
+    world = start_world(tmp_path_factory.mktemp("b2b") / "data", database_for(),
                         rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1})
     yield world
     world.server.stop()

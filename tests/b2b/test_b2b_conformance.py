@@ -20,8 +20,8 @@ from .conftest import row, start_world
 pytest.importorskip("schemathesis", reason="schemathesis is a test extra: pip install -e '.[test]'")
 
 
-async def test_schemathesis_finds_no_difference_between_the_b2b_document_and_the_server(tmp_path):
-    world = start_world(tmp_path / "data", rate_limit={"enabled": False})
+async def test_schemathesis_finds_no_difference_between_the_b2b_document_and_the_server(tmp_path, database_for):
+    world = start_world(tmp_path / "data", database_for(), rate_limit={"enabled": False})
     try:
         async with aiohttp.ClientSession() as session:
             world.session = session
