@@ -22,7 +22,7 @@ from .auth import auth_middleware
 from .b2b.app import install as install_b2b
 from .auth.api import api as auth_api
 from .auth.passwords import HashPool
-from .auth.ratelimit import DatabaseLimiter, Limiter, RateLimiter
+from .auth.ratelimit import DatabaseLimiter, Limiter, RateLimiter, limits_shared
 from .auth.tokens import TokenCache
 from .clients import TrustedProxies
 from .config import ServerConfig, load_config
@@ -83,7 +83,7 @@ def make_limiters(config: ServerConfig, store: Store, run: StoreRunner) -> tuple
     """The request limiter and the login-failure limiter (None when off): in the database when
     several processes share it (``shared_limits``; default: on PostgreSQL), else in this
     process's memory."""
-    shared = config.shared_limits if config.shared_limits is not None else store.db.dialect != "sqlite"
+    shared = limits_shared(config.shared_limits, store.db.dialect)
 
     def limiter(requests: int, window: float, block: float, roles: Any = None) -> Limiter:
         if shared:

@@ -9,13 +9,13 @@ import contextlib
 from aiohttp import web
 
 from .. import openapi
-from ..auth.ratelimit import RateLimiter
+from ..auth.ratelimit import DatabaseLimiter, RateLimiter, limits_shared
 from ..context import Context
 from ..endpoint import PUBLIC, Reply
 from ..errors import json_response
 from . import handlers  # noqa: F401 - declares the endpoints on api
 from .api import B2B_KEY, api, b2b_of
-from .delivery import rollover_worker, webhook_worker
+from .delivery import document_worker, rollover_worker, webhook_worker
 from .service import B2B
 
 SECURITY_SCHEMES = {"apiKey": {"type": "http", "scheme": "basic",
@@ -45,22 +45,33 @@ def install(app: web.Application, ctx: Context) -> None:
     config = ctx.config.b2b
     if not config.enabled:
         return
-    rl = config.rate_limit
-    limiter = RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds) if rl.enabled else None
-    b2b = B2B.create(ctx, limiter)
+    b2b = B2B.create(ctx, _limiter(ctx))
     app[B2B_KEY] = b2b
     api.add_routes(app.router, config.base_path)
     if config.jobs:
         app.cleanup_ctx.append(_jobs)
 
 
+def _limiter(ctx: Context) -> DatabaseLimiter | RateLimiter | None:
+    """The per-key limit: in the database when the server's own limits are shared
+    (``shared_limits``: on with PostgreSQL and under ``--workers``), so every process counts
+    the same window; else in this process's memory."""
+    rl = ctx.config.b2b.rate_limit
+    if not rl.enabled:
+        return None
+    if limits_shared(ctx.config.shared_limits, ctx.store.db.dialect):
+        return DatabaseLimiter(ctx.run, ctx.store, rl.requests, rl.window_seconds, rl.block_seconds)
+    return RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds)
+
+
 async def _jobs(app: web.Application):  # type: ignore[no-untyped-def]
     b2b = app[B2B_KEY]
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(rollover_worker(b2b, stop)), asyncio.create_task(webhook_worker(b2b, stop))]
+    tasks = [asyncio.create_task(job(b2b, stop)) for job in (rollover_worker, webhook_worker, document_worker)]
     yield
     stop.set()
     b2b.wake.set()
+    b2b.documents_due.set()
     for task in tasks:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(task, 15)

@@ -28,6 +28,7 @@ class B2BConfig(BaseModel):
     jobs: bool = True  # run the roll-over and the webhook sender inside the server
     rollover_interval_seconds: float = Field(300.0, gt=0)
     webhook_poll_seconds: float = Field(2.0, gt=0)
+    document_poll_seconds: float = Field(10.0, gt=0)  # documents another process's roll-over left to render
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
     webhook_concurrency: int = Field(8, ge=1, le=100)
     document_font: str | None = None  # a .ttf for the PDF; default DejaVu Sans, else reportlab's Vera

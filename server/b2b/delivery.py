@@ -16,7 +16,7 @@ import aiohttp
 
 from . import webhooks
 from .records import Delivery
-from .service import B2B, rollover
+from .service import LEASE, B2B, render_documents, rollover, wall_clock
 
 log = logging.getLogger("server.b2b.webhooks")
 USER_AGENT = "jobticket-b2b-webhooks/1"
@@ -57,7 +57,7 @@ async def deliver_due(b2b: B2B, session: aiohttp.ClientSession, now: datetime | 
     attempts = 0
     for _ in range(max_rounds):
         at = now or datetime.now(timezone.utc)
-        due = await b2b.run(b2b.store.due_deliveries, at, limit)
+        due = await b2b.run(b2b.store.claim_deliveries, at, limit, b2b.worker, wall_clock(), LEASE)
         if not due:
             break
         await asyncio.gather(*(_send(b2b, session, d, at) for d in due))
@@ -78,15 +78,28 @@ async def webhook_worker(b2b: B2B, stop: asyncio.Event) -> None:
 
 
 async def rollover_worker(b2b: B2B, stop: asyncio.Event) -> None:
-    """Run the roll-over every ``rollover_interval_seconds`` (and at start)."""
+    """Run the roll-over every ``rollover_interval_seconds`` (and at start); its documents are
+    the document worker's."""
     while not stop.is_set():
         try:
-            result = await rollover(b2b, datetime.now(timezone.utc))
+            result = await rollover(b2b, datetime.now(timezone.utc), render=False)
             if result.issued or result.refreshed or result.revoked:
                 log.info("roll-over: %s", result.as_json())
         except Exception:  # noqa: BLE001
             log.exception("roll-over failed")
         await _wait(stop, b2b.config.rollover_interval_seconds)
+
+
+async def document_worker(b2b: B2B, stop: asyncio.Event) -> None:
+    """Render waiting documents as soon as this process's roll-over issued tickets, and every
+    ``document_poll_seconds`` (another process's roll-over, a render to retry)."""
+    while not stop.is_set():
+        b2b.documents_due.clear()
+        try:
+            await render_documents(b2b)
+        except Exception:  # noqa: BLE001
+            log.exception("document rendering failed")
+        await _wait(b2b.documents_due, b2b.config.document_poll_seconds)  # stopping sets it too
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

@@ -5,8 +5,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from ..store import BundleRecord, TicketRecord
 from .calendar import Month
-from .reconcile import Current, HrData, Profile
+from .reconcile import Change, Current, HrData, Profile
 from .subscription import Dates, Plan, Status
 
 PERMISSIONS = ("view-employees", "add-employees", "update-employees", "remove-employees", "view-hr-integrations")
@@ -96,6 +97,53 @@ class Employee:
     def current(self) -> Current:
         return Current(self.id, self.hr_id, self.profile, self.hr, self.status, self.dates,
                        self.ticket.month if self.ticket else None)
+
+
+@dataclass(frozen=True)
+class IssueTerms:
+    """What follows from issuing an employee's month ticket: the day of the next one
+    (``nextTicketAt``), and when a cancellation revokes the live tickets (None: none)."""
+
+    next_ticket_at: date | None
+    revoke_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Planned(IssueTerms):
+    """One employee's change as the store writes it, with its ``nextTicketAt`` and revocation
+    time (None: no cancellation, so any scheduled revocation is withdrawn)."""
+
+    change: Change
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """A month ticket signed by the roll-over, not stored yet: the B2B reference and the Ticket
+    API's records."""
+
+    employee_id: int
+    ref: TicketRef
+    bundle: BundleRecord
+    records: list[TicketRecord]
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """A ticket whose document is to be rendered, with what goes on the page."""
+
+    ticket_id: str
+    company_id: int
+    employee_id: int
+    month: Month
+    valid_from: date
+    valid_until: date  # last day
+    employee_name: str
+    company_name: str
+    zones: tuple[str, ...]
+    modes: tuple[str, ...]
+    mtb: str  # zlib+base64url
+    created_at: datetime  # the roll-over's moment: the document's createdAt
+    attempts: int
 
 
 @dataclass(frozen=True)
