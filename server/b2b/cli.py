@@ -11,10 +11,12 @@
     b2b webhook add --data DIR --company N --url URL [--events a,b]                      # secret shown once
     b2b webhook list [--company N] | enable|disable --endpoint N | log --endpoint N
     b2b rollover --data DIR [--at 2026-05-01T00:05:00Z]
+    b2b documents --data DIR
     b2b deliver --data DIR [--at TIME]
 
-Every command prints JSON. ``rollover`` and ``deliver`` run the job once, in this process,
-against the same database the server uses (SQLite: WAL lets both write, one at a time).
+Every command prints JSON. ``rollover``, ``documents`` and ``deliver`` run the job once, in this
+process, against the same database the server uses, beside it and beside each other: the
+store's locks, unique index and claims keep them from doing anything twice (server/b2b/store.py).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from ..keyring import KeyRing
 from ..store import StoreRunner, open_store
 from . import keys, webhooks
 from .records import PERMISSIONS, Product
-from .service import B2B, rollover
+from .service import B2B, render_documents, rollover
 from .store import B2BStore
 from .subscription import Plan
 
@@ -80,6 +82,14 @@ async def run_rollover(data: Path, at: datetime) -> dict[str, Any]:
     b2b = open_b2b(data)
     try:
         return (await rollover(b2b, at)).as_json()
+    finally:
+        b2b.ctx.run.close()
+
+
+async def run_documents(data: Path) -> dict[str, Any]:
+    b2b = open_b2b(data)
+    try:
+        return {"documents": await render_documents(b2b), "pending": await b2b.run(b2b.store.pending_documents)}
     finally:
         b2b.ctx.run.close()
 
@@ -205,6 +215,7 @@ def _webhook(args: argparse.Namespace) -> Any:
 COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "company": _company, "key": _key, "integration": _integration, "webhook": _webhook,
     "rollover": lambda a: asyncio.run(run_rollover(a.data, _at(a.at))),
+    "documents": lambda a: asyncio.run(run_documents(a.data)),
     "deliver": lambda a: asyncio.run(run_deliver(a.data, _at(a.at) if a.at else None)),
 }
 

@@ -183,13 +183,13 @@ async def rollover(b2b: B2B, now: datetime, *, render: bool = True) -> RolloverR
             taken = await b2b.run(b2b.store.ticketed, month, [e.id for e in batch])
             batch = [e for e in batch if e.id not in taken]
             try:
-                signed = await asyncio.to_thread(_sign, b2b, company, batch, month, now)
+                signed = await asyncio.to_thread(sign_tickets, b2b, company, batch, month, now)
             except ApiError as exc:
                 log.error("roll-over: company %s: %s", company.id, exc.message)
                 result.errors.append(f"company {company.id}: {exc.message}")
                 break
             stored = await b2b.run(b2b.store.issue_tickets, company.id, signed,
-                                   lambda employee: _issue_terms(b2b, employee, today, month), ACTOR, now)
+                                   lambda employee: issue_terms(b2b, employee, today, month), ACTOR, now)
             result.issued += len(stored)
     if result.issued:
         b2b.documents_due.set()
@@ -215,14 +215,14 @@ def _refresh(b2b: B2B, employees: list[Employee], today: date) -> tuple[list[Pla
     return changes, (len(changes), due)
 
 
-def _issue_terms(b2b: B2B, employee: Employee, today: date, month: Month) -> IssueTerms | None:
+def issue_terms(b2b: B2B, employee: Employee, today: date, month: Month) -> IssueTerms | None:
     """Whether ``employee`` (as stored now) gets ``month``'s ticket, and what follows if so."""
     if ticket_month_due(employee.dates, today) != month:
         return None
     return IssueTerms(next_ticket_at(employee.dates, today, month), revoke_time(b2b, employee.dates.cancelled_at))
 
 
-def _sign(b2b: B2B, company: Company, employees: Sequence[Employee], month: Month, now: datetime) -> list[NewTicket]:
+def sign_tickets(b2b: B2B, company: Company, employees: Sequence[Employee], month: Month, now: datetime) -> list[NewTicket]:
     """Each employee's month MTB through POST /ticket's own checks and signing (a manifest for
     the company's product, signed by the server), not stored: valid from now (or the month's
     start, if later) to the end of the month in the operator's zone."""

@@ -16,9 +16,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from server.app import app_from_data_dir
-from server.b2b import keys
+from server.b2b import keys, webhooks
 from server.b2b.calendar import local_date, zone
 from server.b2b.records import PERMISSIONS, Product
 from server.b2b.store import B2BStore
@@ -174,3 +175,55 @@ def row(hr_id: str, first: str = "Anna", last: str = "Müller", **extra: Any) ->
             "terminationDate": None, "autoSyncEmployee": None, "absences": []}
     body.update(extra)
     return body
+
+
+RECEIVER = load_receiver()
+
+
+class Receiver:
+    """An aiohttp receiver on 127.0.0.1 that verifies with the example's ``verify`` and fails
+    the first ``fail`` requests (or those of ``fail_employee``) with 500."""
+
+    def __init__(self, secret: str = "", fail: int = 0):
+        self.secret = secret
+        self.fail = fail
+        self.fail_employee: int | None = None
+        self.events: list[dict] = []
+        self.statuses: list[int] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            RECEIVER.verify(self.secret, request.headers.get(webhooks.HEADER), body)
+        except RECEIVER.BadSignature:
+            self.statuses.append(401)
+            return web.Response(status=401)
+        event = json.loads(body)
+        payload = event["payload"]
+        employee = payload.get("employeeId", payload["id"])
+        if self.fail > 0 or employee == self.fail_employee:
+            self.fail -= 1
+            self.statuses.append(500)
+            return web.Response(status=500)
+        self.events.append(event)
+        self.statuses.append(204)
+        return web.Response(status=204)
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def endpoint(world, company, receiver: Receiver, *events: str) -> int:
+    url = await receiver.start()
+    receiver.secret = webhooks.new_secret()
+    return world.store.add_endpoint(company.id, url, list(events or webhooks.EVENT_TYPES), receiver.secret,
+                                    datetime.now(timezone.utc))
