@@ -13,20 +13,25 @@ from ..auth.ratelimit import DatabaseLimiter, RateLimiter, limits_shared
 from ..context import Context
 from ..endpoint import PUBLIC, Reply
 from ..errors import json_response
-from . import handlers  # noqa: F401 - declares the endpoints on api
+from . import admin_handlers, handlers  # noqa: F401 - declare the endpoints on api
 from .api import B2B_KEY, api, b2b_of
 from .delivery import document_worker, rollover_worker, webhook_worker
 from .service import B2B
 
 SECURITY_SCHEMES = {"apiKey": {"type": "http", "scheme": "basic",
-                               "description": "username: the API Key ID (a UUID); password: the API Key Secret"}}
-SECURITY = {"basic": [{"apiKey": []}], "token": [{"apiKey": []}]}
+                               "description": "username: the API Key ID (a UUID); password: the API Key Secret"},
+                    "bobAuthToken": {**openapi.BOB_SECURITY_SCHEMES["bobAuthToken"],
+                                     "description": "the admin API (/admin/...): a token of the server's own "
+                                                    "credential with role admin, from GET {base}/auth/{entityId} of "
+                                                    "the BoB API"}}
+SECURITY = {"basic": [{"apiKey": []}], "token": [{"bobAuthToken": []}]}
 DESCRIPTION = ("The JobTicket B2B API on the bundled server: employees with their subscription, plan and monthly "
                "ticket (an MTB the validators accept), documents, HR sync, webhooks. Conventions: {\"data\": ...} "
                "envelopes, pages of at most 100 (perPage over 100 is a 400), sortField/sortOrder allow-lists, HAL "
                "_links, 100 requests a minute per API key (rolling), then 429 with Retry-After and a 5-minute "
-               "block; JSON error bodies {code, message, details}. Decisions the public pages leave open are in "
-               "server/b2b/README.md.")
+               "block; JSON error bodies {code, message, details}. The operator's admin API (/admin/...: companies, "
+               "API keys, HR integrations, webhook endpoints) takes an admin X-BoB-AuthToken instead. Decisions the "
+               "public pages leave open are in server/b2b/README.md.")
 
 
 @api.endpoint("GET", "/openapi.json", op="getB2BOpenApi", roles=PUBLIC, summary="This document",
@@ -48,6 +53,9 @@ def install(app: web.Application, ctx: Context) -> None:
     b2b = B2B.create(ctx, _limiter(ctx))
     app[B2B_KEY] = b2b
     api.add_routes(app.router, config.base_path)
+    # The auth middleware finds an endpoint's roles by route name: the admin API's token and role
+    # are checked there, like the BoB API's (the key-authenticated endpoints check their own).
+    ctx.endpoints.update({ep.operation_id: ep for ep in api.endpoints})
     if config.jobs:
         app.cleanup_ctx.append(_jobs)
 

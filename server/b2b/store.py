@@ -197,7 +197,7 @@ class B2BStore:
                 changed = tx.execute("UPDATE b2b_api_keys SET enabled = ? WHERE key_id = ?", (int(enabled), key_id))
             if permissions is not None:
                 changed = tx.execute("UPDATE b2b_api_keys SET permissions = ? WHERE key_id = ?",
-                                     (_json(sorted(permissions)), key_id))
+                                     (_json(sorted(set(permissions))), key_id))
             return changed > 0
 
     def add_integration(self, company_id: int, name: str, now: datetime) -> int:
