@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -28,7 +29,7 @@ from server.config import load_config
 from server.store import open_store
 from server.thread import ServerThread
 
-from ..server.conftest import backend, database_for, make_data_dir, postgres_server  # noqa: F401 - fixtures
+from ..server.conftest import PASSWORD, backend, database_for, make_data_dir, postgres_server  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = "Europe/Berlin"
@@ -45,6 +46,14 @@ def load_receiver() -> Any:
 
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def token(world: "World", entity: str = "admin") -> str:
+    """A real X-BoB-AuthToken of the server's credential ``entity`` (the admin API wants admin)."""
+    request = urllib.request.Request(f"{world.server.origin}/api/v1/auth/{entity}",
+                                     headers={"Authorization": basic(entity, PASSWORD)})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["jwtCompact"]
 
 
 def today() -> date:

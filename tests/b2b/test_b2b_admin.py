@@ -5,7 +5,6 @@ functions), 401/403 for anything but an admin token, 404s and 422s naming the fi
 from __future__ import annotations
 
 import json
-import urllib.request
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,20 +14,12 @@ from server import cli
 from server.b2b import webhooks
 from server.b2b.cli import run_deliver
 
-from ..server.conftest import PASSWORD
-from .conftest import Company, Receiver, basic, row
+from .conftest import Company, Receiver, basic, row, token
 
 pytestmark = pytest.mark.usefixtures("world")
 COMPANY = {"name": "Admin GmbH", "product": {"productId": "job-ticket", "zones": ["A", "B"], "modes": ["bus"],
                                              "fare": {"amount": 49.0, "currency": "EUR", "vatPercent": 7.0}},
            "plan": {"type": "split-pay-plan", "employeeContributionAmount": 29.0}}
-
-
-def token(world, entity: str = "admin") -> str:
-    request = urllib.request.Request(f"{world.server.origin}/api/v1/auth/{entity}",
-                                     headers={"Authorization": basic(entity, PASSWORD)})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)["jwtCompact"]
 
 
 class Admin:
