@@ -170,3 +170,34 @@ async def test_two_servers_on_one_database_share_each_keys_limit(tmp_path, datab
         for server in servers:
             server.stop()
         world.store.db.close()
+
+
+async def test_two_servers_running_their_own_jobs_issue_render_and_deliver_once(tmp_path, database_for):
+    """The servers' own background jobs (roll-over, documents, webhooks), in two servers on one
+    database, after an HR sync: every employee gets one ticket and one document, and the
+    receiver every event once."""
+    world = start_world(tmp_path / "data", database_for(), jobs=True, rollover_interval_seconds=0.2,
+                        document_poll_seconds=0.2, webhook_poll_seconds=0.2)
+    second = ServerThread(app_from_data_dir(world.data_dir)).start()
+    receiver = Receiver()
+    try:
+        async with aiohttp.ClientSession() as session:
+            world.session = session
+            company = world.company()
+            await endpoint(world, company, receiver)
+            assert (await company.sync([row(f"J{i:02d}") for i in range(30)])).status == 204
+            for _ in range(600):  # bounded: the jobs poll every 0.2 s
+                if len(receiver.events) >= 60 and world.store.pending_documents() == 0:
+                    break
+                await asyncio.sleep(0.1)
+            counts = live_tickets(world, company.id)
+            assert len(counts) == 30 and set(counts.values()) == {1}
+            documents = world.store.db.query("SELECT ticket_id FROM b2b_documents WHERE company_id = ?", (company.id,))
+            assert len({d["ticket_id"] for d in documents}) == len(documents) == 30
+            ids = [e["event"]["id"] for e in receiver.events]
+            assert len(ids) == len(set(ids)) == 60
+    finally:
+        await receiver.stop()
+        second.stop()
+        world.server.stop()
+        world.store.db.close()
