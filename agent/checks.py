@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .cache import Use
 from .context import Context, Policy
 from mtb import Mtb, Ticket
+from mtb.travel import distance_m
 from mtb.verifier import SignatureCheck
 
 # When several checks fail, the first in this order is reported.
@@ -117,14 +118,6 @@ def passback(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy:
         return Failure(8, f"accepted on this device {max(elapsed, 0):.0f} s ago "
                           f"(passback window {policy.passback_window_s:.0f} s)")
     return None
-
-
-def distance_m(lat1: float, long1: float, lat2: float, long2: float) -> float:
-    """Great-circle distance (haversine) on a 6371 km sphere."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(long2 - long1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371000.0 * math.asin(math.sqrt(min(1.0, a)))
 
 
 def fraud(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Failure | None:

@@ -286,8 +286,11 @@ class Syncer:
             await self.engine.run(lambda: self.cache.note_failure([events[0].seq], reason, park=True))
             self.status.parked += 1
             return 0
-        answered = {item.get("localEventId") for item in data or [] if isinstance(item, dict)}
-        acknowledged = [e.seq for e in events if e.local_event_id in answered]
+        if data is None:  # BoB's answer: 200 and no body, the whole batch is stored (all or nothing)
+            acknowledged = [e.seq for e in events]
+        else:
+            answered = {item.get("localEventId") for item in data if isinstance(item, dict)}
+            acknowledged = [e.seq for e in events if e.local_event_id in answered]
         if acknowledged:
             await self.engine.run(self.cache.acknowledge, acknowledged, format_extended(utcnow()))
         return len(acknowledged)

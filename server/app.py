@@ -16,18 +16,22 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import device_api, openapi, ticket_api
+from . import device_api, openapi, product_api, ticket_api, token_api
 from .auth import auth_middleware
 from .auth.api import api as auth_api
 from .auth.ratelimit import RateLimiter
-from .config import ServerConfig, load_config
+from .config import PRODUCTS_FILE, TICKLE_FILE, ServerConfig, load_config
 from .context import CTX, Context
+from .datafile import WatchedFile
 from .endpoint import Api
 from .errors import error_middleware
+from .device_api.tickle import tickle_sets
 from .keyring import KeyRing
+from .product_api.catalogue import Catalogue
 from .store import Store, StoreRunner, open_store
 
-SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api)
+SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api, product_api.api,
+                             token_api.api)
 
 
 def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None) -> web.Application:
@@ -43,8 +47,11 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
         limiter = RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds,
                               roles={role: rl.for_role(role) for role in rl.roles})
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
+    data_dir = Path(config.data_dir or ".")
     ctx = Context(config=config, keyring=keyring, store=store, run=StoreRunner(store), limiter=limiter,
-                  apis=SURFACES, endpoints=endpoints)
+                  apis=SURFACES, endpoints=endpoints,
+                  catalogue=WatchedFile(data_dir / PRODUCTS_FILE, Catalogue.model_validate),
+                  tickle=WatchedFile(data_dir / TICKLE_FILE, tickle_sets))
     app = web.Application(middlewares=[error_middleware, auth_middleware(ctx)],
                           client_max_size=config.max_body_bytes)
     app[CTX] = ctx

@@ -1,41 +1,51 @@
 """Request bodies (pydantic), after the BoB Ticket API v1 definitions.
 
 Types are strict where a wrong type is a client bug worth a 422 (``"eventResult": "3"``,
-``"issueMtb": "yes"``); times must carry a zone. ``ticketEvent`` tolerates unknown members
+``"issueMtb": "yes"``); times must carry a zone, in ISO 8601 basic or extended form. ``ticketEvent`` tolerates unknown members
 (newer devices, other vendors); the product-side bodies refuse them, so a typo is a 422 that
 names the member rather than a silently ignored field.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from typing import Annotated, Literal
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictInt, StrictStr,
+                      WithJsonSchema)
+
+from mtb.timeutil import TimeFormatError, parse_time
 
 Id = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 Text = Annotated[StrictStr, Field(max_length=1000)]
 Pid = Annotated[StrictInt, Field(ge=0, le=2 ** 53)]
 Float = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Money = Annotated[float, Field(strict=True, ge=0, le=1e9, allow_inf_nan=False)]
-MODES = ("bus", "tram", "train", "metro", "ferry")
 
 
-def _iso_text(value: object) -> object:
+def _iso_time(value: object) -> datetime:
+    """ISO 8601 with a zone, basic (``19730614T220000+0200``, as BoB clients send) or extended;
+    never a number (pydantic's own parsing would take ``"946684800"`` as a Unix time)."""
     if not isinstance(value, str):
         raise ValueError("must be an ISO 8601 date-time string with a zone")
-    return value
-
-
-def _utc_in_range(value: datetime) -> datetime:
-    """'0001-01-01T00:00:00+14:00' parses but has no UTC form: storing it raised OverflowError (a 500)."""
     try:
-        value.astimezone(timezone.utc)
-    except OverflowError:
-        raise ValueError("date-time out of range once converted to UTC") from None
-    return value
+        return parse_time(value)
+    except TimeFormatError as exc:
+        raise ValueError(str(exc)) from None
 
 
-IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_utc_in_range)]  # zone required
+def _iso_date(value: object) -> date:
+    """``YYYY-MM-DD`` or BoB's basic ``YYYYMMDD``, nothing else."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}|\d{8}", value):
+        raise ValueError("must be an ISO 8601 date, YYYY-MM-DD or YYYYMMDD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a calendar date") from None
+
+
+IsoTime = Annotated[datetime, PlainValidator(_iso_time), WithJsonSchema({"type": "string", "format": "date-time"})]
+IsoDate = Annotated[date, PlainValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date"})]
 
 
 class _Tolerant(BaseModel):
@@ -104,7 +114,7 @@ class TicketEvent(_Tolerant):
     service: Service | None = None
     modeOfTransport: Annotated[StrictStr, Field(max_length=50)] | None = None
     validator: Validator | None = None
-    operatingDayDate: date | None = None
+    operatingDayDate: IsoDate | None = None
 
 
 class Fare(_Strict):
@@ -112,20 +122,6 @@ class Fare(_Strict):
     currency: Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$")]
     vatAmount: Money
     vatPercent: Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)]
-
-
-class ManifestRequest(_Strict):
-    """``POST /manifest``: what a product server asks to have signed."""
-
-    productId: Id
-    fare: Fare
-    validitySeconds: Annotated[StrictInt, Field(ge=60, le=400 * 86400)]
-    zones: Annotated[list[Id], Field(max_length=200)] | None = None
-    modes: Annotated[list[Literal["bus", "tram", "train", "metro", "ferry"]], Field(max_length=5)] | None = None
-    stopAreas: Annotated[list[Id], Field(max_length=500)] | None = None
-    category: Annotated[StrictStr, Field(min_length=1, max_length=50)] | None = None
-    count: Annotated[StrictInt, Field(ge=1, le=20)] = 1
-    startWindowSeconds: Annotated[StrictInt, Field(ge=0, le=400 * 86400)] = 30 * 86400
 
 
 class TicketHolder(_Tolerant):
@@ -139,6 +135,9 @@ class ManifestCall(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     manifestMtbTemplate: Annotated[StrictStr, Field(min_length=1, max_length=32 * 1024)]
+    tokenIssuer: Pid | None = None  # the token's issuer (default: the manifest's participant)
+    tokenId: Id | None = None  # RFC 7638 thumbprint of a token this server knows
+    tokenPublicKey: dict[str, Any] | None = None  # the token's public JWK (registers the token)
     bookingId: Id | None = None
     issueMtb: StrictBool = False
     recoverTicketId: Id | None = None

@@ -23,6 +23,7 @@ REF = "#/components/schemas/{model}"
 HEADERS: dict[str, dict[str, Any]] = {
     "Location": {"schema": {"type": "string"}, "description": "the URL of what was created or found"},
     "ETag": {"schema": {"type": "string"}, "description": "strong ETag of the body"},
+    "Expires": {"schema": {"type": "string"}, "description": "HTTP date after which it is no longer valid"},
     "X-Total-Count": {"schema": {"type": "integer"}, "description": "matches over all pages"},
     "Link": {"schema": {"type": "string"}, "description": 'rel="next" when there are more'},
     "Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"},

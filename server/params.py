@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from .endpoint import Param
-from .errors import field_error, read_json
+from .errors import ApiError, field_error, read_json
 from .store import SORT_ORDERS
 
 MAX_PAGE = 100
@@ -35,6 +35,15 @@ def q_int(request: web.Request, name: str, default: int | None, lo: int, hi: int
     if not lo <= number <= hi:
         raise field_error(name, f"must be between {lo} and {hi}", status=400, code="bad_parameter")
     return number
+
+
+def path_int(request: web.Request, name: str, not_found: ApiError) -> int:
+    """A numeric path id (a server-allocated id such as an eventId): ASCII digits only, else
+    ``not_found`` (``'²'.isdigit()`` is true but ``int('²')`` raises; ``'١'`` is an Arabic-Indic 1)."""
+    raw = request.match_info[name]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise not_found
+    return int(raw)
 
 
 def q_sort(request: web.Request, allowed: dict[str, str], default_field: str, default_order: str) -> tuple[str, str]:

@@ -11,8 +11,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
+import mtb
 from mtb import b64url_encode
-from mtb.keys import derive_device_key
+from mtb.keys import KeyStore, derive_device_key
 from mtb.timeutil import format_extended
 
 from ..config import STOPS_FILE
@@ -24,7 +25,8 @@ from ..params import body_model, param, q_int
 from ..store import NewEvent
 from ..ticket_api import tickets
 from ..ticket_api.schemas import TicketEventResult
-from .schemas import BlacklistEntry, DeviceKey, IngestResult, Kdk, Participant
+from . import online
+from .schemas import BlacklistEntry, DeviceKey, Kdk, Participant
 
 api = Api("Device API", "What validators and inspection devices call (BoB Validation and Inspection APIs)")
 
@@ -86,13 +88,13 @@ async def get_device_kdk(request: web.Request) -> web.Response:
                          headers={"Cache-Control": "no-store"})
 
 
-@api.endpoint("POST", "/device/key", op="postDeviceKey", roles=("pos", "tvm"), body=DeviceKeyRequest,
-              summary="A wallet device's HS256 key, derived from the current KDK", replies={200: Reply(DeviceKey)})
+@api.endpoint("POST", "/device/key", op="postDeviceKey", roles=("val", "pos", "tvm"), body=DeviceKeyRequest,
+              summary="A wallet device's HS256 key, derived from the current KDK", replies={201: Reply(DeviceKey)})
 async def post_device_key(request: web.Request) -> web.Response:
     body = await body_model(request, DeviceKeyRequest)
     kid, kdk = ctx_of(request).keyring.current_kdk
     return json_response({"did": body.did, "kid": kid, "deviceKey": b64url_encode(derive_device_key(kdk, body.did))},
-                         headers={"Cache-Control": "no-store"})
+                         status=201, headers={"Cache-Control": "no-store"})
 
 
 @api.endpoint("GET", "/blacklist", op="getBlacklist", roles=EVERY_ROLE,
@@ -120,6 +122,11 @@ async def get_blacklist(request: web.Request) -> web.Response:
 
 # --- event ingest -----------------------------------------------------------------------------
 
+def mtb_ref(pid: int, issuer_signature: str) -> str:
+    """How the store keys an MTB: its issuer's pid and its issuer signature (``mtbReference``)."""
+    return f"{pid}:{issuer_signature}"
+
+
 def _check_kind(events: list[TicketEvent], kind: str, prefix: str | None) -> None:
     for index, event in enumerate(events):
         if event.eventType is not None and event.eventType != kind:
@@ -130,8 +137,11 @@ def _check_kind(events: list[TicketEvent], kind: str, prefix: str | None) -> Non
 def _new_event(raw: dict[str, Any], event: TicketEvent, kind: str) -> NewEvent:
     body = {k: v for k, v in raw.items() if k != "eventId"}
     body.setdefault("eventType", kind)
+    ref = event.mtbReference
     return NewEvent(local_event_id=event.localEventId, ticket_id=event.ticketId, event_time=event.time,
-                    event_result=event.eventResult, body=body)
+                    event_result=event.eventResult, body=body,
+                    mtb_ref=mtb_ref(ref.pid, ref.issuerSignature) if ref else None,
+                    lat=event.geo.lat if event.geo else None, long=event.geo.long if event.geo else None)
 
 
 def _batch(kind: str) -> Any:
@@ -151,11 +161,35 @@ def _batch(kind: str) -> Any:
             raise from_validation(exc) from None
         _check_kind(events, kind, "")
         new = [_new_event(raw, ev, kind) for raw, ev in zip(data, events)]
-        stored = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind, _now(), new)
-        return json_response([{"localEventId": ev.localEventId, "eventId": str(event_id), "duplicate": dup}
-                              for ev, (event_id, dup) in zip(events, stored)], status=201)
+        await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind, _now(), new)
+        return web.Response(status=200)  # BoB: the whole batch is stored (or refused), no body
 
     return handler
+
+
+async def _online(request: web.Request, event: TicketEvent, data: dict[str, Any], text: str) -> None:
+    """Decide an event that came with its MTB and without a result; the verdict goes into the
+    stored event (eventResult, eventReason, and the MTB's mtbReference when it had none)."""
+    ctx = ctx_of(request)
+    try:
+        scanned = mtb.decode(text)
+    except mtb.MtbFormatError as exc:
+        verdict = online.Verdict(1, f"unreadable MTB: {exc}")
+    else:
+        ticket = next((t for t in scanned.tickets if t.ticket_id == event.ticketId), None)
+        iid, signature = scanned.issuer.header.iid, mtb.b64url_encode(scanned.issuer.signature)
+        now = _now()
+        denied = await ctx.run(lambda: ctx.store.denied(now, ticket_id=event.ticketId,
+                                                        traveller_id=ticket.traveller_id if ticket else None))
+        near = await ctx.run(ctx.store.nearest_placed_event, mtb_ref(int(iid), signature), event.time) \
+            if iid.isdigit() else None
+        sighting = online.Sighting(near.body["geo"]["lat"], near.body["geo"]["long"], near.event_time) if near else None
+        ring = ctx.keyring
+        keys = KeyStore(issuer_keys=ring.metadata.keystore.issuer_keys, kdks=dict(ring.kdks))
+        verdict = online.decide(scanned, event.ticketId, event, online.Facts(keys, denied, sighting))
+        if "mtbReference" not in data and iid.isdigit():
+            data["mtbReference"] = {"pid": int(iid), "issuerSignature": signature}
+    data["eventResult"], data["eventReason"] = verdict.code, verdict.reason
 
 
 def _single(kind: str) -> Any:
@@ -170,11 +204,15 @@ def _single(kind: str) -> Any:
             raise field_error("ticketId", "differs from the ticket id in the path")
         event = TicketEvent.model_validate(data)
         _check_kind([event], kind, None)
+        text = request.query.get("mtb")
+        if text is not None and event.eventResult is None:
+            await _online(request, event, data, text)
+            event = TicketEvent.model_validate(data)
         [(event_id, duplicate)] = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind,
                                                 _now(), [_new_event(data, event, kind)])
         stored = await ctx.run(ctx.store.get_event, event_id)
         assert stored is not None
-        location = ctx.url(f"/ticket/{tickets.segment(stored.ticket_id)}/event/{event_id}")
+        location = ctx.absolute_url(request, f"/ticket/{tickets.segment(stored.ticket_id)}/event/{event_id}")
         if duplicate:
             return json_response({"code": "duplicate_event", "message": "this localEventId was already stored",
                                   "eventId": str(event_id)}, status=303, headers={"Location": location})
@@ -186,16 +224,26 @@ def _single(kind: str) -> Any:
     return handler
 
 
+MTB_PARAM = Param("mtb", "query", {"type": "string"},
+                  "the MTB as read (base64url, zlib+base64url): with no eventResult, the server decides (online "
+                  "validation)")
+
 for _kind, _role in (("validation", "val"), ("inspection", "ins")):
     _title = _kind.capitalize()
     api.endpoint("POST", f"/{_kind}", op=f"post{_title}s", roles=_role, body=list[TicketEvent],
                  body_description="at most max_batch_events (1000) events",
                  summary=f"Store a batch of {_kind} events (all or nothing; deduplicated by device and localEventId)",
-                 replies={201: Reply(list[IngestResult], "Stored; one result per event, in order"),
-                          413: "Batch too large"})(_batch(_kind))
+                 description="BoB's report: 200 with no body when every event is stored (or was before); an "
+                             "error stores none of them.",
+                 replies={200: Reply(None, "Stored, all of them"), 413: "Batch too large"})(_batch(_kind))
     api.endpoint("POST", f"/{_kind}/{{ticketId}}", op=f"post{_title}", roles=_role, body=TicketEvent,
-                 summary=f"Store one {_kind} event for a ticket",
-                 params=(Param("ticketId", "path", {"type": "string"}),),
+                 summary=f"Store one {_kind} event for a ticket; online {_kind} when the MTB is given",
+                 description="Offline: the event carries its eventResult and is stored. Online: no eventResult and "
+                             "the MTB in `mtb`; the server decides (ticketEventStatus is the result code) and "
+                             "stores the event with its verdict. With neither, the event is stored and its result "
+                             "stays unknown (no ticketEventStatus). Events about tickets of other participants are "
+                             "stored too.",
+                 params=(Param("ticketId", "path", {"type": "string"}), MTB_PARAM),
                  replies={201: Reply(TicketEventResult, headers=("Location",)),
                           303: Reply(None, "localEventId seen before; Location names the stored event",
                                      headers=("Location",))})(_single(_kind))

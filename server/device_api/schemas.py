@@ -40,9 +40,3 @@ class BlacklistEntry(BaseModel):
     tokenId: str | None = None
     expire: str = Field(json_schema_extra={"format": "date-time"},
                         description="ISO 8601 extended UTC; an entry whose expire has passed lifts the ticket")
-
-
-class IngestResult(BaseModel):
-    localEventId: str | None = None
-    eventId: str
-    duplicate: bool = Field(description="true when (device, localEventId) was stored before")

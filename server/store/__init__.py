@@ -12,8 +12,8 @@ from pathlib import Path
 from .core import Store
 from .database import Database, MigrationError
 from .records import (EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord, Credential, DenyEntry,
-                      DuplicateCredential, DuplicateManifest, EventRecord, NewEvent, StateConflict, StoreError,
-                      TicketQuery, TicketRecord)
+                      DuplicateCredential, DuplicateManifest, EventRecord, ManifestRecord, NewEvent, StateConflict,
+                      StoreError, TicketQuery, TicketRecord, TokenRecord, WhitelistEntry)
 from .runner import StoreRunner
 from .sqlite import SqliteDatabase
 
@@ -28,6 +28,6 @@ def open_store(target: str | Path) -> Store:
 
 
 __all__ = ["EVENT_SORT_FIELDS", "SORT_ORDERS", "TICKET_SORT_FIELDS", "BundleRecord", "Credential", "Database",
-           "DenyEntry", "DuplicateCredential", "DuplicateManifest", "EventRecord", "MigrationError", "NewEvent",
-           "SqliteDatabase", "StateConflict", "Store", "StoreError", "StoreRunner", "TicketQuery", "TicketRecord",
-           "open_database", "open_store"]
+           "DenyEntry", "DuplicateCredential", "DuplicateManifest", "EventRecord", "ManifestRecord", "MigrationError",
+           "NewEvent", "SqliteDatabase", "StateConflict", "Store", "StoreError", "StoreRunner", "TicketQuery",
+           "TicketRecord", "TokenRecord", "WhitelistEntry", "open_database", "open_store"]

@@ -21,8 +21,8 @@ from mtb.timeutil import format_extended, parse_time
 
 from .database import Database, Row, Tx, migrate
 from .records import (EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord, Credential, DenyEntry,
-                      DuplicateCredential, DuplicateManifest, EventRecord, NewEvent, StateConflict, TicketQuery,
-                      TicketRecord)
+                      DuplicateCredential, DuplicateManifest, EventRecord, ManifestRecord, NewEvent, StateConflict,
+                      TicketQuery, TicketRecord, TokenRecord, WhitelistEntry)
 
 _TICKET_COLUMNS = ("ticket_id", "pid", "bundle_id", "manifest_id", "settlement_id", "issued_at",
                    "valid_from", "valid_until", "fare", "state", "payload", "mtb", "product_id",
@@ -34,6 +34,7 @@ _CHANGEABLE = {"refunded_amount", "recovered_amount", "replaced_by"}
 _EVENT_COLUMNS = "sub, local_event_id, ticket_id, kind, event_time, event_result, poster_pid, received_at, body"
 _IN_CHUNK = 500
 DENY_SEQUENCE = "deny_list"
+WHITELIST_SEQUENCE = "whitelist"
 
 
 def ts(value: datetime | None) -> str | None:
@@ -84,6 +85,11 @@ def _deny_entry(row: Row) -> DenyEntry:
     return DenyEntry(entry_id=row["id"], ticket_id=row["ticket_id"], traveller_id=row["traveller_id"],
                      token_id=row["token_id"], expire=parse_time(row["expire"]), reason=row["reason"],
                      created_at=parse_time(row["created_at"]))
+
+
+def _token(row: Row) -> TokenRecord:
+    return TokenRecord(token_id=row["token_id"], pid=row["pid"], public_key=json.loads(row["public_key"]),
+                       created_at=parse_time(row["created_at"]), serial=row["serial"])
 
 
 def _credential(row: Row) -> Credential:
@@ -150,7 +156,8 @@ class Store:
         return bool(added)
 
     def create_issue(self, bundle: BundleRecord, tickets: Sequence[TicketRecord], *, actor: str,
-                     replaces: str | None = None) -> None:
+                     replaces: str | None = None, whitelist: Sequence[WhitelistEntry] = ()) -> None:
+        """Issue tickets (and the whitelist entries of those bound to a token) in one transaction."""
         with self.db.transaction() as tx:
             at = ts(bundle.created_at)
             if replaces is not None:
@@ -167,6 +174,7 @@ class Store:
                            f"VALUES ({_placeholders(len(_TICKET_COLUMNS))})", [_ticket_row(t) for t in tickets])
             tx.executemany("INSERT INTO ticket_log(ticket_id, at, action, from_state, to_state, actor) "
                            "VALUES (?, ?, 'issue', NULL, ?, ?)", [(t.ticket_id, at, t.state, actor) for t in tickets])
+            self.add_whitelist_in(tx, whitelist)
 
     def find_issue(self, pid: int, request_id: str) -> BundleRecord | None:
         row = self._one("SELECT bundle_id FROM bundles WHERE pid = ? AND request_id = ? AND parent_id IS NULL",
@@ -261,9 +269,10 @@ class Store:
                     if lid is not None:
                         known[lid] = -1  # later copies in this batch are duplicates of this one
             inserted = tx.returning(
-                f"INSERT INTO events({_EVENT_COLUMNS}) VALUES ({_placeholders(9)}) ON CONFLICT DO NOTHING RETURNING id",
+                f"INSERT INTO events({_EVENT_COLUMNS}, mtb_ref, lat, long) VALUES ({_placeholders(12)}) "
+                "ON CONFLICT DO NOTHING RETURNING id",
                 [(sub, e.local_event_id, e.ticket_id, kind, ts(e.event_time), e.event_result, poster_pid, received,
-                  _json_text(e.body)) for e in (events[i] for i in fresh)])
+                  _json_text(e.body), e.mtb_ref, e.lat, e.long) for e in (events[i] for i in fresh)])
             new_ids: dict[int, int] = {}
             raced: list[str] = []
             for index, row in zip(fresh, inserted):
@@ -322,6 +331,22 @@ class Store:
     def count_events(self) -> int:
         return self.db.query("SELECT count(*) AS n FROM events")[0]["n"]
 
+    def nearest_placed_event(self, mtb_ref: str, at: datetime) -> EventRecord | None:
+        """The event of an MTB with a position that is nearest in time to ``at`` (the fraud check)."""
+        found = []
+        for op, order in (("<=", "DESC"), (">", "ASC")):
+            row = self._one(f"SELECT * FROM events WHERE mtb_ref = ? AND lat IS NOT NULL AND event_time {op} ? "
+                            f"ORDER BY event_time {order}, id {order} LIMIT 1", (mtb_ref, ts(at)))
+            if row is not None:
+                found.append(_event(row))
+        return min(found, key=lambda e: abs((e.event_time - at).total_seconds()), default=None)
+
+    def note_fraudcheck_answer(self, sub: str, event_id: int, at: datetime) -> bool:
+        """Record that client ``sub`` was told about event ``event_id``; False if it was before."""
+        with self.db.transaction() as tx:
+            return tx.execute("INSERT INTO fraudcheck_answers(sub, event_id, answered_at) VALUES (?, ?, ?) "
+                              "ON CONFLICT DO NOTHING", (sub, event_id, ts(at))) > 0
+
     # --- deny list --------------------------------------------------------------------------
 
     @staticmethod
@@ -339,6 +364,80 @@ class Store:
         with self.db.transaction() as tx:
             return self.add_deny_in(tx, entry)
 
-    def deny_since(self, after_id: int, limit: int) -> list[DenyEntry]:
-        return [_deny_entry(r) for r in self.db.query("SELECT * FROM deny_list WHERE id > ? ORDER BY id LIMIT ?",
+    def deny_since(self, after_id: int, limit: int, *, tokens_only: bool = False) -> list[DenyEntry]:
+        """Entries with id > ``after_id``, oldest first; ``tokens_only``: those naming a token
+        (the Token API's revocation list is this same list, seen through its tokens)."""
+        where = "id > ? AND token_id IS NOT NULL" if tokens_only else "id > ?"
+        return [_deny_entry(r) for r in self.db.query(f"SELECT * FROM deny_list WHERE {where} ORDER BY id LIMIT ?",
                                                       (after_id, limit))]
+
+    def denied(self, now: datetime, *, ticket_id: str | None = None, traveller_id: str | None = None,
+               token_id: str | None = None) -> str | None:
+        """What of the given ticket, traveller or token is on the deny list now (e.g. ``"ticket
+        T1"``), or None: for each, its newest entry decides (an expired one lifts the earlier)."""
+        for column, what, value in (("ticket_id", "ticket", ticket_id), ("traveller_id", "traveller", traveller_id),
+                                    ("token_id", "token", token_id)):
+            if value is None:
+                continue
+            row = self._one(f"SELECT expire FROM deny_list WHERE {column} = ? ORDER BY id DESC LIMIT 1", (value,))
+            if row is not None and parse_time(row["expire"]) > now:
+                return f"{what} {value}"
+        return None
+
+    # --- manifests --------------------------------------------------------------------------
+
+    def add_manifest(self, manifest: ManifestRecord) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO manifests(manifest_id, pid, created_at, expire, body) VALUES (?, ?, ?, ?, ?)",
+                       (manifest.manifest_id, manifest.pid, ts(manifest.created_at), ts(manifest.expire),
+                        _json_text(manifest.body)))
+
+    def get_manifest(self, manifest_id: str) -> ManifestRecord | None:
+        row = self._one("SELECT * FROM manifests WHERE manifest_id = ?", (manifest_id,))
+        if row is None:
+            return None
+        return ManifestRecord(row["manifest_id"], row["pid"], parse_time(row["created_at"]), parse_time(row["expire"]),
+                              json.loads(row["body"]))
+
+    # --- tokens and the whitelist -----------------------------------------------------------
+
+    def add_token(self, token: TokenRecord) -> bool:
+        """Register a token; False when its thumbprint was known (the first registration stands,
+        save that a serial learnt later is kept)."""
+        with self.db.transaction() as tx:
+            added = tx.execute("INSERT INTO tokens(token_id, pid, serial, public_key, created_at) VALUES (?, ?, ?, ?, ?) "
+                               "ON CONFLICT (token_id) DO NOTHING",
+                               (token.token_id, token.pid, token.serial, _json_text(token.public_key),
+                                ts(token.created_at)))
+            if not added and token.serial is not None:
+                tx.execute("UPDATE tokens SET serial = ? WHERE token_id = ? AND serial IS NULL",
+                           (token.serial, token.token_id))
+        return bool(added)
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        row = self._one("SELECT * FROM tokens WHERE token_id = ?", (token_id,))
+        return _token(row) if row else None
+
+    def tokens_by_serial(self, pid: int, serial: int) -> list[TokenRecord]:
+        return [_token(r) for r in self.db.query("SELECT * FROM tokens WHERE pid = ? AND serial = ? ORDER BY token_id",
+                                                 (pid, serial))]
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return [_token(r) for r in self.db.query("SELECT * FROM tokens ORDER BY pid, serial, token_id")]
+
+    def whitelist_since(self, after_id: int, limit: int) -> list[WhitelistEntry]:
+        return [WhitelistEntry(entry_id=r["id"], token_id=r["token_id"], ticket_id=r["ticket_id"], mtb=r["mtb"],
+                               valid_from=parse_time(r["valid_from"]), valid_until=parse_time(r["valid_until"]),
+                               created_at=parse_time(r["created_at"]), priority=r["priority"])
+                for r in self.db.query("SELECT * FROM whitelist WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))]
+
+    @staticmethod
+    def add_whitelist_in(tx: Tx, entries: Sequence[WhitelistEntry]) -> None:
+        """Add entries inside ``tx``; their ids are larger than every id committed before them."""
+        if not entries:
+            return
+        tx.serialize(WHITELIST_SEQUENCE)
+        tx.executemany("INSERT INTO whitelist(token_id, ticket_id, mtb, valid_from, valid_until, priority, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [(e.token_id, e.ticket_id, e.mtb, ts(e.valid_from), ts(e.valid_until), e.priority,
+                         ts(e.created_at)) for e in entries])

@@ -1,7 +1,7 @@
 """Signed manifests: the product side's authorisation to issue tickets of one product.
 
-``POST /manifest`` answers ``{"manifestMtbTemplate": base64url(JWS)}``, where JWS is a compact
-JWS (ES256) signed with the participant's issuer key; header
+``POST /manifest`` (the Product API) answers ``{"manifest": base64url(JWS), ...}``, where JWS is
+a compact JWS (ES256) signed with the participant's issuer key; header
 ``{"alg": "ES256", "typ": "bob-manifest+jwt", "kid": "<pid>:issuer-1"}``, claims::
 
     {"manifestId", "iss": "<pid>", "pid": <pid>, "iat", "exp",          # exp: iat + 1 h
@@ -27,7 +27,7 @@ from mtb import MtbFormatError, b64url_decode, b64url_encode
 from .. import jws
 from ..errors import ApiError
 from ..keyring import KeyRing
-from ..models import Fare, ManifestRequest
+from ..models import Fare
 
 TYP = "bob-manifest+jwt"
 
@@ -62,19 +62,24 @@ class Manifest(BaseModel):
     stopAreas: list[str] | None = None
 
 
-def create(ring: KeyRing, request: ManifestRequest, now: datetime, lifetime: int) -> tuple[str, dict[str, Any]]:
+START_WINDOW_SECONDS = 30 * 86400  # a ticket issued from a manifest may start this long after it
+
+
+def create(ring: KeyRing, *, product_id: str, fare: dict[str, Any], validity_seconds: int, count: int,
+           now: datetime, lifetime: int, category: str | None = None, zones: list[str] | None = None,
+           modes: list[str] | None = None, stop_areas: list[str] | None = None) -> tuple[str, dict[str, Any]]:
+    """A signed manifest for ``count`` tickets of one product: ``(base64url(JWS), claims)``."""
     iat = int(now.timestamp())
-    template: dict[str, Any] = {"c_md": [{"p_cid": request.productId}]}
-    for key, value in (("zon", request.zones), ("mot", request.modes), ("sa", request.stopAreas),
-                       ("cat", request.category)):
+    template: dict[str, Any] = {"c_md": [{"p_cid": product_id}]}
+    for key, value in (("zon", zones), ("mot", modes), ("sa", stop_areas), ("cat", category)):
         if value is not None:
             template[key] = value
     claims = {
         "manifestId": uuid.uuid4().hex, "iss": str(ring.pid), "pid": ring.pid, "iat": iat, "exp": iat + lifetime,
-        "product": {"productId": request.productId, **({"category": request.category} if request.category else {})},
-        "fare": request.fare.model_dump(), "validitySeconds": request.validitySeconds, "count": request.count,
-        "latestStart": iat + request.startWindowSeconds, "zones": request.zones, "modes": request.modes,
-        "stopAreas": request.stopAreas, "mtbTemplate": template,
+        "product": {"productId": product_id, **({"category": category} if category else {})},
+        "fare": fare, "validitySeconds": validity_seconds, "count": count,
+        "latestStart": iat + START_WINDOW_SECONDS, "zones": zones, "modes": modes, "stopAreas": stop_areas,
+        "mtbTemplate": template,
     }
     claims = {k: v for k, v in claims.items() if v is not None}
     token = jws.sign(ring.issuer_key, {"typ": TYP, "kid": ring.issuer_kid}, claims)

@@ -46,14 +46,15 @@ from typing import Any
 from urllib.parse import quote
 
 import mtb
-from mtb import b64url_encode, signer
+from mtb import b64url_encode, keys, signer
 from mtb.timeutil import format_extended
 
 from ..auth import Principal
 from ..context import Context
 from ..errors import ApiError, field_error
 from ..models import ManifestCall
-from ..store import BundleRecord, DenyEntry, DuplicateManifest, EventRecord, StateConflict, TicketRecord
+from ..store import (BundleRecord, DenyEntry, DuplicateManifest, EventRecord, StateConflict, TicketRecord,
+                     TokenRecord, WhitelistEntry)
 from .manifest import Manifest, verify as verify_manifest
 
 USABLE = frozenset({"active"})
@@ -225,14 +226,41 @@ def _payload(manifest: Manifest, ticket_id: str, vf: datetime, vu: datetime, tra
 class IssueResult:
     status: int  # 201 new, 200 a replay of the same requestId
     body: dict[str, Any]
-    location: str
+    location: str  # the bundle's path under the base path
+
+
+async def bound_token(ctx: Context, call: ManifestCall, manifest_pid: int, now: datetime) -> TokenRecord | None:
+    """The token the tickets are bound to (``tokenPublicKey`` registers it; ``tokenId`` alone
+    must name a known one); None when the call names none. A revoked token gets no tickets."""
+    if call.tokenPublicKey is None and call.tokenId is None:
+        return None
+    if call.tokenPublicKey is not None:
+        try:
+            public = keys.public_token_jwk(call.tokenPublicKey)
+            thumbprint = keys.jwk_thumbprint(public)
+        except keys.KeyMaterialError as exc:
+            raise field_error("tokenPublicKey", str(exc)) from None
+        if call.tokenId is not None and call.tokenId != thumbprint:
+            raise field_error("tokenId", "is not the RFC 7638 thumbprint of tokenPublicKey")
+        token = TokenRecord(thumbprint, call.tokenIssuer if call.tokenIssuer is not None else manifest_pid,
+                            public, now)
+        await ctx.run(ctx.store.add_token, token)
+    else:
+        found = await ctx.run(ctx.store.get_token, call.tokenId)
+        if found is None:
+            raise field_error("tokenId", "unknown token (give tokenPublicKey to register it)")
+        token = found
+    if await ctx.run(lambda: ctx.store.denied(now, token_id=token.token_id)):
+        raise ApiError(409, f"token {token.token_id} is revoked", code="token_revoked",
+                       details=[{"field": "tokenId", "message": "revoked"}])
+    return token
 
 
 def _issue_response(ctx: Context, bundle: BundleRecord, issue_mtb: bool, status: int) -> IssueResult:
     body: dict[str, Any] = {"settlementId": bundle.settlement_id, "ticketIds": bundle.ticket_ids}
     if issue_mtb:
         body["ticketBundle"] = bundle_json(bundle)
-    return IssueResult(status, body, ctx.url(f"/ticketbundle/{segment(bundle.bundle_id)}"))
+    return IssueResult(status, body, f"/ticketbundle/{segment(bundle.bundle_id)}")
 
 
 async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: datetime) -> IssueResult:
@@ -270,6 +298,7 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
                            details=[{"field": "recoverTicketId", "message": f"ticket is {old.state}"}])
         replaces = old.ticket_id
 
+    token = await bound_token(ctx, call, manifest.pid, now)
     holder = call.ticketHolder
     traveller_id = holder.travellerId if holder else None
     bundle_id, settlement_id = new_id("tb-"), new_id("st-")
@@ -287,8 +316,11 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
     bundle = BundleRecord(bundle_id=bundle_id, pid=manifest.pid, manifest_id=manifest.manifestId,
                           settlement_id=settlement_id, mtb=records[0].mtb if len(specs) == 1 else mint(ctx, specs),
                           created_at=now, ticket_ids=ticket_ids, request_id=call.requestId)
+    whitelist = [WhitelistEntry(token.token_id, r.ticket_id, r.mtb, r.valid_from, r.valid_until, now)
+                 for r in records] if token is not None else []
     try:
-        await ctx.run(ctx.store.create_issue, bundle, records, actor=principal.key, replaces=replaces)
+        await ctx.run(lambda: ctx.store.create_issue(bundle, records, actor=principal.key, replaces=replaces,
+                                                     whitelist=whitelist))
     except DuplicateManifest:
         raise ApiError(409, "this manifest (or requestId) was already used to issue tickets",
                        code="manifest_already_used",

@@ -42,9 +42,9 @@ async def test_whole_life_manifest_issue_freeze_thaw_refund(api):
                                        "ticketHolder": {"travellerId": "trav-life", "travellerName": "Per Busson"}})
     assert reply.status == 201, reply
     assert set(reply.body) == {"settlementId", "ticketIds"}  # no MTB unless issueMtb
-    assert reply.headers["Location"].startswith("/api/v1/ticketbundle/tb-")
+    assert reply.headers["Location"].startswith(api.d.url("/ticketbundle/tb-"))  # absolute
     [tid] = reply.body["ticketIds"]
-    bundle = await api.get(reply.headers["Location"][len("/api/v1"):], role="pos")
+    bundle = await api.get(reply.headers["Location"][len(api.d.base):], role="pos")
     assert bundle.status == 200 and bundle.body["ticketIds"] == [tid]
 
     ticket = (await api.get(f"/ticket/{tid}", role="pos")).body
@@ -108,7 +108,7 @@ async def test_revoke_puts_the_ticket_on_the_blacklist_feed(api):
 
 
 async def test_issued_mtb_decodes_and_verifies_against_served_metadata(api):
-    reply = await api.issue("trav-mtb", issueMtb=True, manifest={"count": 2, "stopAreas": ["SA1"]})
+    reply = await api.issue("trav-mtb", issueMtb=True, manifest={"count": 2, "product": "single-2h-sa1"})
     assert reply.status == 201, reply
     ids = reply.body["ticketIds"]
     assert len(ids) == 2
@@ -121,7 +121,7 @@ async def test_issued_mtb_decodes_and_verifies_against_served_metadata(api):
     assert [t.ticket_id for t in bundle_mtb.tickets] == ids
     t = bundle_mtb.tickets[0]
     assert bundle_mtb.issuer.header.iid == str(PID) and bundle_mtb.issuer.header.kid == f"{PID}:issuer-1"
-    assert t.product_id == "single-2h" and t.zones == ("A", "B") and t.modes == ("bus", "tram")
+    assert t.product_id == "single-2h-sa1" and t.zones == ("A", "B") and t.modes == ("bus", "tram")
     assert t.stop_areas == ("SA1",) and t.traveller_id == "trav-mtb" and t.category == "adult"
     assert t.valid_until - t.valid_from == timedelta(hours=2)
     assert abs((t.valid_from - datetime.now(timezone.utc)).total_seconds()) < 60
@@ -334,22 +334,6 @@ async def test_a_manifest_issues_once_and_request_id_replays(api):
 
 
 @pytest.mark.parametrize("body,field", [
-    ({"fare": FARE, "validitySeconds": 60}, "productId"),
-    ({"productId": "p", "fare": {**FARE, "amount": "100"}, "validitySeconds": 60}, "fare.amount"),
-    ({"productId": "p", "fare": {**FARE, "currency": "kronor"}, "validitySeconds": 60}, "fare.currency"),
-    ({"productId": "p", "fare": FARE, "validitySeconds": "3600"}, "validitySeconds"),
-    ({"productId": "p", "fare": FARE, "validitySeconds": 3600, "modes": ["rocket"]}, "modes[0]"),
-    ({"productId": "p", "fare": FARE, "validitySeconds": 3600, "count": 0}, "count"),
-    ({"productId": "p", "fare": FARE, "validitySeconds": 3600, "validity": 1}, "validity"),
-    ({"productId": 7, "fare": FARE, "validitySeconds": 3600}, "productId"),
-])
-async def test_bad_manifest_requests_are_422_naming_the_field(api, body, field):
-    reply = await api.post("/manifest", body, role="pos")
-    assert reply.status == 422, reply
-    assert field in [d["field"] for d in reply.body["details"]]
-
-
-@pytest.mark.parametrize("body,field", [
     ({}, "manifestMtbTemplate"),
     ({"manifestMtbTemplate": 5}, "manifestMtbTemplate"),
     ({"manifestMtbTemplate": "x", "issueMtb": "yes"}, "issueMtb"),
@@ -367,7 +351,7 @@ async def test_ticket_bundles(api):
     a, b, c = first.body["ticketIds"]
     reply = await api.post("/ticketbundle", {"ticketIds": [c, a]}, role="pos")
     assert reply.status == 201, reply
-    assert reply.headers["Location"] == f"/api/v1/ticketbundle/{reply.body['ticketBundleId']}"
+    assert reply.headers["Location"] == api.d.url(f"/ticketbundle/{reply.body['ticketBundleId']}")
     assert reply.body["ticketIds"] == [c, a]
     decoded = mtb.decode(reply.body["mtb"])
     assert [t.ticket_id for t in decoded.tickets] == [c, a]
