@@ -122,8 +122,10 @@ BOB_SECURITY_SCHEMES = {
     "bobAuthToken": {"type": "apiKey", "in": "header", "name": "X-BoB-AuthToken",
                      "description": "JWT (ES256) from GET /auth/{entityId}; claims iss, sub, iat, exp, "
                                     "bobAuthZ (val, ins, tvm, pos, admin)"},
-    "basicAuth": {"type": "http", "scheme": "basic"}}
-BOB_SECURITY = {"token": [{"bobAuthToken": []}], "basic": [{"basicAuth": []}]}
+    "basicAuth": {"type": "http", "scheme": "basic"},
+    "clientCertificate": {"type": "mutualTLS", "description": "a TLS client certificate issued by the server's "
+                                                               "client CA (serve --tls-client-ca)"}}
+BOB_SECURITY = {"token": [{"bobAuthToken": []}], "basic": [{"clientCertificate": []}, {"basicAuth": []}]}
 
 
 @api.endpoint("GET", "/openapi.json", op="getOpenApi", roles=PUBLIC, summary="This document",

@@ -93,7 +93,8 @@ def _token(row: Row) -> TokenRecord:
 
 
 def _credential(row: Row) -> Credential:
-    return Credential(row["entity_id"], row["role"], row["pid"], row["password_hash"], parse_time(row["created_at"]))
+    return Credential(row["entity_id"], row["role"], row["pid"], row["password_hash"], parse_time(row["created_at"]),
+                      row["cert_subject"])
 
 
 def _placeholders(count: int) -> str:
@@ -118,11 +119,12 @@ class Store:
 
     def add_credential(self, cred: Credential, *, replace: bool = False) -> None:
         conflict = ("DO UPDATE SET role = excluded.role, pid = excluded.pid, password_hash = excluded.password_hash, "
-                    "created_at = excluded.created_at") if replace else "DO NOTHING"
+                    "created_at = excluded.created_at, cert_subject = excluded.cert_subject") if replace else "DO NOTHING"
         with self.db.transaction() as tx:
-            added = tx.execute("INSERT INTO credentials(entity_id, role, pid, password_hash, created_at) "
-                               f"VALUES (?, ?, ?, ?, ?) ON CONFLICT (entity_id) {conflict}",
-                               (cred.entity_id, cred.role, cred.pid, cred.password_hash, ts(cred.created_at)))
+            added = tx.execute("INSERT INTO credentials(entity_id, role, pid, password_hash, created_at, cert_subject) "
+                               f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (entity_id) {conflict}",
+                               (cred.entity_id, cred.role, cred.pid, cred.password_hash, ts(cred.created_at),
+                                cred.cert_subject))
         if not added:
             raise DuplicateCredential(f"credential {cred.entity_id!r} exists")
 

@@ -33,6 +33,7 @@ class Credential:
     pid: int
     password_hash: str
     created_at: datetime
+    cert_subject: str | None = None  # a TLS client certificate subject (RFC 4514) bound to it
 
 
 @dataclass

@@ -158,8 +158,9 @@ def event_result_json(event: EventRecord, ticket: TicketRecord | None = None,
                       event_ids: list[int] | None = None) -> dict[str, Any]:
     """A stored event as BoB's ``ticketEventResult``, with the ticket's state when the server knows it."""
     body = {**event.body, "eventId": str(event.event_id)}
-    status = event.event_result if event.event_result is not None else 0
-    result: dict[str, Any] = {"ticketEvent": body, "ticketEventStatus": status}
+    result: dict[str, Any] = {"ticketEvent": body}
+    if event.event_result is not None:  # an event reported without a result is not claimed valid
+        result["ticketEventStatus"] = event.event_result
     if ticket is not None:
         metadata: dict[str, Any] = {"relativeValidityStart": format_extended(ticket.valid_from)}
         if event_ids is not None:

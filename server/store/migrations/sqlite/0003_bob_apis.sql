@@ -1,4 +1,6 @@
--- The BoB Product, Token and Validation v3 APIs (issue 12).
+-- The BoB Product, Token and Validation v3 APIs, and BoB's certificate login (issue 12).
+-- A credential may be bound to a TLS client certificate subject (RFC 4514); several may share one.
+ALTER TABLE credentials ADD COLUMN cert_subject TEXT;
 -- Manifests signed by POST /manifest, read back by GET /manifest/{manifestId}.
 CREATE TABLE manifests (
     manifest_id TEXT PRIMARY KEY, pid INTEGER NOT NULL, created_at TEXT NOT NULL,
