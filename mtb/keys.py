@@ -122,8 +122,9 @@ def public_token_jwk(jwk: Mapping[str, Any]) -> dict[str, str]:
             b64url_decode(public["n"]), b64url_decode(public["e"])
     except MtbFormatError:
         raise KeyMaterialError("a token key's members are not base64url") from None
-    if isinstance(jwk.get("kid"), str):
-        public["kid"] = jwk["kid"]
+    for member in ("kid", "alg", "use"):  # public, descriptive: kept as given
+        if isinstance(jwk.get(member), str) and len(jwk[member]) <= 200:
+            public[member] = jwk[member]
     return public
 
 

@@ -16,6 +16,7 @@ Subjects are compared as RFC 4514 strings in cryptography's canonical form
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -32,7 +33,9 @@ class CertSubject:
 
 
 def canonical_subject(text: str) -> str:
-    """An operator's subject string in the form the comparison uses; ValueError when it is none."""
+    """An operator's subject string in the form the comparison uses (spaces around the
+    separators, as people type them, are dropped); ValueError when it is no subject."""
+    text = re.sub(r"(?<!\\)\s*([,+=])\s*", r"\1", text.strip())
     try:
         name = x509.Name.from_rfc4514_string(text)
     except (ValueError, TypeError) as exc:

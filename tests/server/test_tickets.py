@@ -5,6 +5,7 @@ import json
 import time
 from datetime import datetime, timedelta, timezone
 
+import aiohttp
 import pytest
 
 import mtb
@@ -12,8 +13,9 @@ from mtb import keys, verifier
 from mtb import b64url_decode, b64url_encode
 from mtb.timeutil import parse_time
 from server import jws
+from server.config import ServerConfig
 
-from .conftest import FARE, OTHER_PID, PID
+from .conftest import FARE, OTHER_PID, PID, Api
 
 
 async def blacklist_after(api, after: int = 0) -> list[dict]:
@@ -382,3 +384,17 @@ def test_refund_value_is_pro_rata_and_none_once_validity_is_over():
     record.valid_until = now + timedelta(hours=2)
     half = remaining_value(record, now)
     assert half["amount"] == 50.0 and half["vatAmount"] == 3.0 and half["vatPercent"] == 6.0
+
+
+async def test_locations_are_absolute_and_use_the_public_url_behind_a_proxy(make_server):
+    d = make_server(public_url="https://tickets.example.com/")
+    async with aiohttp.ClientSession() as session:
+        api = Api(d, session)
+        issued = await api.issue("trav-proxy")
+        bundle = issued.headers["Location"]
+        assert bundle.startswith("https://tickets.example.com/api/v1/ticketbundle/tb-"), bundle
+        manifest = await api.post("/manifest", {"productSelections": [{"productId": "single-2h"}]}, role="pos")
+        assert manifest.headers["Location"] == f"https://tickets.example.com/api/v1/manifest/{manifest.body['manifestId']}"
+    for bad in ("tickets.example.com", "https://tickets.example.com/path", "ftp://x"):
+        with pytest.raises(ValueError):
+            ServerConfig(public_url=bad)
