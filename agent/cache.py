@@ -146,6 +146,59 @@ class Cache:
     def _set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    def meta_items(self, prefix: str) -> list[tuple[str, str]]:
+        """Every (key, value) whose key starts with ``prefix``, by key."""
+        rows = self.conn.execute("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key",
+                                 (len(prefix), prefix))
+        return [(key, value) for key, value in rows]
+
+    # --- alarms ----------------------------------------------------------------------------------
+
+    def alarms(self) -> dict[str, dict[str, str]]:
+        """Raised alarms by kind: ``{"text", "since", "until"?}`` (``until``: when it ends, or
+        when the device tries again). What ``python -m agent status`` shows."""
+        stored = json.loads(self.get_meta("alarms") or "{}")
+        return {kind: value if isinstance(value, dict) else {"text": str(value)} for kind, value in stored.items()}
+
+    def raise_alarm(self, kind: str, text: str, until: datetime | None = None) -> bool:
+        """Raise or update one alarm (the others stay as they are); True when it is new."""
+        with self.transaction():
+            alarms = self.alarms()
+            new = kind not in alarms
+            alarm = {"text": text, "since": alarms.get(kind, {}).get("since") or format_extended(utcnow())}
+            if until is not None:
+                alarm["until"] = format_extended(until)
+            alarms[kind] = alarm
+            self._set_meta("alarms", json.dumps(alarms, sort_keys=True))
+        return new
+
+    def clear_alarm(self, kind: str) -> bool:
+        """True when the alarm was raised."""
+        with self.transaction():
+            alarms = self.alarms()
+            if alarms.pop(kind, None) is None:
+                return False
+            self._set_meta("alarms", json.dumps(alarms, sort_keys=True))
+        return True
+
+    # --- the server's clock ----------------------------------------------------------------------
+
+    max_skew_s: float = 30.0  # config [clock] max_skew_seconds
+
+    def observe_server_time(self, server_time: datetime, local_time: datetime) -> None:
+        """The server's ``Date`` at a successful contact against the device's clock: stored (the
+        last server time bounds what a wrong device clock can do) and, beyond ``max_skew_s``,
+        the ``clock-skew`` alarm."""
+        skew = (local_time - server_time).total_seconds()
+        with self.transaction():
+            self._set_meta("server_time", format_extended(server_time))
+            self._set_meta("clock_skew_s", f"{skew:.1f}")
+        if abs(skew) > self.max_skew_s:
+            self.raise_alarm("clock-skew", f"device clock is {skew:+.0f} s off the server's "
+                                           f"(max {self.max_skew_s:.0f} s)")
+        elif "clock-skew" in self.alarms():
+            self.clear_alarm("clock-skew")
+
     # --- keys ------------------------------------------------------------------------------------
 
     def import_metadata(self, participants: Any) -> KeyStore:

@@ -12,6 +12,7 @@ from .cli import UsageError, b64u, iso, print_json, read_input, scanned_bytes
 from .context import Context, Geo, Policy, Validator
 from .engine import Engine
 from .stops import load_stops
+from .sync.status import statuses_json
 from mtb.timeutil import parse_time, utcnow
 
 DEFAULT_DB = "agent-cache.db"
@@ -58,11 +59,11 @@ def cmd_import_stops(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """What an operator asks first: is it syncing, how old are its lists, what is waiting."""
+    """What an operator asks first: is it syncing, how old are its lists, what is waiting; each
+    feed's and the uploader's last success and last error; the alarms, with when they end."""
     now = utcnow()
     with open_cache(args) as cache:
         times = {"metadataCheckedAt": cache.get_meta("metadata_checked_at"),
-                 "feedsSyncedAt": cache.get_meta("feeds_synced_at"),
                  "lastUploadAt": cache.get_meta("last_upload_at"),
                  "oldestQueuedEventAt": cache.oldest_queued_at()}
         ages = {key.replace("At", "AgeSeconds"): round((now - parse_time(value)).total_seconds())
@@ -73,7 +74,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "denyEntries": cache.conn.execute("SELECT count(*) FROM deny_list").fetchone()[0],
                     "denyHighWater": cache.deny_high_water(), "stopAreas": len(cache.stop_areas()),
                     **{k: v for k, v in times.items() if v}, **ages,
-                    "alarms": json.loads(cache.get_meta("alarms") or "{}")})
+                    "sync": statuses_json(cache, now), "alarms": cache.alarms()})
     return 0
 
 
