@@ -22,6 +22,7 @@ from ..errors import ApiError, field_error, from_validation, json_response, read
 from ..params import body_model, param
 from ..store import ManifestRecord
 from ..ticket_api import manifest as manifests
+from ..ticket_api.manifest import Item
 from ..ticket_api.tickets import segment
 from .catalogue import Catalogue, Product
 from .filters import ProductFilter, RoutePoint, Selection, offer, resolve, route_zone_sets, unsupported
@@ -132,28 +133,38 @@ for _kind, _member, _model in (("fare", "fareCategories", FareCategory),
 
 # --- manifests --------------------------------------------------------------------------------
 
-def _selected_product(catalogue: Catalogue, request: ManifestRequest) -> Product:
-    """The one product the selections name (as many tickets as selections)."""
+def _selected(catalogue: Catalogue, request: ManifestRequest) -> list[tuple[Product, int]]:
+    """The products the selections name, each with how many times (in the order first named)."""
     for name in ("recoverTickets", "discountCodes"):
         if getattr(request, name):
             raise unsupported(name, name)  # recovering is POST /ticket's recoverTicketId
-    ids = {s.productId for s in request.productSelections}
-    if len(ids) > 1:
-        raise field_error("productSelections", "a manifest is for one product (ask one manifest per product)",
-                          code="unsupported_selection")
+    counts: dict[str, int] = {}
     for index, selection in enumerate(request.productSelections):
         if selection.productProperties:
             raise unsupported(f"productSelections[{index}].productProperties", "product properties")
-    product_id = request.productSelections[0].productId
-    product = catalogue.product(product_id)
-    if product is None:
-        raise ApiError(404, f"product {product_id!r} not found", code="product_not_found",
-                       details=[{"field": "productSelections[0].productId", "message": "not in the catalogue"}])
-    return product
+        if catalogue.product(selection.productId) is None:
+            raise ApiError(404, f"product {selection.productId!r} not found", code="product_not_found",
+                           details=[{"field": f"productSelections[{index}].productId",
+                                     "message": "not in the catalogue"}])
+        counts[selection.productId] = counts.get(selection.productId, 0) + 1
+    return [(catalogue.product(product_id), count) for product_id, count in counts.items()]  # type: ignore[misc]
 
 
-def _total(fare: dict[str, Any], count: int) -> dict[str, Any]:
-    return {**fare, "amount": round(fare["amount"] * count, 2), "vatAmount": round(fare["vatAmount"] * count, 2)}
+def _item(product: Product, count: int) -> Item:
+    return Item(product={"productId": product.productId, "category": product.travellerCategoryId},
+                fare=product.fare(), validitySeconds=int(product.validity.total_seconds()), count=count,
+                zones=product.zones, modes=product.modesOfTransport, stopAreas=product.stop_areas)
+
+
+def _totals(selected: list[tuple[Product, int]]) -> list[dict[str, Any]]:
+    """What the set costs, one fare per currency."""
+    totals: dict[str, dict[str, Any]] = {}
+    for product, count in selected:
+        fare = product.fare()
+        total = totals.setdefault(fare["currency"], {**fare, "amount": 0.0, "vatAmount": 0.0})
+        total["amount"] = round(total["amount"] + fare["amount"] * count, 2)
+        total["vatAmount"] = round(total["vatAmount"] + fare["vatAmount"] * count, 2)
+    return list(totals.values())
 
 
 def _manifest_headers(ctx: Context, request: web.Request, record: ManifestRecord) -> dict[str, str]:
@@ -162,29 +173,26 @@ def _manifest_headers(ctx: Context, request: web.Request, record: ManifestRecord
 
 
 @api.endpoint("POST", "/manifest", op="createProductManifest", roles=SELLERS, body=ManifestRequest,
-              summary="A signed manifest for the selected product (as many tickets as selections)",
-              description="The manifest is what POST /ticket takes as manifestMtbTemplate; it issues tickets "
-                          "once and expires after manifest_lifetime_seconds. All selections must name one "
-                          "product; recoverTickets, discountCodes and productProperties are not supported (422).",
+              summary="A signed manifest for the selected product set (a ticket per selection, up to 20)",
+              description="The manifest is what POST /ticket takes as manifestMtbTemplate; it issues its tickets "
+                          "once, in one bundle, and expires after manifest_lifetime_seconds. recoverTickets, "
+                          "discountCodes and productProperties are not supported (422).",
               replies={201: Reply(ProductSetManifest, headers=("Location", "Expires")),
                        404: "Product not found (or no catalogue)",
                        422: "Unsupported selection"})
 async def post_manifest(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     body = await body_model(request, ManifestRequest)
-    product = _selected_product(catalogue_of(ctx), body)
-    count = len(body.productSelections)
+    selected = _selected(catalogue_of(ctx), body)
     now = _now()
-    token, claims = manifests.create(
-        ctx.keyring, product_id=product.productId, category=product.travellerCategoryId, fare=product.fare(),
-        validity_seconds=int(product.validity.total_seconds()), count=count, now=now,
-        lifetime=ctx.config.manifest_lifetime_seconds, zones=product.zones, modes=product.modesOfTransport,
-        stop_areas=product.stop_areas)
+    token, claims = manifests.create(ctx.keyring, [_item(product, count) for product, count in selected], now,
+                                     ctx.config.manifest_lifetime_seconds)
     expire = datetime.fromtimestamp(claims["exp"], timezone.utc)
-    answer = {"manifestId": claims["manifestId"], "manifest": token, "productSetTitle": product.productTitle,
+    title = " + ".join(p.productTitle or p.productId for p, _ in selected)
+    answer = {"manifestId": claims["manifestId"], "manifest": token, "productSetTitle": title,
               "manifestExpire": format_extended(expire), "distinct": True, "bookingRequired": False,
-              "fares": [_total(product.fare(), count)], "products": [product.wire()] * count}
-    answer = {k: v for k, v in answer.items() if v is not None}
+              "fares": _totals(selected),
+              "products": [product.wire() for product, count in selected for _ in range(count)]}
     record = ManifestRecord(claims["manifestId"], ctx.keyring.pid, now, expire, answer)
     await ctx.run(ctx.store.add_manifest, record)
     return json_response(answer, status=201, headers=_manifest_headers(ctx, request, record))

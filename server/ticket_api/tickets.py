@@ -55,7 +55,7 @@ from ..errors import ApiError, field_error
 from ..models import ManifestCall
 from ..store import (BundleRecord, DenyEntry, DuplicateManifest, EventRecord, StateConflict, TicketRecord,
                      TokenRecord, WhitelistEntry)
-from .manifest import Manifest, verify as verify_manifest
+from .manifest import Item, Manifest, verify as verify_manifest
 
 USABLE = frozenset({"active"})
 STATES = ("active", "frozen", "recovered", "replaced", "refunded", "revoked")
@@ -189,11 +189,10 @@ async def load_ticket(ctx: Context, principal: Principal, ticket_id: str) -> Tic
 
 # --- minting ----------------------------------------------------------------------------------
 
-def _spec(ctx: Context, manifest: Manifest, ticket_id: str, vf: datetime, vu: datetime,
-          traveller_id: str | None) -> signer.TicketSpec:
-    return signer.TicketSpec(ticket_id=ticket_id, valid_from=vf, valid_until=vu, zones=manifest.zones,
-                             stop_areas=manifest.stopAreas, modes=manifest.modes, traveller_id=traveller_id,
-                             category=manifest.product.category, product_id=manifest.product.productId)
+def _spec(item: Item, ticket_id: str, vf: datetime, vu: datetime, traveller_id: str | None) -> signer.TicketSpec:
+    return signer.TicketSpec(ticket_id=ticket_id, valid_from=vf, valid_until=vu, zones=item.zones,
+                             stop_areas=item.stopAreas, modes=item.modes, traveller_id=traveller_id,
+                             category=item.product.category, product_id=item.product.productId)
 
 
 def mint(ctx: Context, specs: list[signer.TicketSpec]) -> str:
@@ -211,12 +210,13 @@ def spec_of(ticket: TicketRecord) -> signer.TicketSpec:
                              product_id=ticket.product_id)
 
 
-def _payload(manifest: Manifest, ticket_id: str, vf: datetime, vu: datetime, traveller_id: str | None) -> str:
+def _payload(manifest: Manifest, item: Item, ticket_id: str, vf: datetime, vu: datetime,
+             traveller_id: str | None) -> str:
     body = {"ticketId": ticket_id, "pid": manifest.pid, "manifestId": manifest.manifestId,
-            "productId": manifest.product.productId, "category": manifest.product.category,
-            "validFrom": format_extended(vf), "validUntil": format_extended(vu), "zones": manifest.zones,
-            "modes": manifest.modes, "stopAreas": manifest.stopAreas, "travellerId": traveller_id,
-            "fare": manifest.fare.model_dump()}
+            "productId": item.product.productId, "category": item.product.category,
+            "validFrom": format_extended(vf), "validUntil": format_extended(vu), "zones": item.zones,
+            "modes": item.modes, "stopAreas": item.stopAreas, "travellerId": traveller_id,
+            "fare": item.fare.model_dump()}
     return b64url_encode(json.dumps({k: v for k, v in body.items() if v is not None},
                                     separators=(",", ":"), ensure_ascii=False).encode())
 
@@ -287,7 +287,6 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
         if start.timestamp() > manifest.latestStart:
             raise field_error("startOfValidity", "is later than the manifest allows")
         valid_from = max(start.replace(microsecond=0), now)
-    valid_until = valid_from + timedelta(seconds=manifest.validitySeconds)
 
     replaces = None
     if call.recoverTicketId is not None:
@@ -303,17 +302,22 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
     holder = call.ticketHolder
     traveller_id = holder.travellerId if holder else None
     bundle_id, settlement_id = new_id("tb-"), new_id("st-")
-    ticket_ids = [new_id() for _ in range(manifest.count)]
-    specs = [_spec(ctx, manifest, tid, valid_from, valid_until, traveller_id) for tid in ticket_ids]
-    records = [TicketRecord(
-        ticket_id=tid, pid=manifest.pid, bundle_id=bundle_id, manifest_id=manifest.manifestId,
-        settlement_id=settlement_id, issued_at=now, valid_from=valid_from, valid_until=valid_until,
-        fare=manifest.fare.model_dump(), state="active",
-        payload=_payload(manifest, tid, valid_from, valid_until, traveller_id), mtb=mint(ctx, [spec]),
-        product_id=manifest.product.productId, category=manifest.product.category, traveller_id=traveller_id,
-        traveller_name=holder.travellerName if holder else None, request_id=call.requestId,
-        booking_id=call.bookingId, recovered_from=replaces, updated_at=now)
-        for tid, spec in zip(ticket_ids, specs)]
+    records, specs = [], []
+    for item in manifest.items:
+        valid_until = valid_from + timedelta(seconds=item.validitySeconds)
+        for _ in range(item.count):
+            tid = new_id()
+            spec = _spec(item, tid, valid_from, valid_until, traveller_id)
+            specs.append(spec)
+            records.append(TicketRecord(
+                ticket_id=tid, pid=manifest.pid, bundle_id=bundle_id, manifest_id=manifest.manifestId,
+                settlement_id=settlement_id, issued_at=now, valid_from=valid_from, valid_until=valid_until,
+                fare=item.fare.model_dump(), state="active",
+                payload=_payload(manifest, item, tid, valid_from, valid_until, traveller_id), mtb=mint(ctx, [spec]),
+                product_id=item.product.productId, category=item.product.category, traveller_id=traveller_id,
+                traveller_name=holder.travellerName if holder else None, request_id=call.requestId,
+                booking_id=call.bookingId, recovered_from=replaces, updated_at=now))
+    ticket_ids = [r.ticket_id for r in records]
     bundle = BundleRecord(bundle_id=bundle_id, pid=manifest.pid, manifest_id=manifest.manifestId,
                           settlement_id=settlement_id, mtb=records[0].mtb if len(specs) == 1 else mint(ctx, specs),
                           created_at=now, ticket_ids=ticket_ids, request_id=call.requestId)

@@ -169,8 +169,7 @@ async def test_manifest_location_is_absolute_and_reads_the_same_manifest_back(sh
 @pytest.mark.parametrize("body,status,field", [
     ({"productSelections": [{"productId": "nope"}]}, 404, "productSelections[0].productId"),
     ({"productSelections": []}, 422, "productSelections"),
-    ({"productSelections": [{"productId": "single-820-a"}, {"productId": "single-820-y"}]}, 422,
-     "productSelections"),
+    ({"productSelections": [{"productId": "single-820-a"}] * 21}, 422, "productSelections"),
     ({"productSelections": [{"productId": "single-820-a", "productProperties": [{"name": "seat", "value": "1"}]}]},
      422, "productSelections[0].productProperties"),
     ({"productSelections": [{"productId": "single-820-a"}], "discountCodes": ["FREE"]}, 422, "discountCodes"),
@@ -180,6 +179,23 @@ async def test_bad_manifest_requests(shop_api, body, status, field):
     reply = await shop_api.post("/manifest", body, role="pos")
     assert reply.status == status, reply
     assert field in [d["field"] for d in reply.body["details"]]
+
+
+async def test_a_product_set_of_several_products_is_one_manifest_and_one_bundle(shop_api):
+    selections = [{"productId": "single-820-821-a"}, {"productId": "single-820-821-y"},
+                  {"productId": "single-820-821-y"}]
+    made = await shop_api.post("/manifest", {"productSelections": selections}, role="pos")
+    assert made.status == 201, made
+    assert made.body["fares"] == [{"amount": 84.0, "currency": "SEK", "vatAmount": 5.04, "vatPercent": 6.0}]  # 38+2x23
+    assert [p["productId"] for p in made.body["products"]] == [s["productId"] for s in selections]
+    issued = await shop_api.post("/ticket", {"manifestMtbTemplate": made.body["manifest"], "issueMtb": True},
+                                 role="pos")
+    assert issued.status == 201, issued
+    bundle = mtb.decode(issued.body["ticketBundle"]["mtb"])
+    assert [t.ticket_id for t in bundle.tickets] == issued.body["ticketIds"]
+    assert [t.category for t in bundle.tickets] == ["a", "y", "y"]
+    fares = [(await shop_api.get(f"/ticket/{tid}", role="pos")).body for tid in issued.body["ticketIds"]]
+    assert [t["productId"] for t in fares] == [s["productId"] for s in selections]
 
 
 async def test_lifecycle_product_manifest_ticket_online_validation(shop_api):

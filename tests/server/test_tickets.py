@@ -294,7 +294,7 @@ async def test_bad_manifests_are_400(api, deployment, case):
         token = b64url_decode(await api.manifest()).decode()
         head, body, sig = token.split(".")
         claims = json.loads(b64url_decode(body))
-        claims["fare"]["amount"] = 0.01
+        claims["items"][0]["fare"]["amount"] = 0.01
         template = f"{head}.{b64url_encode(json.dumps(claims).encode())}.{sig}"
     elif case == "alg none":
         token = b64url_decode(await api.manifest()).decode()
