@@ -2,6 +2,7 @@
 value is a 400 that names the parameter, never a 500 or a silent default."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -26,7 +27,7 @@ def q_bool(request: web.Request, name: str) -> bool | None:
 
 def q_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
     value = request.query.get(name)
-    if value is None or value == "":
+    if value is None:
         return default
     # ASCII only: str.isdigit() also passes '²' (int() then raises: a 500) and '١' (Arabic-Indic 1)
     if not (value.isascii() and value.isdigit()) or len(value) > 18:
@@ -56,16 +57,17 @@ def q_sort(request: web.Request, allowed: dict[str, str], default_field: str, de
     return sort_field, sort_order
 
 
-def q_page(request: web.Request) -> tuple[int, int]:
-    """``page``/``pageSize`` (1-based) or ``offset``/``limit``; at most 100 a page."""
+def q_page(request: web.Request, max_size: int = MAX_PAGE) -> tuple[int, int]:
+    """``page``/``pageSize`` (1-based) or ``offset``/``limit``; 100 a page unless asked, at most
+    ``max_size`` (100 but for the device feeds)."""
     paged = "page" in request.query or "pageSize" in request.query
     if paged and ("offset" in request.query or "limit" in request.query):
         raise field_error("page", "use page/pageSize or offset/limit, not both", status=400, code="bad_parameter")
     if paged:
-        size = q_int(request, "pageSize", MAX_PAGE, 1, MAX_PAGE) or MAX_PAGE
+        size = q_int(request, "pageSize", MAX_PAGE, 1, max_size) or MAX_PAGE
         page = q_int(request, "page", 1, 1, 10_000_000) or 1
         return (page - 1) * size, size
-    limit = q_int(request, "limit", MAX_PAGE, 1, MAX_PAGE) or MAX_PAGE
+    limit = q_int(request, "limit", MAX_PAGE, 1, max_size) or MAX_PAGE
     return q_int(request, "offset", 0, 0, 10 ** 12) or 0, limit
 
 
@@ -89,14 +91,48 @@ def param(name: str, where: str, schema: dict[str, Any], description: str = "", 
     return Param(name, where, schema, description, required)
 
 
-PAGING = (
-    param("page", "query", {"type": "integer", "minimum": 1}, "1-based page (with pageSize)"),
-    param("pageSize", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "at most 100"),
-    param("offset", "query", {"type": "integer", "minimum": 0}, "alternative to page"),
-    param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "alternative to pageSize"),
-    param("sortOrder", "query", {"type": "string", "enum": list(SORT_ORDERS)}),
-)
+def paging(max_size: int = MAX_PAGE, size_note: str = "at most 100") -> tuple[Param, ...]:
+    """The paging and sort-order parameters every list takes (with ``sort_param`` for the field)."""
+    return (
+        param("page", "query", {"type": "integer", "minimum": 1, "maximum": 10_000_000}, "1-based page (with pageSize)"),
+        param("pageSize", "query", {"type": "integer", "minimum": 1, "maximum": max_size, "default": MAX_PAGE},
+              size_note),
+        param("offset", "query", {"type": "integer", "minimum": 0, "maximum": 10 ** 12}, "alternative to page"),
+        param("limit", "query", {"type": "integer", "minimum": 1, "maximum": max_size, "default": MAX_PAGE},
+              f"alternative to pageSize; {size_note}"),
+        param("sortOrder", "query", {"type": "string", "enum": list(SORT_ORDERS)}),
+    )
+
+
+PAGING = paging()
 
 
 def sort_param(allowed: dict[str, str], default: str) -> Param:
     return param("sortField", "query", {"type": "string", "enum": list(allowed), "default": default})
+
+
+# --- feeds: lists a device follows by id (the deny list, the whitelist, the revocation list) ---
+
+FEED_MAX = 10_000  # a device (val, ins) may take this many entries a page; every other role 100
+
+
+@dataclass(frozen=True)
+class FeedWindow:
+    after: int  # only entries with a larger id
+    offset: int
+    limit: int
+    sort_order: str
+
+
+def feed_params(id_name: str) -> tuple[Param, ...]:
+    """The parameters of a feed whose entries have ids ``id_name``."""
+    return (param(id_name, "query", {"type": "integer", "minimum": 0, "default": 0, "maximum": 2 ** 62},
+                  "only entries with a larger id"),
+            sort_param({id_name: "id"}, id_name), *paging(FEED_MAX, f"at most 100, or {FEED_MAX} for val and ins"))
+
+
+def feed_window(request: web.Request, id_name: str, *, device: bool) -> FeedWindow:
+    after = q_int(request, id_name, 0, 0, 2 ** 62) or 0
+    _, sort_order = q_sort(request, {id_name: "id"}, id_name, "asc")
+    offset, limit = q_page(request, FEED_MAX if device else MAX_PAGE)
+    return FeedWindow(after, offset, limit, sort_order)

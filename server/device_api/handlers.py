@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import TypeAdapter, ValidationError
 
 import mtb
 from mtb import b64url_encode
@@ -18,24 +17,22 @@ from mtb.timeutil import format_extended
 
 from ..config import STOPS_FILE
 from ..context import ctx_of, principal_of
-from ..endpoint import Api, Param, Reply
-from ..errors import ApiError, field_error, from_validation, json_response, read_json
-from ..models import DeviceKeyRequest, TicketEvent
-from ..params import body_model, param, q_int
-from ..store import NewEvent
+from ..endpoint import Api, Link, Param, Reply
+from ..errors import ApiError, json_response, read_json
+from ..models import EVENT_MODELS, DeviceKeyRequest
+from ..params import FEED_MAX, body_model, feed_params, feed_window, page_headers, param
 from ..ticket_api import tickets
 from ..ticket_api.schemas import TicketEventResult
-from . import online
+from . import events, online
+from .events import mtb_ref
 from .schemas import BlacklistEntry, DeviceKey, Kdk, Participant
 
 api = Api("Device API", "What validators and inspection devices call (BoB Validation and Inspection APIs)")
 
 DEVICES = ("val", "ins")
 EVERY_ROLE = ("val", "ins", "pos", "tvm")
-DENY_DEFAULT, DENY_MAX = 1000, 10_000
 IF_NONE_MATCH = Param("If-None-Match", "header", {"type": "string"})
 NOT_MODIFIED = Reply(None, "Not modified (If-None-Match matched the ETag)")
-_EVENTS = TypeAdapter(list[TicketEvent])
 
 
 def _now() -> datetime:
@@ -97,17 +94,21 @@ async def post_device_key(request: web.Request) -> web.Response:
                          status=201, headers={"Cache-Control": "no-store"})
 
 
+FEED_DESCRIPTION = ("Pages like every other list (page/pageSize or offset/limit, sortField/sortOrder, X-Total-Count, "
+                    f"Link rel=next): 100 entries a page unless asked; a device (val, ins) may ask for up to {FEED_MAX}, "
+                    "every other role for up to 100. A device follows the feed by asking for ids above the last one "
+                    "it holds.")
+
+
 @api.endpoint("GET", "/blacklist", op="getBlacklist", roles=EVERY_ROLE,
-              summary="Deny-list entries with id > blacklistEntryId, oldest first",
-              params=(param("blacklistEntryId", "query", {"type": "integer", "minimum": 0, "default": 0}),
-                      param("limit", "query", {"type": "integer", "minimum": 1, "maximum": DENY_MAX,
-                                               "default": DENY_DEFAULT})),
-              replies={200: Reply(list[BlacklistEntry])})
+              summary="Deny-list entries with id > blacklistEntryId, oldest first", description=FEED_DESCRIPTION,
+              params=feed_params("blacklistEntryId"),
+              replies={200: Reply(list[BlacklistEntry], headers=("X-Total-Count", "Link"))})
 async def get_blacklist(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    after = q_int(request, "blacklistEntryId", 0, 0, 2 ** 62) or 0
-    limit = q_int(request, "limit", DENY_DEFAULT, 1, DENY_MAX) or DENY_DEFAULT
-    entries = await ctx.run(ctx.store.deny_since, after, limit)
+    window = feed_window(request, "blacklistEntryId", device=principal_of(request).role in DEVICES)
+    entries, total = await ctx.run(lambda: ctx.store.deny_page(window.after, offset=window.offset, limit=window.limit,
+                                                               sort_order=window.sort_order))
     out = []
     for entry in entries:
         item: dict[str, Any] = {"blacklistEntryId": entry.entry_id}
@@ -117,60 +118,32 @@ async def get_blacklist(request: web.Request) -> web.Response:
                 item[key] = value
         item["expire"] = format_extended(entry.expire)
         out.append(item)
-    return json_response(out)
+    return json_response(out, headers=page_headers(request, window.offset, window.limit, total))
 
 
 # --- event ingest -----------------------------------------------------------------------------
-
-def mtb_ref(pid: int, issuer_signature: str) -> str:
-    """How the store keys an MTB: its issuer's pid and its issuer signature (``mtbReference``)."""
-    return f"{pid}:{issuer_signature}"
-
-
-def _check_kind(events: list[TicketEvent], kind: str, prefix: str | None) -> None:
-    for index, event in enumerate(events):
-        if event.eventType is not None and event.eventType != kind:
-            field = f"{prefix}[{index}].eventType" if prefix is not None else "eventType"
-            raise field_error(field, f"must be {kind!r} on this endpoint")
-
-
-def _new_event(raw: dict[str, Any], event: TicketEvent, kind: str) -> NewEvent:
-    body = {k: v for k, v in raw.items() if k != "eventId"}
-    body.setdefault("eventType", kind)
-    ref = event.mtbReference
-    return NewEvent(local_event_id=event.localEventId, ticket_id=event.ticketId, event_time=event.time,
-                    event_result=event.eventResult, body=body,
-                    mtb_ref=mtb_ref(ref.pid, ref.issuerSignature) if ref else None,
-                    lat=event.geo.lat if event.geo else None, long=event.geo.long if event.geo else None)
-
 
 def _batch(kind: str) -> Any:
     async def handler(request: web.Request) -> web.Response:
         ctx = ctx_of(request)
         principal = principal_of(request)
         data = await read_json(request)
-        if not isinstance(data, list):
-            raise field_error("(body)", "must be a JSON array of ticketEvents")
-        if len(data) > ctx.config.max_batch_events:
+        if isinstance(data, list) and len(data) > ctx.config.max_batch_events:
             raise ApiError(413, f"batch of {len(data)} events exceeds {ctx.config.max_batch_events}",
                            code="batch_too_large",
                            details=[{"field": "(body)", "message": f"at most {ctx.config.max_batch_events}"}])
-        try:
-            events = _EVENTS.validate_python(data)
-        except ValidationError as exc:
-            raise from_validation(exc) from None
-        _check_kind(events, kind, "")
-        new = [_new_event(raw, ev, kind) for raw, ev in zip(data, events)]
-        await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind, _now(), new)
+        parsed = events.parse_batch(data, kind)
+        await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind, _now(), [p.event for p in parsed])
         return web.Response(status=200)  # BoB: the whole batch is stored (or refused), no body
 
     return handler
 
 
-async def _online(request: web.Request, event: TicketEvent, data: dict[str, Any], text: str) -> None:
+async def _online(request: web.Request, item: events.Normalised, text: str) -> None:
     """Decide an event that came with its MTB and without a result; the verdict goes into the
     stored event (eventResult, eventReason, and the MTB's mtbReference when it had none)."""
     ctx = ctx_of(request)
+    event, new = item.source, item.event
     try:
         scanned = mtb.decode(text)
     except mtb.MtbFormatError as exc:
@@ -187,9 +160,11 @@ async def _online(request: web.Request, event: TicketEvent, data: dict[str, Any]
         ring = ctx.keyring
         keys = KeyStore(issuer_keys=ring.metadata.keystore.issuer_keys, kdks=dict(ring.kdks))
         verdict = online.decide(scanned, event.ticketId, event, online.Facts(keys, denied, sighting))
-        if "mtbReference" not in data and iid.isdigit():
-            data["mtbReference"] = {"pid": int(iid), "issuerSignature": signature}
-    data["eventResult"], data["eventReason"] = verdict.code, verdict.reason
+        if new.mtb_ref is None and iid.isdigit():
+            new.body["mtbReference"] = {"pid": int(iid), "issuerSignature": signature}
+            new.mtb_ref = mtb_ref(int(iid), signature)
+    new.event_result = verdict.code
+    new.body["eventResult"], new.body["eventReason"] = verdict.code, verdict.reason
 
 
 def _single(kind: str) -> Any:
@@ -197,19 +172,12 @@ def _single(kind: str) -> Any:
         ctx = ctx_of(request)
         principal = principal_of(request)
         ticket_id = request.match_info["ticketId"]
-        data = await read_json(request)
-        if not isinstance(data, dict):
-            raise field_error("(body)", "must be a JSON object (one ticketEvent)")
-        if data.setdefault("ticketId", ticket_id) != ticket_id:
-            raise field_error("ticketId", "differs from the ticket id in the path")
-        event = TicketEvent.model_validate(data)
-        _check_kind([event], kind, None)
+        item = events.parse_single(await read_json(request), kind, ticket_id)
         text = request.query.get("mtb")
-        if text is not None and event.eventResult is None:
-            await _online(request, event, data, text)
-            event = TicketEvent.model_validate(data)
+        if text is not None and item.event.event_result is None:
+            await _online(request, item, text)
         [(event_id, duplicate)] = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind,
-                                                _now(), [_new_event(data, event, kind)])
+                                                _now(), [item.event])
         stored = await ctx.run(ctx.store.get_event, event_id)
         assert stored is not None
         location = ctx.absolute_url(request, f"/ticket/{tickets.segment(stored.ticket_id)}/event/{event_id}")
@@ -217,7 +185,7 @@ def _single(kind: str) -> Any:
             return json_response({"code": "duplicate_event", "message": "this localEventId was already stored",
                                   "eventId": str(event_id)}, status=303, headers={"Location": location})
         ticket = await ctx.run(ctx.store.get_ticket, ticket_id)
-        ids = await ctx.run(ctx.store.event_ids, ticket_id, tickets.MAX_EVENT_IDS) if ticket else None
+        ids = await ctx.run(ctx.store.event_ids, ticket_id, tickets.RECENT_EVENT_IDS) if ticket else None
         return json_response(tickets.event_result_json(stored, ticket, ids), status=201,
                              headers={"Location": location})
 
@@ -228,22 +196,29 @@ MTB_PARAM = Param("mtb", "query", {"type": "string"},
                   "the MTB as read (base64url, zlib+base64url): with no eventResult, the server decides (online "
                   "validation)")
 
+MALFORMED = "Malformed ticketEvent (JSON, a member's type or value, a time that is not ISO 8601); details name " \
+            "[index].field"
+STORED_EVENT = (Link("getTicketEvent", {"ticketId": "$response.body#/ticketEvent/ticketId",
+                                         "eventId": "$response.body#/ticketEvent/eventId"}),)
 for _kind, _role in (("validation", "val"), ("inspection", "ins")):
     _title = _kind.capitalize()
-    api.endpoint("POST", f"/{_kind}", op=f"post{_title}s", roles=_role, body=list[TicketEvent],
+    _batch_model, _single_model = EVENT_MODELS[_kind]
+    api.endpoint("POST", f"/{_kind}", op=f"post{_title}s", roles=_role, body=list[_batch_model],
                  body_description="at most max_batch_events (1000) events",
                  summary=f"Store a batch of {_kind} events (all or nothing; deduplicated by device and localEventId)",
                  description="BoB's report: 200 with no body when every event is stored (or was before); an "
-                             "error stores none of them.",
-                 replies={200: Reply(None, "Stored, all of them"), 413: "Batch too large"})(_batch(_kind))
-    api.endpoint("POST", f"/{_kind}/{{ticketId}}", op=f"post{_title}", roles=_role, body=TicketEvent,
+                             "error stores none of them. Unknown members over 2 KB are dropped (and logged).",
+                 replies={200: Reply(None, "Stored, all of them"), 400: MALFORMED,
+                          413: "Batch too large"})(_batch(_kind))
+    api.endpoint("POST", f"/{_kind}/{{ticketId}}", op=f"post{_title}", roles=_role, body=_single_model,
                  summary=f"Store one {_kind} event for a ticket; online {_kind} when the MTB is given",
                  description="Offline: the event carries its eventResult and is stored. Online: no eventResult and "
                              "the MTB in `mtb`; the server decides (ticketEventStatus is the result code) and "
                              "stores the event with its verdict. With neither, the event is stored and its result "
                              "stays unknown (no ticketEventStatus). Events about tickets of other participants are "
-                             "stored too.",
+                             "stored too. The path names the ticket: ticketId may be left out of the body (if "
+                             "present it must be the same).",
                  params=(Param("ticketId", "path", {"type": "string"}), MTB_PARAM),
-                 replies={201: Reply(TicketEventResult, headers=("Location",)),
+                 replies={201: Reply(TicketEventResult, headers=("Location",), links=STORED_EVENT), 400: MALFORMED,
                           303: Reply(None, "localEventId seen before; Location names the stored event",
                                      headers=("Location",))})(_single(_kind))

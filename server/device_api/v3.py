@@ -17,8 +17,9 @@ from ..context import ctx_of, principal_of
 from ..endpoint import Param, Reply
 from ..errors import ApiError, from_validation, json_response, read_json
 from ..models import GeoPosition, IsoTime, MtbReference
-from ..params import param, q_int, path_int
-from .handlers import DENY_DEFAULT, DENY_MAX, DEVICES, EVERY_ROLE, api, mtb_ref
+from ..params import feed_params, feed_window, page_headers, param, path_int
+from .events import mtb_ref
+from .handlers import DEVICES, EVERY_ROLE, FEED_DESCRIPTION, api
 from .tickle import TickleMacroSet
 
 
@@ -83,17 +84,17 @@ def whitelist_json(entry: Any) -> dict[str, Any]:
               summary="Whitelist entries with id > whitelistEntryId, oldest first",
               description="One entry per ticket issued bound to a token (POST /ticket with tokenId or "
                           "tokenPublicKey): a validator that reads the token can validate the ticket without "
-                          "its MTB being shown. A revoked ticket stays here; the deny list revokes it.",
-              params=(param("whitelistEntryId", "query", {"type": "integer", "minimum": 0}, required=True),
-                      param("limit", "query", {"type": "integer", "minimum": 1, "maximum": DENY_MAX,
-                                               "default": DENY_DEFAULT})),
-              replies={200: Reply(list[WhitelistEntryOut])})
+                          "its MTB being shown. A revoked ticket stays here; the deny list revokes it. "
+                          + FEED_DESCRIPTION,
+              params=feed_params("whitelistEntryId"),
+              replies={200: Reply(list[WhitelistEntryOut], headers=("X-Total-Count", "Link"))})
 async def get_whitelist(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    after = q_int(request, "whitelistEntryId", 0, 0, 2 ** 62) or 0
-    limit = q_int(request, "limit", DENY_DEFAULT, 1, DENY_MAX) or DENY_DEFAULT
-    entries = await ctx.run(ctx.store.whitelist_since, after, limit)
-    return json_response([whitelist_json(e) for e in entries])
+    window = feed_window(request, "whitelistEntryId", device=principal_of(request).role in DEVICES)
+    entries, total = await ctx.run(lambda: ctx.store.whitelist_page(
+        window.after, offset=window.offset, limit=window.limit, sort_order=window.sort_order))
+    return json_response([whitelist_json(e) for e in entries],
+                         headers=page_headers(request, window.offset, window.limit, total))
 
 
 # --- fraud check ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from mtb.timeutil import format_extended
 
 from ..context import Context, ctx_of, principal_of
-from ..endpoint import Api, Param, Reply
+from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, field_error, from_validation, json_response, read_json
 from ..params import body_model, param
 from ..store import ManifestRecord
@@ -33,6 +33,10 @@ api = Api("Product API", "BoB Product API 2.1: products, categories and manifest
 
 SELLERS = ("pos", "tvm")
 PRODUCT_SETS = list[list[ProductOut]]
+# The offered product a client may ask a manifest for (the stateful conformance run follows it).
+OFFER_LINKS = (Link("createProductManifest",
+                    request_body={"productSelections": [{"productId": "$response.body#/0/0/productId"}]}),
+               Link("getProduct", {"productId": "$response.body#/0/0/productId"}))
 NO_CATALOGUE = "This deployment has no product catalogue (products.json)"
 
 
@@ -57,7 +61,7 @@ def _sets(products: list[Product]) -> list[list[dict[str, Any]]]:
               description="Each offered product is a product set of its own. A route point on a zone border "
                           "gives an alternative per zone. Unsupported filter types (area, coordinates, "
                           "travellersPerCategory, productProperties, adjacencies, temporal) are a 422.",
-              replies={200: Reply(PRODUCT_SETS, "Product set alternatives"),
+              replies={200: Reply(PRODUCT_SETS, "Product set alternatives", links=OFFER_LINKS),
                        400: "Filter parameters illegal",
                        404: "Unknown zone or stop, or no catalogue",
                        422: "Illegal filter combination (zones of several zone systems) or unsupported filter"})
@@ -83,7 +87,7 @@ def _one(value: str | None) -> frozenset[str] | None:
               params=tuple(param(name, "query", {"type": "string"}) for name in (
                   "productCategoryId", "fareCategoryId", "travellerCategoryId", "originLocation",
                   "destinationLocation", "productProperties")),
-              replies={200: Reply(PRODUCT_SETS, "Product set alternatives"),
+              replies={200: Reply(PRODUCT_SETS, "Product set alternatives", links=OFFER_LINKS),
                        404: "Matching product not found (or an unknown stop)",
                        422: "Unsupported parameter (productProperties) or a journey across zone systems"})
 async def get_product(request: web.Request) -> web.Response:
@@ -172,12 +176,17 @@ def _manifest_headers(ctx: Context, request: web.Request, record: ManifestRecord
             "Expires": format_datetime(record.expire, usegmt=True), "Cache-Control": "no-store"}
 
 
+# What a sales system does with a manifest (the stateful conformance run follows these).
+MANIFEST_LINKS = (Link("issueTickets", request_body={"manifestMtbTemplate": "$response.body#/manifest"}),
+                  Link("getProductManifest", {"manifestId": "$response.body#/manifestId"}))
+
+
 @api.endpoint("POST", "/manifest", op="createProductManifest", roles=SELLERS, body=ManifestRequest,
               summary="A signed manifest for the selected product set (a ticket per selection, up to 20)",
               description="The manifest is what POST /ticket takes as manifestMtbTemplate; it issues its tickets "
                           "once, in one bundle, and expires after manifest_lifetime_seconds. recoverTickets, "
                           "discountCodes and productProperties are not supported (422).",
-              replies={201: Reply(ProductSetManifest, headers=("Location", "Expires")),
+              replies={201: Reply(ProductSetManifest, headers=("Location", "Expires"), links=MANIFEST_LINKS),
                        404: "Product not found (or no catalogue)",
                        422: "Unsupported selection"})
 async def post_manifest(request: web.Request) -> web.Response:

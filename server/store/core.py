@@ -128,9 +128,12 @@ class Store:
         if not added:
             raise DuplicateCredential(f"credential {cred.entity_id!r} exists")
 
-    def set_password_hash(self, entity_id: str, password_hash: str) -> None:
+    def set_password_hash(self, entity_id: str, password_hash: str, replaces: str) -> bool:
+        """Re-hash in place, only if the stored hash is still ``replaces`` (a credential replaced
+        meanwhile keeps its new password)."""
         with self.db.transaction() as tx:
-            tx.execute("UPDATE credentials SET password_hash = ? WHERE entity_id = ?", (password_hash, entity_id))
+            return tx.execute("UPDATE credentials SET password_hash = ? WHERE entity_id = ? AND password_hash = ?",
+                              (password_hash, entity_id, replaces)) > 0
 
     def get_credential(self, entity_id: str) -> Credential | None:
         row = self._one("SELECT * FROM credentials WHERE entity_id = ?", (entity_id,))
@@ -326,9 +329,10 @@ class Store:
                              "LIMIT ? OFFSET ?", [*params, limit, offset])
         return [_event(r) for r in rows], total
 
-    def event_ids(self, ticket_id: str, limit: int = 1000) -> list[int]:
-        return [r["id"] for r in self.db.query("SELECT id FROM events WHERE ticket_id = ? ORDER BY id LIMIT ?",
-                                               (ticket_id, limit))]
+    def event_ids(self, ticket_id: str, limit: int) -> list[int]:
+        """The ids of the ticket's newest ``limit`` events, oldest first."""
+        rows = self.db.query("SELECT id FROM events WHERE ticket_id = ? ORDER BY id DESC LIMIT ?", (ticket_id, limit))
+        return [r["id"] for r in reversed(rows)]
 
     def count_events(self) -> int:
         return self.db.query("SELECT count(*) AS n FROM events")[0]["n"]
@@ -366,12 +370,27 @@ class Store:
         with self.db.transaction() as tx:
             return self.add_deny_in(tx, entry)
 
-    def deny_since(self, after_id: int, limit: int, *, tokens_only: bool = False) -> list[DenyEntry]:
-        """Entries with id > ``after_id``, oldest first; ``tokens_only``: those naming a token
-        (the Token API's revocation list is this same list, seen through its tokens)."""
-        where = "id > ? AND token_id IS NOT NULL" if tokens_only else "id > ?"
-        return [_deny_entry(r) for r in self.db.query(f"SELECT * FROM deny_list WHERE {where} ORDER BY id LIMIT ?",
-                                                      (after_id, limit))]
+    def deny_since(self, after_id: int, limit: int) -> list[DenyEntry]:
+        return self.deny_page(after_id, limit=limit)[0]
+
+    def _feed_page(self, table: str, after_id: int, offset: int, limit: int, sort_order: str,
+                   where: str = "") -> tuple[list[Row], int]:
+        """Rows of a feed (the deny list, the whitelist) with id > ``after_id`` by id (``asc``:
+        the feed order), a page of them, and how many there are."""
+        order = SORT_ORDERS[sort_order]
+        condition = f"id > ?{' AND ' + where if where else ''}"
+        total = self.db.query(f"SELECT count(*) AS n FROM {table} WHERE {condition}", (after_id,))[0]["n"]
+        rows = self.db.query(f"SELECT * FROM {table} WHERE {condition} ORDER BY id {order} LIMIT ? OFFSET ?",
+                             (after_id, limit, offset))
+        return rows, total
+
+    def deny_page(self, after_id: int, *, offset: int = 0, limit: int = 100, sort_order: str = "asc",
+                  tokens_only: bool = False) -> tuple[list[DenyEntry], int]:
+        """The deny list after ``after_id``; ``tokens_only``: its entries naming a token (the Token
+        API's revocation list is this same list, seen through its tokens)."""
+        rows, total = self._feed_page("deny_list", after_id, offset, limit, sort_order,
+                                      "token_id IS NOT NULL" if tokens_only else "")
+        return [_deny_entry(r) for r in rows], total
 
     def denied(self, now: datetime, *, ticket_id: str | None = None, traveller_id: str | None = None,
                token_id: str | None = None) -> str | None:
@@ -427,11 +446,12 @@ class Store:
     def list_tokens(self) -> list[TokenRecord]:
         return [_token(r) for r in self.db.query("SELECT * FROM tokens ORDER BY pid, serial, token_id")]
 
-    def whitelist_since(self, after_id: int, limit: int) -> list[WhitelistEntry]:
+    def whitelist_page(self, after_id: int, *, offset: int = 0, limit: int = 100,
+                       sort_order: str = "asc") -> tuple[list[WhitelistEntry], int]:
+        rows, total = self._feed_page("whitelist", after_id, offset, limit, sort_order)
         return [WhitelistEntry(entry_id=r["id"], token_id=r["token_id"], ticket_id=r["ticket_id"], mtb=r["mtb"],
                                valid_from=parse_time(r["valid_from"]), valid_until=parse_time(r["valid_until"]),
-                               created_at=parse_time(r["created_at"]), priority=r["priority"])
-                for r in self.db.query("SELECT * FROM whitelist WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))]
+                               created_at=parse_time(r["created_at"]), priority=r["priority"]) for r in rows], total
 
     @staticmethod
     def add_whitelist_in(tx: Tx, entries: Sequence[WhitelistEntry]) -> None:

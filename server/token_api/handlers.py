@@ -16,16 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mtb.timeutil import format_extended
 
-from ..context import ctx_of
+from ..context import ctx_of, principal_of
 from ..endpoint import Api, Param, Reply
 from ..errors import ApiError, field_error, json_response
-from ..params import param, q_int
+from ..params import FEED_MAX, feed_params, feed_window, page_headers, param, q_int
 from ..store import TokenRecord
 
 api = Api("Token API", "BoB Token API 1.4: token information and the revocation list")
 
 READERS = ("val", "ins", "pos", "tvm")
-LIST_DEFAULT, LIST_MAX = 1000, 10_000
+DEVICES = ("val", "ins")
 TOKEN_ID = Param("tokenId", "path", {"type": "string"}, "RFC 7638 SHA-256 thumbprint of the token's public key")
 
 
@@ -94,18 +94,17 @@ async def get_tokens(request: web.Request) -> web.Response:
 @api.endpoint("GET", "/token/revocationlist", op="getRevocationList", roles=READERS,
               summary="Revoked tokens: the deny list's token entries with id > revocationListStartEntryId",
               description="The same entries as the deny list (GET /blacklist) that name a token, under the same "
-                          "ids; an entry whose expire has passed lifts the revocation.",
-              params=(param("revocationListStartEntryId", "query", {"type": "integer", "minimum": 0, "default": 0}),
-                      param("limit", "query", {"type": "integer", "minimum": 1, "maximum": LIST_MAX,
-                                               "default": LIST_DEFAULT})),
-              replies={200: Reply(list[RevocationEntry])})
+                          "ids; an entry whose expire has passed lifts the revocation. Pages like the deny list: "
+                          f"100 a page unless asked, up to {FEED_MAX} for val and ins.",
+              params=feed_params("revocationListStartEntryId"),
+              replies={200: Reply(list[RevocationEntry], headers=("X-Total-Count", "Link"))})
 async def get_revocation_list(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    after = q_int(request, "revocationListStartEntryId", 0, 0, 2 ** 62) or 0
-    limit = q_int(request, "limit", LIST_DEFAULT, 1, LIST_MAX) or LIST_DEFAULT
-    entries = await ctx.run(lambda: ctx.store.deny_since(after, limit, tokens_only=True))
+    window = feed_window(request, "revocationListStartEntryId", device=principal_of(request).role in DEVICES)
+    entries, total = await ctx.run(lambda: ctx.store.deny_page(window.after, offset=window.offset, limit=window.limit,
+                                                               sort_order=window.sort_order, tokens_only=True))
     return json_response([{"entryId": e.entry_id, "thumbprint": e.token_id, "expire": format_extended(e.expire)}
-                          for e in entries])
+                          for e in entries], headers=page_headers(request, window.offset, window.limit, total))
 
 
 async def _token(request: web.Request) -> TokenRecord:
