@@ -20,7 +20,7 @@ from ..context import ctx_of, principal_of
 from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, json_response, read_json
 from ..models import EVENT_MODELS, DeviceKeyRequest
-from ..params import FEED_MAX, body_model, feed_params, feed_window, page_headers, param
+from ..params import FEED_MAX, body_model, feed_params, feed_window, page_headers
 from ..ticket_api import tickets
 from ..ticket_api.schemas import TicketEventResult
 from . import events, online
