@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hardware import Feedback, PositionSource, Reader
+from hardware.aio import sleep_unless
 
 from .cache import Cache
 from .clock import ClockWatch
-from .context import Context, Geo, Service, Validator
+from .scan_context import Context, Geo, Service, Validator
 from .engine import Decision, Engine
 from .logs import configure_logging
 from .stops import StopArea, StopLocator
@@ -29,10 +30,12 @@ from .sync import Syncer
 from mtb.timeutil import format_extended, parse_time
 
 log = logging.getLogger(__name__)
-BOOT_ID = uuid.uuid4().hex
+BOOT_ID = uuid.uuid4().hex  # distinguishes this process's monotonic clock from earlier runs'
 RECENT_DECISIONS = 1000
 MAINTENANCE_INTERVAL_S = 3600.0
-OUT_OF_SERVICE = "Validator out of service - please ask staff"  # distinguishes this process's monotonic clock from earlier runs'
+OUT_OF_SERVICE = "Validator out of service - please ask staff"
+TRUST_LIST_TOO_OLD = "trust list (participant metadata) too old"
+PIPELINE_DEPTH = 32  # scans read ahead while earlier ones are decided
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class PositionTracker:
 
     def place(self) -> Place:
         fix = self.source.current() if self.source is not None else None
-        if fix is None or not getattr(fix, "valid", True):
+        if fix is None or not fix.valid:
             return Place(self._geo, self._geo is not None, self._stop)
         self._geo = Geo(fix.lat, fix.long, fix.alt)
         if self.locator is not None:
@@ -122,20 +125,58 @@ class Agent:
                        service=self.service, operator_pid=self.operator_pid, boot_id=BOOT_ID, monotonic=mono)
 
     async def handle_scan(self, raw: bytes) -> Decision | None:
-        """Decide, record (committed), then show. Any failure shows red and is logged; the loop goes on."""
+        """Decide, record (durable), then show. Any failure shows red and is logged; the loop goes on."""
+        return await self._show(self._submit(raw))
+
+    def _submit(self, raw: bytes) -> asyncio.Future[tuple[Decision, str | None]]:
+        """Take the scan's context now and queue its decision on the engine's thread."""
         self.scans += 1
         try:
             ctx = self.context()
-            refuse = await self._trust_list_problem(ctx.time)
-            decision = await self.engine.validate(raw, ctx, refuse)
+            return self.engine.schedule(self._decide, raw, ctx)
+        except Exception as exc:
+            failed: asyncio.Future[tuple[Decision, str | None]] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    def _decide(self, raw: bytes, ctx: Context) -> tuple[Decision, str | None]:
+        """On the engine's thread, in one hop: the trust list's state, then the decision (made
+        durable there before the result comes back). Also returns the trust-list alarm."""
+        alarm, refuse = self._trust_list_state(ctx.time)
+        return self.engine.decide_and_record(raw, ctx, refuse), alarm
+
+    def _trust_list_state(self, now: datetime) -> tuple[str | None, str | None]:
+        """(alarm, refusal) from the participant metadata's age; an alarm of "" clears it, None
+        leaves it. A device that never had a trust list is out of service: without keys every
+        ticket would look forged. A stale one raises an alarm, and the config decides whether
+        the device goes on validating."""
+        if self.metadata_max_age_s is None:
+            return None, None
+        checked = self.engine.cache.get_meta("metadata_checked_at")
+        if checked is None:
+            return ("never synced with the server: no participant metadata (trust list)",
+                    "never synced with the server: no trust list yet")
+        age = (now - parse_time(checked)).total_seconds()
+        if age <= self.metadata_max_age_s:
+            return "", None
+        return (f"participant metadata is {age:.0f} s old (max {self.metadata_max_age_s:.0f} s)",
+                None if self.validate_with_stale_metadata else TRUST_LIST_TOO_OLD)
+
+    async def _show(self, pending: asyncio.Future[tuple[Decision, str | None]]) -> Decision | None:
+        try:
+            decision, alarm = await pending
         except Exception:
             log.exception("scan could not be processed")
             await self._show_safely("red", "Please try again", None)
             return None
         self.decided += 1
         self.decisions.append(decision)
-        if refuse is not None:
-            await self._show_safely("red", OUT_OF_SERVICE, [refuse])
+        if alarm:
+            self.alarm("trust-list", alarm)
+        elif alarm == "":
+            self.clear_alarm("trust-list")
+        if decision.out_of_service:
+            await self._show_safely("red", OUT_OF_SERVICE, [decision.event_reason])
         else:
             try:
                 lines = await self._details(decision)
@@ -158,7 +199,8 @@ class Agent:
             log.exception("feedback device failed")
 
     async def _details(self, decision: Decision) -> list[str] | None:
-        """Inspection mode shows the ticket and its last events; a validator shows the reason only."""
+        """Inspection mode shows the ticket, every failing check and its last events; a
+        validator shows the reason only."""
         if self.mode != "inspection":
             return None if decision.accepted else [decision.event_reason]
         lines = decision.inspector_message.splitlines()
@@ -170,23 +212,6 @@ class Agent:
                 lines.append(f"  earlier: {format_extended(use.time)} {use.event_type} result {use.result} "
                              f"at {use.stop_area or use.device_id or '?'}")
         return lines
-
-    async def _trust_list_problem(self, now: datetime) -> str | None:
-        """Participant metadata older than its maximum age raises an alarm; the config decides
-        whether the device goes on validating (returns None) or refuses (returns why). A device
-        that never had a trust list is out of service: without keys every ticket would look forged."""
-        if self.metadata_max_age_s is None:
-            return None
-        checked = await self.engine.run(self.engine.cache.get_meta, "metadata_checked_at")
-        if checked is None:
-            self.alarm("trust-list", "never synced with the server: no participant metadata (trust list)")
-            return "never synced with the server: no trust list yet"
-        age = (now - parse_time(checked)).total_seconds()
-        if age <= self.metadata_max_age_s:
-            self.clear_alarm("trust-list")
-            return None
-        self.alarm("trust-list", f"participant metadata is {age:.0f} s old (max {self.metadata_max_age_s:.0f} s)")
-        return None if self.validate_with_stale_metadata else "trust list (participant metadata) too old"
 
     def alarm(self, kind: str, text: str) -> None:
         """Raise (or update) an alarm; logged at ERROR when it is raised, for the fleet's log watcher."""
@@ -213,10 +238,23 @@ class Agent:
     # --- the process ----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        async for raw in self.reader.scans():
-            await self.handle_scan(raw)
-            if self.stop.is_set():
-                break
+        """Scans are decided and shown in the order they were read. While one is being decided
+        the next ones are read and queued (up to PIPELINE_DEPTH): a queue of passengers then
+        costs the engine's thread one hop and one fsync per batch, not per scan."""
+        queued: asyncio.Queue[asyncio.Future[tuple[Decision, str | None]] | None] = asyncio.Queue(PIPELINE_DEPTH)
+        showing = asyncio.create_task(self._show_in_order(queued), name="show")
+        try:
+            async for raw in self.reader.scans():
+                await queued.put(self._submit(raw))
+                if self.stop.is_set():
+                    break
+        finally:
+            await queued.put(None)
+            await showing
+
+    async def _show_in_order(self, queued: asyncio.Queue[asyncio.Future[tuple[Decision, str | None]] | None]) -> None:
+        while (pending := await queued.get()) is not None:
+            await self._show(pending)
 
     async def _watchdog(self) -> None:
         """Ping systemd only while the engine's thread answers too: a scan stuck in SQLite (a
@@ -230,10 +268,7 @@ class Agent:
                 sd_notify("WATCHDOG=1")
             except asyncio.TimeoutError:
                 log.error("engine thread did not answer within %.0f s; withholding the watchdog ping", interval)
-            try:
-                await asyncio.wait_for(self.stop.wait(), interval)
-            except asyncio.TimeoutError:
-                pass
+            await sleep_unless(self.stop, interval)
 
     async def _maintenance(self) -> None:
         """Hourly: forget usage older than the history horizon and deny entries long expired, so
@@ -247,19 +282,12 @@ class Agent:
                     log.info("pruned %d usage rows and %d expired deny entries", *pruned)
             except Exception:
                 log.exception("cache maintenance failed")
-            try:
-                await asyncio.wait_for(self.stop.wait(), MAINTENANCE_INTERVAL_S)
-            except asyncio.TimeoutError:
-                pass
+            await sleep_unless(self.stop, MAINTENANCE_INTERVAL_S)
 
     async def _reader_connected(self, timeout_s: float = 5.0) -> None:
         """READY means a passenger can scan: wait (briefly) for the reader's port to be open."""
-        connected = getattr(self.reader, "connected", None)
-        if isinstance(connected, asyncio.Event):
-            try:
-                await asyncio.wait_for(connected.wait(), timeout_s)
-            except asyncio.TimeoutError:
-                log.warning("reader not connected after %.0f s; starting anyway, it keeps retrying", timeout_s)
+        if not await sleep_unless(self.reader.connected, timeout_s):
+            log.warning("reader not connected after %.0f s; starting anyway, it keeps retrying", timeout_s)
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Run until SIGTERM/SIGINT or until the reader ends; then finish the scan in hand and sync once."""

@@ -5,13 +5,14 @@
     python -m server --data DIR [--host 127.0.0.1] [--port 8080]      # serve (same as `serve`)
         [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM [--tls-client-auth optional]]]  # HTTPS, mTLS
     python -m server init --data DIR [--pid 1234] [--name ORG] [--admin admin] [--base-path /api/v1]
-    python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password-stdin]
+    python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin|support [--password-stdin]
         [--cert-subject RFC4514]     # bind a TLS client certificate subject (then no password is made)
     python -m server credentials list --data DIR
     python -m server credentials remove --data DIR --entity ID
     python -m server tokens add --data DIR --pid 16 --serial 1 --jwk FILE|-    # a token's public JWK
     python -m server tokens list --data DIR
     python -m server tokens revoke|reinstate --data DIR --token THUMBPRINT [--until TIME]
+    python -m server b2b company|key|integration|webhook|rollover|deliver ...   # server/b2b/cli.py
 
 ``init`` prints the admin password once (only its argon2id hash is stored); ``credentials add``
 generates a password and prints it, or with ``--password-stdin`` reads one line from standard
@@ -36,6 +37,7 @@ from mtb.timeutil import parse_time, utcnow
 from . import auth
 from .auth.certs import canonical_subject
 from .config import CONFIG_FILE, ServerConfig, load_config, save_config
+from .b2b import cli as b2b_cli
 from .keyring import create_key_material
 from .store import Credential, DenyEntry, DuplicateCredential, Store, TokenRecord, open_store
 
@@ -68,8 +70,8 @@ def add_credential(data_dir: str | Path, entity: str, role: str, password: str |
     """Add a credential; returns its password (generated when none is given), or None for a
     credential bound to a certificate subject and given no password: it logs in by certificate
     only (its password is random and shown to nobody)."""
-    if role not in auth.ROLES:
-        raise UsageError(f"role must be one of {', '.join(auth.ROLES)}")
+    if role not in auth.CREDENTIAL_ROLES:
+        raise UsageError(f"role must be one of {', '.join(auth.CREDENTIAL_ROLES)}")
     if not entity or len(entity) > 200 or any(c in entity for c in "/:?#% \t\n"):
         raise UsageError("entity id must be 1-200 characters without / : ? # % or spaces")
     if cert_subject is not None:
@@ -256,7 +258,8 @@ def parser() -> argparse.ArgumentParser:
     creds.add_argument("action", choices=("add", "list", "remove"))
     creds.add_argument("--data", type=Path, required=True)
     creds.add_argument("--entity")
-    creds.add_argument("--role", choices=auth.ROLES)
+    creds.add_argument("--role", choices=auth.CREDENTIAL_ROLES,
+                       help="support: the operator console, read-only (no API token)")
     creds.add_argument("--password-stdin", action="store_true",
                        help="read the password (12+ characters) from standard input; default: generate one and print it")
     creds.add_argument("--replace", action="store_true", help="overwrite an existing credential")
@@ -273,12 +276,13 @@ def parser() -> argparse.ArgumentParser:
     tokens.add_argument("--token", help="the token's thumbprint (tokens list shows them)")
     tokens.add_argument("--until", help="revoke: until this time (ISO 8601; default 400 days and the grace)")
     tokens.set_defaults(func=_tokens)
+    b2b_cli.add_parser(sub)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("serve", "init", "credentials", "tokens", "-h", "--help"):
+    if not argv or argv[0] not in ("serve", "init", "credentials", "tokens", "b2b", "-h", "--help"):
         argv.insert(0, "serve")
     args = parser().parse_args(argv)
     try:
