@@ -153,7 +153,7 @@ def _tokens(args: argparse.Namespace) -> int:
         with opened_store(args.data) as store:
             now = utcnow()
             for token in store.list_tokens():
-                revoked = "revoked" if store.denied(now, token_id=token.token_id) else "-"
+                revoked = "revoked" if store.denied([("token", token.token_id)], now) else "-"
                 print(f"{token.token_id}\t{token.pid}\t{token.serial if token.serial is not None else '-'}\t{revoked}")
     else:
         if not args.token:

@@ -139,9 +139,10 @@ def _batch(kind: str) -> Any:
     return handler
 
 
-async def _online(request: web.Request, item: events.Normalised, text: str) -> None:
-    """Decide an event that came with its MTB and without a result; the verdict goes into the
-    stored event (eventResult, eventReason, and the MTB's mtbReference when it had none)."""
+async def _online(request: web.Request, item: events.Normalised, kind: str, text: str) -> None:
+    """Decide an event that came with its MTB and without a result (:mod:`.online`); the verdict
+    goes into the stored event (eventResult, eventReason, and the MTB's mtbReference when the
+    event had none)."""
     ctx = ctx_of(request)
     event, new = item.source, item.event
     try:
@@ -149,20 +150,20 @@ async def _online(request: web.Request, item: events.Normalised, text: str) -> N
     except mtb.MtbFormatError as exc:
         verdict = online.Verdict(1, f"unreadable MTB: {exc}")
     else:
-        ticket = next((t for t in scanned.tickets if t.ticket_id == event.ticketId), None)
         iid, signature = scanned.issuer.header.iid, mtb.b64url_encode(scanned.issuer.signature)
+        ref = mtb_ref(int(iid), signature) if iid.isdigit() else None
         now = _now()
-        denied = await ctx.run(lambda: ctx.store.denied(now, ticket_id=event.ticketId,
-                                                        traveller_id=ticket.traveller_id if ticket else None))
-        near = await ctx.run(ctx.store.nearest_placed_event, mtb_ref(int(iid), signature), event.time) \
-            if iid.isdigit() else None
-        sighting = online.Sighting(near.body["geo"]["lat"], near.body["geo"]["long"], near.event_time) if near else None
+        denied = await ctx.run(ctx.store.denied, online.deny_candidates(scanned, event.ticketId), now)
+        near = await ctx.run(ctx.store.nearest_placed_event, ref, event.time) if ref else None
+        sighting = online.sighting_use(near.ticket_id, near.event_time, near.body["geo"]["lat"],
+                                       near.body["geo"]["long"]) if near else None
         ring = ctx.keyring
         keys = KeyStore(issuer_keys=ring.metadata.keystore.issuer_keys, kdks=dict(ring.kdks))
-        verdict = online.decide(scanned, event.ticketId, event, online.Facts(keys, denied, sighting))
-        if new.mtb_ref is None and iid.isdigit():
+        scan = online.scan_context(event, kind, principal_of(request).sub)
+        verdict = online.decide(scanned, event.ticketId, scan, keys, denied, sighting)
+        if new.mtb_ref is None and ref is not None:
             new.body["mtbReference"] = {"pid": int(iid), "issuerSignature": signature}
-            new.mtb_ref = mtb_ref(int(iid), signature)
+            new.mtb_ref = ref
     new.event_result = verdict.code
     new.body["eventResult"], new.body["eventReason"] = verdict.code, verdict.reason
 
@@ -175,7 +176,7 @@ def _single(kind: str) -> Any:
         item = events.parse_single(await read_json(request), kind, ticket_id)
         text = request.query.get("mtb")
         if text is not None and item.event.event_result is None:
-            await _online(request, item, text)
+            await _online(request, item, kind, text)
         [(event_id, duplicate)] = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind,
                                                 _now(), [item.event])
         stored = await ctx.run(ctx.store.get_event, event_id)

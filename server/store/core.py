@@ -396,17 +396,17 @@ class Store:
                                       "token_id IS NOT NULL" if tokens_only else "")
         return [_deny_entry(r) for r in rows], total
 
-    def denied(self, now: datetime, *, ticket_id: str | None = None, traveller_id: str | None = None,
-               token_id: str | None = None) -> str | None:
-        """What of the given ticket, traveller or token is on the deny list now (e.g. ``"ticket
-        T1"``), or None: for each, its newest entry decides (an expired one lifts the earlier)."""
-        for column, what, value in (("ticket_id", "ticket", ticket_id), ("traveller_id", "traveller", traveller_id),
-                                    ("token_id", "token", token_id)):
-            if value is None:
-                continue
+    _DENY_COLUMNS = {"ticket": "ticket_id", "traveller": "traveller_id", "token": "token_id"}
+
+    def denied(self, candidates: Sequence[tuple[str, str]], now: datetime) -> str | None:
+        """The first of ``(kind, value)`` (kind: ticket, traveller or token) on the deny list now,
+        as ``"ticket T1"``, or None: for each, its newest entry decides (an expired one lifts the
+        earlier ones)."""
+        for kind, value in candidates:
+            column = self._DENY_COLUMNS[kind]
             row = self._one(f"SELECT expire FROM deny_list WHERE {column} = ? ORDER BY id DESC LIMIT 1", (value,))
             if row is not None and parse_time(row["expire"]) > now:
-                return f"{what} {value}"
+                return f"{kind} {value}"
         return None
 
     # --- manifests --------------------------------------------------------------------------

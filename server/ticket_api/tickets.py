@@ -253,7 +253,7 @@ async def bound_token(ctx: Context, call: ManifestCall, manifest_pid: int, now: 
         if found is None:
             raise field_error("tokenId", "unknown token (give tokenPublicKey to register it)")
         token = found
-    if await ctx.run(lambda: ctx.store.denied(now, token_id=token.token_id)):
+    if await ctx.run(lambda: ctx.store.denied([("token", token.token_id)], now)):
         raise ApiError(409, f"token {token.token_id} is revoked", code="token_revoked",
                        details=[{"field": "tokenId", "message": "revoked"}])
     return token

@@ -64,7 +64,7 @@ def _now() -> datetime:
 
 async def _information(request: web.Request, token: TokenRecord) -> dict[str, Any]:
     ctx = ctx_of(request)
-    revoked = await ctx.run(lambda: ctx.store.denied(_now(), token_id=token.token_id)) is not None
+    revoked = await ctx.run(lambda: ctx.store.denied([("token", token.token_id)], _now())) is not None
     info: dict[str, Any] = {"publicKey": token.public_key, "revoked": revoked, "thumbprint": token.token_id,
                             "pid": token.pid}
     if token.serial is not None:
