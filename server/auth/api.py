@@ -48,7 +48,7 @@ async def certificate_login(request: web.Request, entity_id: str, subject: CertS
         raise ApiError(404, f"no entity {entity_id!r}", code="unknown_entity")
     if not may_act_as(cred, subject):
         raise ApiError(403, f"certificate {subject.text!r} may not act as {entity_id!r}", code="certificate_not_allowed")
-    check_rate(ctx, entity_id, cred.role)
+    await check_rate(ctx, entity_id, cred.role)
     return token_answer(ctx, cred)
 
 

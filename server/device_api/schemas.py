@@ -40,3 +40,21 @@ class BlacklistEntry(BaseModel):
     tokenId: str | None = None
     expire: str = Field(json_schema_extra={"format": "date-time"},
                         description="ISO 8601 extended UTC; an entry whose expire has passed lifts the ticket")
+
+
+class Geo(BaseModel):
+    lat: float
+    long: float
+
+
+class Use(BaseModel):
+    """One accepted use of a ticket, as the uses feed gives it."""
+
+    useId: int
+    ticketId: str
+    time: str = Field(json_schema_extra={"format": "date-time"}, description="when it was used (the event's time)")
+    device: str = Field(description="the credential of the device that accepted it")
+    stopAreaId: str | None = None
+    zoneId: str | None = None
+    geo: Geo | None = None
+

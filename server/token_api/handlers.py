@@ -101,8 +101,8 @@ async def get_tokens(request: web.Request) -> web.Response:
 async def get_revocation_list(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     window = feed_window(request, "revocationListStartEntryId", device=principal_of(request).role in DEVICES)
-    entries, total = await ctx.run(lambda: ctx.store.deny_page(window.after, offset=window.offset, limit=window.limit,
-                                                               sort_order=window.sort_order, tokens_only=True))
+    entries, total = await ctx.run(lambda: ctx.store.token_revocations_page(
+        window.after, offset=window.offset, limit=window.limit, sort_order=window.sort_order))
     return json_response([{"entryId": e.entry_id, "thumbprint": e.token_id, "expire": format_extended(e.expire)}
                           for e in entries], headers=page_headers(request, window.offset, window.limit, total))
 

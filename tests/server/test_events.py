@@ -2,7 +2,6 @@
 the single-event forms (201 + Location, 303 on a repeat) and the events under a ticket."""
 from __future__ import annotations
 
-import sqlite3
 import uuid
 
 import pytest
@@ -10,12 +9,8 @@ import pytest
 from .conftest import PID
 
 
-def count_rows(deployment, sql: str = "SELECT count(*) FROM events", params=()) -> int:
-    db = sqlite3.connect(deployment.data_dir / deployment.config.database)
-    try:
-        return db.execute(sql, params).fetchone()[0]
-    finally:
-        db.close()
+def count_rows(deployment, sql: str = "SELECT count(*) AS n FROM events", params=()) -> int:
+    return deployment.rows(sql, params)[0][0]
 
 
 def uid() -> str:
@@ -24,13 +19,9 @@ def uid() -> str:
 
 def stored_ids(deployment, sub: str, lids) -> dict[str, int]:
     """The server's eventId of each (credential, localEventId) stored."""
-    db = sqlite3.connect(deployment.data_dir / deployment.config.database)
-    try:
-        marks = ",".join("?" * len(lids))
-        return dict(db.execute(f"SELECT local_event_id, id FROM events WHERE sub = ? AND local_event_id IN ({marks})",
-                               [sub, *lids]).fetchall())
-    finally:
-        db.close()
+    marks = ",".join("?" * len(lids))
+    return dict(deployment.rows(f"SELECT local_event_id, id FROM events WHERE sub = ? AND local_event_id IN ({marks})",
+                                [sub, *lids]))
 
 
 async def test_batch_ingest_is_200_without_body_and_idempotent(api, deployment, make_event):
