@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_
 
 from mtb.timeutil import format_extended
 
-from ..models import MODES, Money
+from ..models import Money
 from . import keys, webhooks
 from .records import PERMISSIONS, ApiKey, Company, Delivery, Endpoint, Integration, Product, Query
 from .store import B2BStore
@@ -26,6 +26,7 @@ from .subscription import PLAN_TYPES, Plan
 Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 Permission = Literal[PERMISSIONS]  # type: ignore[valid-type]
 EventType = Literal[webhooks.EVENT_TYPES]  # type: ignore[valid-type]
+MODES = ("bus", "tram", "train", "metro", "ferry")  # what a job ticket's MTB may name (mot)
 
 
 class NotFound(LookupError):

@@ -37,7 +37,7 @@ from mtb import b64url_decode
 from ..auth import Principal
 from ..context import Context
 from ..errors import ApiError
-from ..models import Fare, ManifestCall, ManifestRequest, TicketHolder
+from ..models import Fare, ManifestCall, TicketHolder
 from ..ticket_api import manifest, tickets
 from . import documents, reconcile, roster
 from .calendar import Month, local_date, month_validity, start_of, zone
@@ -236,12 +236,12 @@ def sign_tickets(b2b: B2B, company: Company, employees: Sequence[Employee], mont
     if seconds < 60:
         raise ApiError(409, f"less than a minute of {month} is left; its tickets are not issued", code="month_over")
     product = company.product
-    request = ManifestRequest(productId=product.product_id, fare=Fare.model_validate(product.fare),
-                              validitySeconds=seconds, zones=list(product.zones) or None,
-                              modes=list(product.modes) or None, category=product.category)
+    item = manifest.Item(product=manifest.Product(productId=product.product_id, category=product.category),
+                         fare=Fare.model_validate(product.fare), validitySeconds=seconds,
+                         zones=list(product.zones) or None, modes=list(product.modes) or None)
     signed = []
     for employee in employees:
-        template, _ = manifest.create(ctx.keyring, request, now, ctx.config.manifest_lifetime_seconds)
+        template, _ = manifest.create(ctx.keyring, [item], now, ctx.config.manifest_lifetime_seconds)
         name = f"{employee.profile.first_name} {employee.profile.last_name}"
         call = ManifestCall(manifestMtbTemplate=template,
                             ticketHolder=TicketHolder(travellerId=f"b2b-{company.id}-{employee.id}", travellerName=name),
