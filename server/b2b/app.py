@@ -1,6 +1,6 @@
 """Mounting the B2B API on the server's application: its routes under ``b2b.base_path``, its
-own OpenAPI document beside the BoB one, its rate limiter, and its background jobs (roll-over,
-webhook sender) started and stopped with the application."""
+own OpenAPI document beside the BoB one, the per-key limiter it is given, and its background
+jobs (roll-over, document renderer, webhook sender) started and stopped with the application."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +9,7 @@ import contextlib
 from aiohttp import web
 
 from .. import openapi
-from ..auth.ratelimit import DatabaseLimiter, RateLimiter, limits_shared
+from ..auth.ratelimit import Limiter
 from ..context import Context
 from ..endpoint import PUBLIC, Reply
 from ..errors import json_response
@@ -45,12 +45,14 @@ async def get_openapi(request: web.Request) -> web.Response:
     return json_response(cache["b2b-openapi"])
 
 
-def install(app: web.Application, ctx: Context) -> None:
-    """Serve the B2B API on ``app`` (a no-op when ``b2b.enabled`` is false)."""
+def install(app: web.Application, ctx: Context, limiter: Limiter | None) -> None:
+    """Serve the B2B API on ``app`` (a no-op when ``b2b.enabled`` is false); ``limiter`` counts
+    each API key's requests (:func:`server.app.make_limiters` makes it beside the server's own,
+    in the same place: in the database when the processes share their limits)."""
     config = ctx.config.b2b
     if not config.enabled:
         return
-    b2b = B2B.create(ctx, _limiter(ctx))
+    b2b = B2B.create(ctx, limiter)
     app[B2B_KEY] = b2b
     api.add_routes(app.router, config.base_path)
     # The auth middleware finds an endpoint's roles by route name: the admin API's token and role
@@ -58,18 +60,6 @@ def install(app: web.Application, ctx: Context) -> None:
     ctx.endpoints.update({ep.operation_id: ep for ep in api.endpoints})
     if config.jobs:
         app.cleanup_ctx.append(_jobs)
-
-
-def _limiter(ctx: Context) -> DatabaseLimiter | RateLimiter | None:
-    """The per-key limit: in the database when the server's own limits are shared
-    (``shared_limits``: on with PostgreSQL and under ``--workers``), so every process counts
-    the same window; else in this process's memory."""
-    rl = ctx.config.b2b.rate_limit
-    if not rl.enabled:
-        return None
-    if limits_shared(ctx.config.shared_limits, ctx.store.db.dialect):
-        return DatabaseLimiter(ctx.run, ctx.store, rl.requests, rl.window_seconds, rl.block_seconds)
-    return RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds)
 
 
 async def _jobs(app: web.Application):  # type: ignore[no-untyped-def]

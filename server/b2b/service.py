@@ -35,13 +35,14 @@ from zoneinfo import ZoneInfo
 from mtb import b64url_decode
 
 from ..auth import Principal
+from ..auth.ratelimit import Limiter
+from ..config import B2BConfig
 from ..context import Context
 from ..errors import ApiError
 from ..models import Fare, ManifestCall, TicketHolder
 from ..ticket_api import manifest, tickets
 from . import documents, reconcile, roster
 from .calendar import Month, local_date, month_validity, start_of, zone
-from .config import B2BConfig
 from .reconcile import Change, SyncPlan
 from .records import Company, DuplicateSync, Employee, Integration, IssueTerms, NewTicket, Planned, RenderJob, TicketRef
 from .store import B2BStore
@@ -72,13 +73,13 @@ class B2B:
     config: B2BConfig
     store: B2BStore
     tz: ZoneInfo
-    limiter: Any = None  # a server.auth.ratelimit.Limiter for the API keys, or None
+    limiter: Limiter | None = None  # each API key's requests (None: no limit, e.g. the CLI)
     worker: str = field(default_factory=worker_name)
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # new webhook events: send now
     documents_due: asyncio.Event = field(default_factory=asyncio.Event)  # tickets issued: render now
 
     @classmethod
-    def create(cls, ctx: Context, limiter: Any = None) -> "B2B":
+    def create(cls, ctx: Context, limiter: Limiter | None = None) -> "B2B":
         config: B2BConfig = ctx.config.b2b
         return cls(ctx, config, B2BStore(ctx.store.db), zone(config.timezone), limiter)
 
