@@ -56,6 +56,8 @@ async def test_schemathesis_finds_no_difference_between_the_b2b_document_and_the
         outcome = json.loads(report.read_text(encoding="utf-8"))
         assert outcome["failures"] == [] and outcome["errors"] == [], tail
         assert done.returncode == 0, tail
+        ran = {name: phase["status"] for name, phase in outcome["phases"].items()}
+        assert ran["coverage"] == ran["fuzzing"] == ran["stateful"] == "success", (ran, tail)  # links followed
         assert outcome["operations"]["tested"] == outcome["operations"]["total"] >= 25, tail
         assert outcome["test_cases"]["generated"] > 300, tail
     finally:
