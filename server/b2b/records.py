@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ..store import BundleRecord, TicketRecord
+from . import webhooks
 from .calendar import Month
 from .reconcile import Change, Current, HrData, Profile
 from .subscription import Dates, Plan, Status
@@ -191,6 +192,23 @@ class Delivery:
     body: bytes = b""
     url: str = ""
     secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at a delivery, as the sender saw it: ``next_attempt_at`` None after a failure
+    means given up."""
+
+    delivery: Delivery
+    at: datetime  # the schedule's time of the round
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    next_attempt_at: datetime | None
+
+    @property
+    def ok(self) -> bool:
+        return webhooks.success(self.status_code)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from ..store.database import Database, Row, Tx
 from . import webhooks
 from .calendar import Month
 from .reconcile import HrData, Profile, SyncPlan, summary
-from .records import (ApiKey, Company, Delivery, Document, DuplicateSync, Employee, Endpoint, Integration, IssueTerms,
+from .records import (ApiKey, Attempt, Company, Delivery, Document, DuplicateSync, Employee, Endpoint, Integration, IssueTerms,
                       NewTicket, Planned, Product, Query, RenderJob, TicketRef)
 from .resources import document_event_payload, subscription_event_payload
 from .subscription import Dates, Plan
@@ -132,6 +132,13 @@ def _delivery(row: Row) -> Delivery:
 _EMPLOYEE_WRITE = ("first_name", "last_name", "email", "profile_image", "date_of_birth", "plan_type",
                    "plan_contribution", "contract_signing_status", "start_at", "termination_date", "offboarded_on",
                    "absences", "status", "paused_at", "reactivated_at", "cancelled_at", "next_ticket_at")
+
+
+def _moved_on(attempt: Attempt) -> tuple[Any, ...]:
+    """A delivery's new (status, next_attempt_at, last_status_code, last_error, finished_at, id)."""
+    status = "delivered" if attempt.ok else ("pending" if attempt.next_attempt_at is not None else "failed")
+    return (status, ts(attempt.next_attempt_at) if status == "pending" else None, attempt.status_code, attempt.error,
+            ts(attempt.at) if status != "pending" else None, attempt.delivery.id)
 
 
 def _employee_values(change: Change, next_ticket_at: date | None) -> tuple[Any, ...]:
@@ -607,31 +614,39 @@ class B2BStore:
                             keys)
         return [_delivery(r) for r in rows]
 
-    def record_attempt(self, delivery: Delivery, at: datetime, status_code: int | None, error: str | None,
-                       duration_ms: int, next_attempt_at: datetime | None) -> None:
-        """Log one attempt and move the delivery on: delivered on a 2xx, else due again at
-        ``next_attempt_at`` (None: failed for good). An endpoint failing for a day is disabled."""
-        ok = webhooks.success(status_code)
+    def record_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Log a round's attempts and move each delivery on, in one transaction: delivered on a
+        2xx, else due again at ``next_attempt_at`` (None: failed for good). An endpoint with a
+        success in the round is working again; one whose every attempt failed for a day is
+        disabled."""
+        if not attempts:
+            return
         with self.db.transaction() as tx:
-            tx.execute("INSERT INTO b2b_delivery_attempts(delivery_id, at, status_code, error, duration_ms) "
-                       "VALUES (?, ?, ?, ?, ?)", (delivery.id, ts(at), status_code, error, duration_ms))
-            status = "delivered" if ok else ("pending" if next_attempt_at is not None else "failed")
-            tx.execute("UPDATE b2b_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, "
-                       "last_status_code = ?, last_error = ?, finished_at = ?, claimed_by = NULL, claimed_until = NULL "
-                       "WHERE id = ?",
-                       (status, ts(next_attempt_at) if status == "pending" else None, status_code, error,
-                        ts(at) if status != "pending" else None, delivery.id))
-            if ok:
-                tx.execute("UPDATE b2b_webhook_endpoints SET failing_since = NULL WHERE id = ?", (delivery.endpoint_id,))
+            tx.executemany("INSERT INTO b2b_delivery_attempts(delivery_id, at, status_code, error, duration_ms) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           [(a.delivery.id, ts(a.at), a.status_code, a.error, a.duration_ms) for a in attempts])
+            tx.executemany("UPDATE b2b_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, "
+                           "last_status_code = ?, last_error = ?, finished_at = ?, claimed_by = NULL, "
+                           "claimed_until = NULL WHERE id = ?", [_moved_on(a) for a in attempts])
+            working = {a.delivery.endpoint_id for a in attempts if a.ok}
+            failing: dict[int, Attempt] = {}
+            for a in attempts:
+                if a.delivery.endpoint_id not in working:
+                    failing.setdefault(a.delivery.endpoint_id, a)  # the first failure; the last for the reason
+            tx.executemany("UPDATE b2b_webhook_endpoints SET failing_since = NULL WHERE id = ?",
+                           [(endpoint_id,) for endpoint_id in sorted(working)])
+            tx.executemany("UPDATE b2b_webhook_endpoints SET failing_since = coalesce(failing_since, ?) WHERE id = ?",
+                           [(ts(a.at), endpoint_id) for endpoint_id, a in sorted(failing.items())])
+            if not failing:
                 return
-            tx.execute("UPDATE b2b_webhook_endpoints SET failing_since = coalesce(failing_since, ?) WHERE id = ?",
-                       (ts(at), delivery.endpoint_id))
-            [row] = tx.query("SELECT failing_since FROM b2b_webhook_endpoints WHERE id = ?", (delivery.endpoint_id,))
-            if webhooks.should_disable(_t(row["failing_since"]), at):
-                tx.execute("UPDATE b2b_webhook_endpoints SET enabled = 0, disabled_at = ?, disabled_reason = ? "
+            last = {a.delivery.endpoint_id: a for a in attempts if a.delivery.endpoint_id in failing}
+            rows = tx.query(f"SELECT id, failing_since FROM b2b_webhook_endpoints WHERE id IN "
+                            f"({_marks(len(failing))})", sorted(failing))
+            tx.executemany("UPDATE b2b_webhook_endpoints SET enabled = 0, disabled_at = ?, disabled_reason = ? "
                            "WHERE id = ? AND enabled = 1",
-                           (ts(at), f"every delivery failed for 24 h (last: {error or status_code})",
-                            delivery.endpoint_id))
+                           [(ts(last[r["id"]].at), f"every delivery failed for 24 h (last: "
+                             f"{last[r['id']].error or last[r['id']].status_code})", r["id"]) for r in rows
+                            if webhooks.should_disable(_t(r["failing_since"]), last[r["id"]].at)])
 
     def deliveries(self, endpoint_id: int, limit: int = 100) -> list[Delivery]:
         """The delivery log of an endpoint, newest first."""

@@ -72,6 +72,8 @@ async def test_retries_after_failures_then_delivers_and_logs_every_attempt(world
         assert (await run_deliver(world.data_dir, t0 + timedelta(seconds=14)))["attempts"] == 0  # not due yet
         [delivery] = world.store.deliveries(endpoint_id)
         assert delivery.status == "pending" and delivery.attempts == 1 and delivery.last_status_code == 500
+        failing_since = world.store.get_endpoint(endpoint_id).failing_since
+        assert failing_since is not None and abs(failing_since - t0) < timedelta(seconds=1)  # failing since t0
         assert t0 + timedelta(seconds=15) <= delivery.next_attempt_at <= t0 + timedelta(seconds=30)
         assert (await run_deliver(world.data_dir, t0 + timedelta(seconds=31)))["attempts"] == 1
         [delivery] = world.store.deliveries(endpoint_id)
