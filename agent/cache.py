@@ -9,18 +9,25 @@ The object is not thread-safe: the engine drives it from one worker thread.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import sqlite_utils
 
 from mtb.keys import KeyMaterialError, KeyStore, jwk_public_key
-from .stops import StopArea
+from mtb.ticket_event import REQUIRED, event_problems
 from mtb.timeutil import format_extended, parse_time, utcnow
+from .cache_file import (CHECK_COMMAND, CacheError, ProcessLock, create_private, explain, inspect_file, is_damage,
+                         make_private, move_aside, quick_check, reindex, salvage)
+from .clock import ClockFloor
+from .stops import StopArea
+
+log = logging.getLogger(__name__)
 
 DenyKind = Literal["ticket", "traveller", "token"]
 Durability = Literal["full", "normal"]
@@ -100,26 +107,165 @@ def _epoch(value: datetime) -> float:
 
 
 class Cache:
-    def __init__(self, path: str | Path, *, durability: Durability = "full") -> None:
+    """One device's cache. Opened for writing (the default) it is this process's alone, and checked
+    (see :mod:`agent.cache_file`); ``read_only`` opens share it with a running agent (``status``,
+    ``outbox list``) and never create, lock or change the file."""
+
+    def __init__(self, path: str | Path, *, durability: Durability = "full", read_only: bool = False,
+                 repair: bool = False, max_skew_s: float = 30.0, floor_tolerance_s: float = 60.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        # full: fsync at every commit, survives a power cut; normal: survives a process kill.
-        self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-        self.conn.execute("PRAGMA busy_timeout=5000")
-        self.db = sqlite_utils.Database(self.conn)
-        self._migrate()
+        self.max_skew_s = max_skew_s
+        self.clock = ClockFloor(floor_tolerance_s)
+        self.repairs: list[str] = []  # what opening the file had to do, for `cache check`
         self._keystore: KeyStore | None = None
+        self._lock: ProcessLock | None = None
+        if read_only:
+            self.conn = self._open_read_only()
+        else:
+            damage = inspect_file(self.path)  # before the lock file: a wrong path leaves nothing behind
+            self._lock = ProcessLock(self.path)
+            try:
+                self.conn = self._open_checked(durability, repair, damage)
+            except BaseException:
+                self._lock.release()
+                raise
+        self._use(self.conn)
+        self._load_clock()
 
     def close(self) -> None:
         self.conn.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> "Cache":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    # --- opening -------------------------------------------------------------------------------
+
+    def _connect(self, durability: Durability) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA journal_mode=WAL")
+        # full: fsync at every commit, survives a power cut; normal: survives a process kill.
+        conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        return conn
+
+    def _open_checked(self, durability: Durability, repair: bool, damage: str | None) -> sqlite3.Connection:
+        """Schema version, quick_check, migrations, a test write; with ``repair`` (the agent at
+        start, ``cache check``) a damaged file gets REINDEX or is moved aside, else it is an error."""
+        alarms: list[str] = []
+        conn: sqlite3.Connection | None = None
+        try:
+            if damage is None:
+                create_private(self.path)
+                conn = self._connect(durability)
+                damage = self._damage(conn)
+            if damage is not None and not repair:
+                raise CacheError(f"{damage}: {self.path}; run `{CHECK_COMMAND}`")
+            if damage is not None and conn is not None and reindex(conn):
+                alarms.append(f"cache {self.path} was damaged ({damage}); repaired by REINDEX")
+                damage = None
+            if damage is not None:
+                if conn is not None:
+                    conn.close()
+                aside = move_aside(self.path)
+                create_private(self.path)
+                conn = self._connect(durability)
+                self._use(conn)
+                self._migrate()
+                alarms.append(self._take_over(aside, damage))
+            assert conn is not None
+            self._use(conn)
+            self._migrate()
+            self._test_write(durability)
+        except (sqlite3.Error, CacheError) as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, CacheError):
+                raise
+            raise explain(exc, self.path) from exc
+        make_private(self.path)
+        for text in alarms:
+            self.repairs.append(text)
+            self.raise_alarm("cache", text)
+        return conn
+
+    def _test_write(self, durability: Durability) -> None:
+        """A cache that cannot record must say so before READY, not at the first scan. A read-only
+        file or a full disk fails at the write itself, so this one commit skips the fsync."""
+        self.conn.execute("PRAGMA synchronous=OFF")
+        with self.transaction():
+            self._set_meta("write_checked_at", format_extended(utcnow()))
+        self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+
+    def _use(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    def _damage(self, conn: sqlite3.Connection) -> str | None:
+        """Why the file is damaged, or None; refuses a schema newer than this agent knows."""
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                return str(exc)
+            raise
+        if version > len(MIGRATIONS):
+            raise CacheError(f"cache {self.path} has schema version {version}, newer than this agent knows "
+                             f"({len(MIGRATIONS)}): install the newer agent, or move the file aside")
+        if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise CacheError(f"{self.path} is an SQLite database but not an agent cache: check the path "
+                             "(--db, or db in the config)")
+        return quick_check(conn)
+
+    def _take_over(self, aside: Path, damage: str) -> str:
+        """Copy what reads of a moved-aside file into this (new) one; the alarm text."""
+        found = salvage(aside)
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO outbox(local_event_id, event_type, body, created_at, attempts, parked, "
+                "last_error) VALUES (?,?,?,?,?,?,?)", [row[1:] for row in found.outbox])
+            self.conn.executemany(_INSERT_USAGE, [row[1:] for row in found.usage])
+        for row in found.usage:
+            self.clock.note_event(parse_time(row[2]))
+        log.error("cache %s moved aside to %s", self.path, aside)
+        return (f"cache {self.path} was damaged ({damage}); moved aside to {aside.name} (kept), "
+                f"{len(found.outbox)} queued event(s) re-queued, {found.unreadable} unreadable, "
+                f"{len(found.usage)} usage row(s) kept; keys and lists come again from the server at the next sync")
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise CacheError(f"no cache at {self.path}: check the path (--db, or db in the agent's config); "
+                             "an agent creates its cache at its first start")
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=5000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise explain(exc, self.path) from exc
+        if not 1 <= version <= len(MIGRATIONS):
+            conn.close()
+            raise CacheError(f"{self.path} is not a cache this agent knows (schema version {version})")
+        return conn
+
+    def _load_clock(self) -> None:
+        """The clock floor as the last run left it: the server's time and the newest events since."""
+        server = self.get_meta("server_time")
+        if server:
+            self.clock.note_server(parse_time(server))
+        kept = self.get_meta("newest_event_at")
+        if kept:
+            self.clock.note_event(parse_time(kept))
+        after = int(self.get_meta("server_time_usage_id") or 0)
+        row = self.conn.execute("SELECT max(epoch) FROM (SELECT epoch FROM usage WHERE id > ? "
+                                "ORDER BY id DESC LIMIT 1000)", (after,)).fetchone()
+        if row[0] is not None:
+            self.clock.note_event(datetime.fromtimestamp(row[0], timezone.utc))
 
     # --- schema --------------------------------------------------------------------------------
 
@@ -131,6 +277,7 @@ class Cache:
                 self.conn.execute(f"PRAGMA user_version={number}")
 
     def transaction(self) -> "_Transaction":
+        """BEGIN IMMEDIATE ... COMMIT; inside another one it joins it (the outer one commits)."""
         return _Transaction(self.conn)
 
     # --- meta ------------------------------------------------------------------------------------
@@ -145,6 +292,54 @@ class Cache:
 
     def _set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # --- alarms and time ---------------------------------------------------------------------------
+
+    def alarms(self) -> dict[str, str]:
+        """Every alarm in force: the running agent's (``alarms``) and the cache's own."""
+        return {**json.loads(self.get_meta("alarms") or "{}"), **self._own_alarms()}
+
+    def _own_alarms(self) -> dict[str, str]:
+        return json.loads(self.get_meta("cache_alarms") or "{}")
+
+    def raise_alarm(self, kind: str, text: str) -> None:
+        """An alarm of the cache's own (integrity, repairs, clock skew), kept where ``status`` shows
+        it; logged at ERROR when it is raised, not at every repeat."""
+        alarms = self._own_alarms()
+        if alarms.get(kind) == text:
+            return
+        if kind not in alarms:
+            log.error("ALARM %s: %s", kind, text)
+        alarms[kind] = text
+        self.set_meta("cache_alarms", json.dumps(alarms))
+
+    def clear_alarm(self, kind: str) -> None:
+        alarms = self._own_alarms()
+        if alarms.pop(kind, None) is not None:
+            log.warning("alarm %s cleared", kind)
+            self.set_meta("cache_alarms", json.dumps(alarms))
+
+    def observe_server_time(self, server_time: datetime, local_time: datetime) -> None:
+        """The server's ``Date`` at a successful contact, and the device clock when it arrived.
+
+        The server's time becomes the clock floor (kept across restarts) and the bound for pruning,
+        which a wrong device clock cannot move; a skew beyond ``max_skew_s`` is an alarm."""
+        skew = (local_time - server_time).total_seconds()
+        self.clock.note_server(server_time)
+        with self.transaction():
+            self._set_meta("server_time", format_extended(server_time))
+            self._set_meta("server_time_usage_id",
+                           str(self.conn.execute("SELECT coalesce(max(id), 0) FROM usage").fetchone()[0]))
+            self._set_meta("clock_skew_s", f"{skew:.3f}")
+            self.conn.execute("DELETE FROM meta WHERE key='newest_event_at'")
+        if abs(skew) > self.max_skew_s:
+            self.raise_alarm("clock-skew", f"device clock is {skew:+.0f} s off the server's (max {self.max_skew_s:.0f} s)")
+        else:
+            self.clear_alarm("clock-skew")
+
+    def server_time(self) -> datetime | None:
+        """The server's time at the last successful contact."""
+        return self.clock.server_time
 
     # --- keys ------------------------------------------------------------------------------------
 
@@ -256,28 +451,48 @@ class Cache:
                                  (ticket_id, limit))
         return [_use(row) for row in rows]
 
-    def prune(self, usage_before: datetime, deny_expired_before: datetime) -> tuple[int, int]:
-        """Forget usage rows older than the history horizon and deny entries expired long ago
-        (an expired entry blocks nothing; the newest-wins rule keeps working without it)."""
+    def prune(self, now: datetime, *, history_days: float, deny_grace_days: float = 1.0) -> tuple[int, int]:
+        """Forget usage older than the history horizon and deny entries expired long ago (an expired
+        entry blocks nothing; the newest-wins rule keeps working without it).
+
+        Both bounds count back from the server's time at the last contact (or, on a device that
+        never reached a server, the newest recorded event), never from a later ``now``: a clock
+        40 days fast would otherwise delete deny entries still in force, which the deny-list feed
+        never sends again (its high-water mark has passed them). Without a server time no deny
+        entry is pruned."""
+        server = self.clock.server_time
+        reference = min(now, server or self.clock.newest_event or now)
         with self.transaction():
-            usage = self.conn.execute("DELETE FROM usage WHERE epoch < ?", (_epoch(usage_before),)).rowcount
-            deny = self.conn.execute("DELETE FROM deny_list WHERE expire_epoch < ?",
-                                     (_epoch(deny_expired_before),)).rowcount
+            usage = self.conn.execute("DELETE FROM usage WHERE epoch < ?",
+                                      (_epoch(reference - timedelta(days=history_days)),)).rowcount
+            deny = 0 if server is None else self.conn.execute(
+                "DELETE FROM deny_list WHERE expire_epoch < ?",
+                (_epoch(min(now, server) - timedelta(days=deny_grace_days)),)).rowcount
         return usage, deny
 
     # --- recording and the outbox ----------------------------------------------------------------
 
     def record(self, events: Sequence[dict[str, Any]], uses: Sequence[Use]) -> None:
-        """The outbox events and their usage rows in one committed transaction."""
+        """The outbox events and their usage rows in one committed transaction.
+
+        Each event is checked against the server's ticketEvent shape first: an optional member it
+        would refuse is dropped (and the reason says so) rather than park the event for ever."""
         now = format_extended(utcnow())
-        with self.transaction():
-            for event in events:
-                self.conn.execute(_INSERT_OUTBOX, (event["localEventId"], event["eventType"],
-                                                   json.dumps(event, separators=(",", ":")), now))
-            for u in uses:
-                self.conn.execute(_INSERT_USAGE, (u.ticket_id, format_extended(u.time), _epoch(u.time), u.event_type,
-                                                  u.result, u.device_id, u.stop_area, u.zone, u.lat, u.long,
-                                                  u.boot_id, u.monotonic))
+        bodies = [(event["localEventId"], event["eventType"], conformed(event), now) for event in events]
+        try:
+            with self.transaction():
+                self.conn.executemany(_INSERT_OUTBOX, bodies)
+                for u in uses:
+                    self.conn.execute(_INSERT_USAGE, (u.ticket_id, format_extended(u.time), _epoch(u.time),
+                                                      u.event_type, u.result, u.device_id, u.stop_area, u.zone,
+                                                      u.lat, u.long, u.boot_id, u.monotonic))
+                newest = self.clock.newest_event
+                if uses and newest is not None and self.clock.below(uses[0].time):  # keep the floor for a restart
+                    self._set_meta("newest_event_at", format_extended(newest))
+        except sqlite3.Error as exc:
+            raise explain(exc, self.path) from exc
+        for u in uses:
+            self.clock.note_event(u.time)
 
     def outbox(self, *, limit: int = 1000, event_type: str | None = None, parked: bool = False) -> list[OutboxEvent]:
         sql = "SELECT seq, local_event_id, event_type, body, attempts, parked, last_error FROM outbox WHERE parked=?"
@@ -319,6 +534,19 @@ class Cache:
             return self.conn.execute("UPDATE outbox SET parked=0 WHERE parked=1").rowcount
 
 
+def conformed(event: dict[str, Any]) -> str:
+    """The event as JSON the server accepts: members it would refuse are dropped, and noted."""
+    problems = event_problems(event)
+    if problems:
+        if REQUIRED & problems.keys():
+            raise ValueError(f"event {event.get('localEventId')} cannot be made acceptable: {problems}")
+        log.error("event %s: dropped what the server would refuse: %s", event.get("localEventId"), problems)
+        for member, why in problems.items():
+            event.pop(member, None)
+            event["eventReason"] = f"{event.get('eventReason', '')} [dropped {why}]"[:1000]
+    return json.dumps(event, separators=(",", ":"), allow_nan=False)
+
+
 _INSERT_OUTBOX = "INSERT INTO outbox(local_event_id, event_type, body, created_at) VALUES (?,?,?,?)"
 _INSERT_USAGE = ("INSERT INTO usage(ticket_id, time, epoch, event_type, result, device_id, stop_area, zone, lat, long, "
                  "boot_id, monotonic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
@@ -330,16 +558,22 @@ def _use(row: Sequence[Any]) -> Use:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception. Inside an open transaction it
+    joins it: the engine's reads (passback, fraud) and its recording are one write transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.outer = False
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.outer = True
         return self.conn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self.outer:
+            return  # the outer transaction commits, or rolls back on the exception passing through it
         if exc_type is None:
             try:
                 self.conn.execute("COMMIT")

@@ -19,6 +19,8 @@ import mtb
 from mtb import keys, signer, verifier
 from mtb.timeutil import TimeFormatError, format_basic, parse_time, utcnow
 
+from .cache_file import CacheError
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -269,6 +271,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, ValueError, OSError, sqlite3.Error) as exc:  # format, key, config and GTFS errors are ValueErrors
+    except (UsageError, CacheError, ValueError, OSError, sqlite3.Error) as exc:  # format, key, config, GTFS: ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -17,8 +17,9 @@ from mtb.timeutil import parse_time, utcnow
 DEFAULT_DB = "agent-cache.db"
 
 
-def open_cache(args: argparse.Namespace) -> Cache:
-    return Cache(args.db)
+def open_cache(args: argparse.Namespace, *, read_only: bool = False) -> Cache:
+    """Writers hold the cache alone (a running agent makes them fail with its pid); readers share it."""
+    return Cache(args.db, read_only=read_only)
 
 
 def cmd_import_metadata(args: argparse.Namespace) -> int:
@@ -60,7 +61,7 @@ def cmd_import_stops(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """What an operator asks first: is it syncing, how old are its lists, what is waiting."""
     now = utcnow()
-    with open_cache(args) as cache:
+    with open_cache(args, read_only=True) as cache:
         times = {"metadataCheckedAt": cache.get_meta("metadata_checked_at"),
                  "feedsSyncedAt": cache.get_meta("feeds_synced_at"),
                  "lastUploadAt": cache.get_meta("last_upload_at"),
@@ -73,7 +74,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "denyEntries": cache.conn.execute("SELECT count(*) FROM deny_list").fetchone()[0],
                     "denyHighWater": cache.deny_high_water(), "stopAreas": len(cache.stop_areas()),
                     **{k: v for k, v in times.items() if v}, **ages,
-                    "alarms": json.loads(cache.get_meta("alarms") or "{}")})
+                    "alarms": cache.alarms()})
     return 0
 
 
@@ -114,7 +115,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox_list(args: argparse.Namespace) -> int:
-    with open_cache(args) as cache:
+    with open_cache(args, read_only=True) as cache:
         events = cache.outbox(limit=args.limit) + cache.outbox(limit=args.limit, parked=True)
     if args.json:
         print_json([dict(e.body, _parked=e.parked, _attempts=e.attempts) for e in events])

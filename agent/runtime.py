@@ -232,8 +232,7 @@ class Agent:
         while not self.stop.is_set():
             try:
                 now = self.clock.read()[0]
-                pruned = await self.engine.run(self.engine.cache.prune, now - timedelta(days=self.history_days),
-                                               now - timedelta(days=1))
+                pruned = await self.engine.run(lambda: self.engine.cache.prune(now, history_days=self.history_days))
                 if any(pruned):
                     log.info("pruned %d usage rows and %d expired deny entries", *pruned)
             except Exception:
@@ -297,7 +296,7 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
     from .stops import load_stops
     from .sync import ServerClient
 
-    cache = Cache(config.db, durability=config.durability)
+    cache = Cache(config.db, durability=config.durability, repair=True)
     if config.stops_file is not None:
         cache.replace_stop_areas(load_stops(config.stops_file))
     engine = Engine(cache, config.policy.policy())
