@@ -113,8 +113,8 @@ def passback(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy:
     if ctx.mode != "validation" or facts.last_use_here is None:
         return None
     elapsed = seconds_between(facts.last_use_here, ctx)
-    if elapsed < policy.passback_window_s:
-        return Failure(8, f"accepted on this device {max(elapsed, 0):.0f} s ago "
+    if 0 <= elapsed < policy.passback_window_s:  # a scan dated before the accepted one is no passback
+        return Failure(8, f"accepted on this device {elapsed:.0f} s ago "
                           f"(passback window {policy.passback_window_s:.0f} s)")
     return None
 

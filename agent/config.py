@@ -5,13 +5,18 @@ first scan on the street.
 """
 from __future__ import annotations
 
+import stat
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .context import Policy
+
+
+T = TypeVar("T")
 
 
 class Section(BaseModel):
@@ -27,6 +32,13 @@ class HardwareSection(BaseModel):
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
+    def build(self, section: str, factory: Callable[..., T]) -> T:
+        """The adapter, or one line naming the option it does not take (``baud`` for ``baudrate``)."""
+        try:
+            return factory(self.kind, **self.options())
+        except TypeError as exc:  # the adapter's constructor names the unknown or missing key
+            raise ConfigError(f"config [{section}] (kind {self.kind!r}): {exc}") from None
+
 
 class ServerSection(Section):
     environment: Literal["staging", "production"] = "production"
@@ -41,6 +53,22 @@ class ServerSection(Section):
     @property
     def base_url(self) -> str | None:
         return self.staging_url if self.environment == "staging" else self.production_url
+
+
+class ClockSection(Section):
+    """How far the device clock may be from the server's before an alarm (``max_skew_seconds``), and
+    how far below the clock floor (the server's time at the last contact, the newest recorded
+    event) it may read before the device goes out of service. The floor's tolerance must cover
+    the skew allowed, or a clock slightly behind the server's would stop the device."""
+
+    max_skew_seconds: float = Field(30.0, gt=0)
+    floor_tolerance_seconds: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tolerance_covers_skew(self) -> "ClockSection":
+        if self.floor_tolerance_seconds < self.max_skew_seconds:
+            raise ValueError("floor_tolerance_seconds must be at least max_skew_seconds")
+        return self
 
 
 class ServiceSection(Section):
@@ -79,12 +107,16 @@ class AgentConfig(Section):
     durability: Literal["full", "normal"] = "full"
     stops_file: Path | None = None  # GTFS stops.txt, imported into the cache at start
     stop_radius_m: float = Field(150.0, gt=0)
+    # scans in a row that could not be recorded before the device says "out of service", raises an
+    # alarm and stops feeding the watchdog (systemd then restarts it, and the start check runs)
+    max_failed_recordings: int = Field(3, ge=1)
     reader: HardwareSection
     position: HardwareSection | None = None
     feedback: HardwareSection = HardwareSection(kind="console")
     server: ServerSection | None = None
     service: ServiceSection | None = None
     policy: PolicySection = PolicySection()
+    clock: ClockSection = ClockSection()
 
     @model_validator(mode="after")
     def _server_has_url(self) -> "AgentConfig":
@@ -120,8 +152,13 @@ def load_config(path: str | Path) -> AgentConfig:
 
 
 def read_credentials(path: Path) -> tuple[str, str]:
-    """``entity:password`` from a file kept out of the config (and out of logs)."""
+    """``entity:password`` from a file kept out of the config (and out of logs), readable by its
+    owner only: a password others can read is refused, as ssh refuses such a key."""
     try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigError(f"credentials file {path} is open to others (mode {mode:o}): "
+                              f"chmod 600 {path} (owner: the agent's user)")
         entity, sep, password = path.read_text(encoding="utf-8").strip().partition(":")
     except OSError as exc:
         raise ConfigError(f"cannot read credentials {path}: {exc.strerror}") from exc

@@ -19,7 +19,7 @@ import mtb as codec
 from . import checks
 from .cache import Cache, DenyKind, Use
 from .context import Context, Policy, operating_day
-from .messages import passenger_message
+from .messages import OUT_OF_SERVICE, passenger_message
 from mtb.timeutil import format_extended
 from mtb.verifier import SignatureCheck, verify_device, verify_issuer
 
@@ -166,22 +166,26 @@ class Engine:
         self._worker.shutdown(wait=True)
 
     def validate_sync(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
-        """Decide and record. ``refuse`` (e.g. the trust list is too old to decide) records a
-        result-1 event for the scan instead of deciding, so the refusal is on file too."""
-        if refuse is None:
-            outcomes, scanned = self._evaluate(raw, ctx)
-        else:
-            outcomes, scanned = [TicketOutcome(None, unreadable_id(raw), 1, refuse)], None
-        events = [ticket_event(ctx, self.policy, o, scanned) for o in outcomes]
-        uses = [Use(o.ticket_id, ctx.time, ctx.mode, o.code, ctx.validator.validator_id, ctx.stop_area, ctx.zone,
-                    ctx.geo.lat if ctx.geo else None, ctx.geo.long if ctx.geo else None, ctx.boot_id, ctx.monotonic)
-                for o in outcomes]
-        self.cache.record(events, uses)  # committed: only now may the passenger see the result
+        """Decide and record. ``refuse`` (the device cannot decide: its clock is below the floor,
+        its trust list too old) records an out-of-service decision instead: result 1 with that
+        reason, so the refusal is on file too, and "out of service" for the passenger."""
+        with self.cache.transaction():  # passback's reads and the recording are one write transaction
+            if refuse is None:
+                outcomes, scanned = self._evaluate(raw, ctx)
+            else:
+                outcomes, scanned = [TicketOutcome(None, unreadable_id(raw), 1, refuse)], None
+            events = [ticket_event(ctx, self.policy, o, scanned) for o in outcomes]
+            uses = [Use(o.ticket_id, ctx.time, ctx.mode, o.code, ctx.validator.validator_id, ctx.stop_area, ctx.zone,
+                        ctx.geo.lat if ctx.geo else None, ctx.geo.long if ctx.geo else None, ctx.boot_id,
+                        ctx.monotonic) for o in outcomes]
+            self.cache.record(events, uses)
+        # committed: only now may the passenger see the result
         failing = [o for o in outcomes if o.code != 0]
         first = min(failing, key=lambda o: checks.RESULT_ORDER.index(o.code)) if failing else None
         code = first.code if first else 0
         reason = first.reason if first else f"{len(outcomes)} ticket(s) valid"
-        return Decision(code, reason, passenger_message(code, ctx.mode), events, outcomes)
+        message = OUT_OF_SERVICE if refuse is not None else passenger_message(code, ctx.mode)
+        return Decision(code, reason, message, events, outcomes)
 
     def _evaluate(self, raw: bytes | str, ctx: Context) -> tuple[list[TicketOutcome], codec.Mtb | None]:
         try:

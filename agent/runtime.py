@@ -12,54 +12,28 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import uuid
 from collections import deque
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from hardware import Feedback, PositionSource, Reader
 
 from .cache import Cache
+from .cache_file import CacheError, explain
 from .clock import ClockWatch
-from .context import Context, Geo, Service, Validator
+from .context import Context, Service, Validator
 from .engine import Decision, Engine
-from .stops import StopArea, StopLocator
+from .messages import OUT_OF_SERVICE
+from .place import PositionTracker
+from .stops import StopLocator
 from .sync import Syncer
 from mtb.timeutil import format_extended, parse_time
 
 log = logging.getLogger(__name__)
-BOOT_ID = uuid.uuid4().hex
+BOOT_ID = uuid.uuid4().hex  # distinguishes this process's monotonic clock from earlier runs'
 RECENT_DECISIONS = 1000
 MAINTENANCE_INTERVAL_S = 3600.0
-OUT_OF_SERVICE = "Validator out of service - please ask staff"  # distinguishes this process's monotonic clock from earlier runs'
-
-
-@dataclass(frozen=True)
-class Place:
-    geo: Geo | None
-    stale: bool
-    stop_area: StopArea | None
-
-
-class PositionTracker:
-    """Turns fixes into a place (position, stop area, zone); keeps the last known when the fix is lost."""
-
-    def __init__(self, source: PositionSource | None, locator: StopLocator | None) -> None:
-        self.source = source
-        self.locator = locator
-        self._geo: Geo | None = None
-        self._stop: StopArea | None = None
-
-    def place(self) -> Place:
-        fix = self.source.current() if self.source is not None else None
-        if fix is None or not getattr(fix, "valid", True):
-            return Place(self._geo, self._geo is not None, self._stop)
-        self._geo = Geo(fix.lat, fix.long, fix.alt)
-        if self.locator is not None:
-            hit = self.locator.nearest(fix.lat, fix.long)
-            if hit is not None:
-                self._stop = hit[0]  # between stops, the bus is still "after" the last one
-        return Place(self._geo, False, self._stop)
 
 
 def sd_notify(message: str) -> None:
@@ -83,7 +57,7 @@ class Agent:
                  operator_pid: int | None = None, mode_of_transport: str | None = None,
                  service: Service | None = None, clock: ClockWatch | None = None,
                  metadata_max_age_s: float | None = None, validate_with_stale_metadata: bool = True,
-                 history_days: float = 35.0) -> None:
+                 history_days: float = 35.0, max_failed_recordings: int = 3) -> None:
         self.engine = engine
         self.reader = reader
         self.feedback = feedback
@@ -105,6 +79,13 @@ class Agent:
         self.history_days = history_days
         self.alarms: dict[str, str] = {}
         self._alarms_changed = False
+        self.max_failed_recordings = max_failed_recordings
+        self.failed_recordings = 0  # scans in a row that could not be recorded
+
+    @property
+    def cannot_record(self) -> bool:
+        """Out of service: the last ``max_failed_recordings`` scans could not be recorded."""
+        return self.failed_recordings >= self.max_failed_recordings
 
     # --- one scan -------------------------------------------------------------------------------
 
@@ -125,23 +106,26 @@ class Agent:
         self.scans += 1
         try:
             ctx = self.context()
-            refuse = await self._trust_list_problem(ctx.time)
+            refuse = self._clock_problem(ctx.time) or await self._trust_list_problem(ctx.time)
             decision = await self.engine.validate(raw, ctx, refuse)
-        except Exception:
-            log.exception("scan could not be processed")
-            await self._show_safely("red", "Please try again", None)
+        except Exception as exc:
+            self._not_recorded(exc)
+            await self._show_safely("red", OUT_OF_SERVICE if self.cannot_record else "Please try again", None)
             return None
+        if self.failed_recordings:
+            self.failed_recordings = 0
+            self.clear_alarm("recording")
         self.decided += 1
         self.decisions.append(decision)
         if refuse is not None:
-            await self._show_safely("red", OUT_OF_SERVICE, [refuse])
-            return decision
-        try:
-            lines = await self._details(decision)
-        except Exception:  # the decision stands (it is recorded); only the extra lines are lost
-            log.exception("could not gather the ticket's details")
-            lines = [decision.event_reason]
-        await self._show_safely(decision.colour, decision.passenger_message, lines)
+            await self._show_safely("red", decision.passenger_message, [refuse])
+        else:
+            try:
+                lines = await self._details(decision)
+            except Exception:  # the decision stands (it is recorded); only the extra lines are lost
+                log.exception("could not gather the ticket's details")
+                lines = [decision.event_reason]
+            await self._show_safely(decision.colour, decision.passenger_message, lines)
         if self.syncer is not None:
             self.syncer.kick()
         try:
@@ -169,6 +153,26 @@ class Agent:
                 lines.append(f"  earlier: {format_extended(use.time)} {use.event_type} result {use.result} "
                              f"at {use.stop_area or use.device_id or '?'}")
         return lines
+
+    def _not_recorded(self, exc: Exception) -> None:
+        """A scan that could not be decided and recorded; after ``max_failed_recordings`` in a row
+        the device is out of service, raises an alarm and stops feeding the watchdog."""
+        self.failed_recordings += 1
+        cache = self.engine.cache
+        why = explain(exc, cache.path) if isinstance(exc, sqlite3.Error) else exc
+        log.error("scan could not be recorded (%d in a row): %s", self.failed_recordings, why,
+                  exc_info=not isinstance(exc, (sqlite3.Error, CacheError)))
+        if self.cannot_record:
+            self.alarm("recording", f"{self.failed_recordings} scans in a row could not be recorded: {why}")
+
+    def _clock_problem(self, now: datetime) -> str | None:
+        """A wall clock below the floor (see :class:`agent.clock.ClockFloor`) cannot decide."""
+        problem = self.engine.cache.clock.problem(now)
+        if problem is None:
+            self.clear_alarm("clock-floor")
+        else:
+            self.alarm("clock-floor", problem)
+        return problem
 
     async def _trust_list_problem(self, now: datetime) -> str | None:
         """Participant metadata older than its maximum age raises an alarm; the config decides
@@ -218,7 +222,10 @@ class Agent:
         while not self.stop.is_set():
             try:
                 await asyncio.wait_for(self.engine.run(lambda: None), interval)
-                sd_notify("WATCHDOG=1")
+                if self.cannot_record:
+                    log.error("no scan can be recorded; withholding the watchdog ping")
+                else:
+                    sd_notify("WATCHDOG=1")
             except asyncio.TimeoutError:
                 log.error("engine thread did not answer within %.0f s; withholding the watchdog ping", interval)
             try:
@@ -296,29 +303,39 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
     from .stops import load_stops
     from .sync import ServerClient
 
-    cache = Cache(config.db, durability=config.durability, repair=True)
-    if config.stops_file is not None:
-        cache.replace_stop_areas(load_stops(config.stops_file))
-    engine = Engine(cache, config.policy.policy())
-    syncer = None
+    reader = reader or config.reader.build("reader", make_reader)
+    feedback = feedback or config.feedback.build("feedback", make_feedback)
+    if position is None and config.position is not None:
+        position = config.position.build("position", make_position)
+    credentials = None
     if config.server is not None:
         if config.server.credentials_file is None:
             raise ValueError("server.credentials_file is required to sync")
-        entity, password = read_credentials(config.server.credentials_file)
-        client = ServerClient(config.server.base_url, entity, password, timeout_s=config.server.timeout_s)
+        credentials = read_credentials(config.server.credentials_file)
+    cache = Cache(config.db, durability=config.durability, repair=True,
+                  max_skew_s=config.clock.max_skew_seconds, floor_tolerance_s=config.clock.floor_tolerance_seconds)
+    try:
+        if config.stops_file is not None:
+            cache.replace_stop_areas(load_stops(config.stops_file))
+        areas = cache.stop_areas()
+    except BaseException:
+        cache.close()
+        raise
+    engine = Engine(cache, config.policy.policy())
+    syncer = None
+    if config.server is not None and credentials is not None:
+        client = ServerClient(config.server.base_url, *credentials, timeout_s=config.server.timeout_s)
         syncer = Syncer(engine, client, batch_size=config.server.batch_size,
                         upload_interval_s=config.server.upload_interval_s,
                         feeds_interval_s=config.server.feeds_interval_s)
-    areas = cache.stop_areas()
-    if position is None and config.position is not None:
-        position = make_position(config.position.kind, **config.position.options())
-    tracker = PositionTracker(position, StopLocator(areas, config.stop_radius_m) if areas else None)
+    tracker = PositionTracker(position, StopLocator(areas, config.stop_radius_m) if areas else None,
+                              max_speed_kmh=config.policy.max_speed_kmh)
     if syncer is not None:
         syncer.on_stops = lambda new: setattr(tracker, "locator", StopLocator(new, config.stop_radius_m))
     return Agent(
         engine=engine,
-        reader=reader or make_reader(config.reader.kind, **config.reader.options()),
-        feedback=feedback or make_feedback(config.feedback.kind, **config.feedback.options()),
+        reader=reader,
+        feedback=feedback,
         validator=Validator(config.device_id, config.location, config.sublocation),
         mode=config.mode,
         tracker=tracker,
@@ -330,6 +347,7 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
         metadata_max_age_s=config.policy.metadata_max_age_s if config.server is not None else None,
         validate_with_stale_metadata=config.policy.validate_with_stale_metadata,
         history_days=config.policy.history_days,
+        max_failed_recordings=config.max_failed_recordings,
     )
 
 

@@ -167,7 +167,7 @@ class Simulation:
     def start_agents(self) -> None:
         stops = {s.stop_area_id: s for s in load_stops(STOPS)}
         positions = {
-            "bus-17": SimulatedRoute([(stops[s].lat, stops[s].long) for s in ROUTE]),
+            "bus-17": SimulatedRoute([(stops[s].lat, stops[s].long) for s in ROUTE], speed_kmh=40),
             "platform-odp": SimulatedRoute([(stops["ODP"].lat, stops["ODP"].long)]),
             "handheld-7": SimulatedRoute([(stops["KTH"].lat, stops["KTH"].long)]),
         }

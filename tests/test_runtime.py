@@ -86,7 +86,7 @@ async def test_a_scan_loop_survives_a_broken_display_and_a_broken_engine(engine,
     engine.cache.conn.close()  # the disk is gone: the engine cannot record
     assert await agent.handle_scan(live_ticket(issuer_key)) is None
     assert (agent.feedback.last.colour, agent.feedback.last.text) == ("red", "Please try again")
-    assert "scan could not be processed" in caplog.text
+    assert "scan could not be recorded (1 in a row)" in caplog.text and "device.db" in caplog.text
 
 
 async def test_inspection_details_failing_still_shows_the_decision(engine, issuer_key, caplog):
