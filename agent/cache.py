@@ -112,7 +112,8 @@ class Cache:
     ``outbox list``) and never create, lock or change the file."""
 
     def __init__(self, path: str | Path, *, durability: Durability = "full", read_only: bool = False,
-                 repair: bool = False, max_skew_s: float = 30.0, floor_tolerance_s: float = 60.0) -> None:
+                 repair: bool = False, thorough: bool = False, max_skew_s: float = 30.0,
+                 floor_tolerance_s: float = 60.0) -> None:
         self.path = Path(path)
         self.max_skew_s = max_skew_s
         self.clock = ClockFloor(floor_tolerance_s)
@@ -125,7 +126,7 @@ class Cache:
             damage = inspect_file(self.path)  # before the lock file: a wrong path leaves nothing behind
             self._lock = ProcessLock(self.path)
             try:
-                self.conn = self._open_checked(durability, repair, damage)
+                self.conn = self._open_checked(durability, repair, damage, thorough)
             except BaseException:
                 self._lock.release()
                 raise
@@ -154,19 +155,21 @@ class Cache:
         conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
         return conn
 
-    def _open_checked(self, durability: Durability, repair: bool, damage: str | None) -> sqlite3.Connection:
-        """Schema version, quick_check, migrations, a test write; with ``repair`` (the agent at
-        start, ``cache check``) a damaged file gets REINDEX or is moved aside, else it is an error."""
+    def _open_checked(self, durability: Durability, repair: bool, damage: str | None,
+                      thorough: bool) -> sqlite3.Connection:
+        """Schema version, quick_check (``thorough``: integrity_check), migrations, a test write;
+        with ``repair`` (the agent at start, ``cache check``) a damaged file gets REINDEX or is
+        moved aside, else it is an error."""
         alarms: list[str] = []
         conn: sqlite3.Connection | None = None
         try:
             if damage is None:
                 create_private(self.path)
                 conn = self._connect(durability)
-                damage = self._damage(conn)
+                damage = self._damage(conn, thorough)
             if damage is not None and not repair:
-                raise CacheError(f"{damage}: {self.path}; run `{CHECK_COMMAND}`")
-            if damage is not None and conn is not None and reindex(conn):
+                raise CacheError(f"the cache is damaged ({damage}): {self.path}; run `{CHECK_COMMAND}`")
+            if damage is not None and conn is not None and reindex(conn, thorough=thorough):
                 alarms.append(f"cache {self.path} was damaged ({damage}); repaired by REINDEX")
                 damage = None
             if damage is not None:
@@ -206,7 +209,7 @@ class Cache:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
 
-    def _damage(self, conn: sqlite3.Connection) -> str | None:
+    def _damage(self, conn: sqlite3.Connection, thorough: bool) -> str | None:
         """Why the file is damaged, or None; refuses a schema newer than this agent knows."""
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -220,7 +223,7 @@ class Cache:
         if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise CacheError(f"{self.path} is an SQLite database but not an agent cache: check the path "
                              "(--db, or db in the config)")
-        return quick_check(conn)
+        return quick_check(conn, thorough=thorough)
 
     def _take_over(self, aside: Path, damage: str) -> str:
         """Copy what reads of a moved-aside file into this (new) one; the alarm text."""

@@ -143,19 +143,21 @@ def make_private(path: Path) -> None:
             pass
 
 
-def quick_check(conn: sqlite3.Connection) -> str | None:
-    """``PRAGMA quick_check``: None when the file is sound, else what SQLite found."""
+def quick_check(conn: sqlite3.Connection, *, thorough: bool = False) -> str | None:
+    """``PRAGMA quick_check`` (at every start: the structure of every page), or with ``thorough``
+    ``PRAGMA integrity_check`` (``cache check``: also that each index says what its table holds,
+    which a page swapped for another passes unseen otherwise). None when sound, else what SQLite found."""
     try:
-        rows = conn.execute("PRAGMA quick_check").fetchall()
+        rows = conn.execute(f"PRAGMA {'integrity_check' if thorough else 'quick_check'}").fetchall()
     except sqlite3.DatabaseError as exc:
         if not is_damage(exc):
             raise
         return str(exc)
-    found = "; ".join(str(r[0]) for r in rows)
+    found = "; ".join(line for r in rows for line in str(r[0]).splitlines() if not line.startswith("***"))
     return None if found == "ok" else found[:500]
 
 
-def reindex(conn: sqlite3.Connection) -> bool:
+def reindex(conn: sqlite3.Connection, *, thorough: bool = False) -> bool:
     """Rebuild every index from its table: mends an index whose pages read but say the wrong thing."""
     try:
         conn.execute("REINDEX")
@@ -163,7 +165,7 @@ def reindex(conn: sqlite3.Connection) -> bool:
         if not is_damage(exc):
             raise
         return False
-    return quick_check(conn) is None
+    return quick_check(conn, thorough=thorough) is None
 
 
 def move_aside(path: Path) -> Path:

@@ -91,14 +91,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_check(args: argparse.Namespace) -> int:
-    """What the agent does at start, on demand: quick_check, a test write, the schema version; a
-    damaged file repaired or moved aside. A cache that checks out clears the cache's alarm."""
+    """What the agent does at start, more thoroughly (integrity_check): a test write, the schema
+    version; a damaged file repaired or moved aside. A cache that checks out clears its alarm."""
     if not Path(args.db).is_file():
         raise CacheError(f"no cache at {args.db}: check the path (--db, or db in the agent's config)")
-    with Cache(args.db, repair=True) as cache:
+    with Cache(args.db, repair=True, thorough=True) as cache:
         if not cache.repairs:
             cache.clear_alarm("cache")
-        print_json({"cache": str(cache.path), "quickCheck": "ok", "writable": True,
+        print_json({"cache": str(cache.path), "integrityCheck": "ok", "writable": True,
                     "schemaVersion": cache.conn.execute("PRAGMA user_version").fetchone()[0],
                     "repairs": cache.repairs, "outbox": cache.outbox_count(), "alarms": cache.alarms()})
     return 0

@@ -36,12 +36,11 @@ from mtb import keys, signer
 from .config import AgentConfig
 from .messages import RESULT_NAMES
 from .runtime import Agent, build_agent, close_agent
-from .stops import load_stops
+from .stops import SAMPLE_STOPS as STOPS, load_stops
 from .sync import basic_auth
 from mtb.timeutil import utcnow
 
-ROOT = Path(__file__).resolve().parents[1]
-STOPS = ROOT / "deploy" / "gtfs" / "stops.txt"
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, or site-packages once installed
 ROUTE = ["CEN", "ODP", "KTH", "UNI", "BER", "DAN", "MOR"]  # bus 17, Centralstationen -> Mörby
 DEVICES = {  # device id: (role, mode, location)
     "bus-17": ("val", "validation", "vehicle"),

@@ -5,18 +5,17 @@ from __future__ import annotations
 import functools
 import operator
 from datetime import timedelta
-from pathlib import Path
 
 from mtb import signer
 from agent.context import Validator
 from agent.runtime import Agent, PositionTracker
-from agent.stops import StopLocator, load_stops
+from agent.stops import SAMPLE_STOPS, StopLocator, load_stops
 from mtb.timeutil import utcnow
 from hardware import NmeaGps, SimulatedFeedback, SimulatedReader, SimulatedRoute
 
 from .conftest import ticket
 
-STOPS = load_stops(Path(__file__).resolve().parents[1] / "deploy" / "gtfs" / "stops.txt")
+STOPS = load_stops(SAMPLE_STOPS)
 BY_ID = {s.stop_area_id: s for s in STOPS}
 
 
