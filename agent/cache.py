@@ -194,7 +194,7 @@ class Cache:
         make_private(self.path)
         for text in alarms:
             self.repairs.append(text)
-            self.raise_alarm("cache", text)
+            self._alarm("cache", text)
         return conn
 
     def _test_write(self, durability: Durability) -> None:
@@ -296,49 +296,66 @@ class Cache:
     def _set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
-    # --- alarms and time ---------------------------------------------------------------------------
+    def meta_items(self, prefix: str) -> list[tuple[str, str]]:
+        """Every (key, value) whose key starts with ``prefix``, by key."""
+        rows = self.conn.execute("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key",
+                                 (len(prefix), prefix))
+        return [(key, value) for key, value in rows]
 
-    def alarms(self) -> dict[str, str]:
-        """Every alarm in force: the running agent's (``alarms``) and the cache's own."""
-        return {**json.loads(self.get_meta("alarms") or "{}"), **self._own_alarms()}
+    # --- alarms ----------------------------------------------------------------------------------
 
-    def _own_alarms(self) -> dict[str, str]:
-        return json.loads(self.get_meta("cache_alarms") or "{}")
+    def alarms(self) -> dict[str, dict[str, str]]:
+        """Raised alarms by kind: ``{"text", "since", "until"?}`` (``until``: when it ends, or
+        when the device tries again). What ``python -m agent status`` shows."""
+        stored = json.loads(self.get_meta("alarms") or "{}")
+        return {kind: value if isinstance(value, dict) else {"text": str(value)} for kind, value in stored.items()}
 
-    def raise_alarm(self, kind: str, text: str) -> None:
-        """An alarm of the cache's own (integrity, repairs, clock skew), kept where ``status`` shows
-        it; logged at ERROR when it is raised, not at every repeat."""
-        alarms = self._own_alarms()
-        if alarms.get(kind) == text:
-            return
-        if kind not in alarms:
+    def raise_alarm(self, kind: str, text: str, until: datetime | None = None) -> bool:
+        """Raise or update one alarm (the others stay as they are); True when it is new."""
+        with self.transaction():
+            alarms = self.alarms()
+            new = kind not in alarms
+            alarm = {"text": text, "since": alarms.get(kind, {}).get("since") or format_extended(utcnow())}
+            if until is not None:
+                alarm["until"] = format_extended(until)
+            alarms[kind] = alarm
+            self._set_meta("alarms", json.dumps(alarms, sort_keys=True))
+        return new
+
+    def clear_alarm(self, kind: str) -> bool:
+        """True when the alarm was raised."""
+        with self.transaction():
+            alarms = self.alarms()
+            if alarms.pop(kind, None) is None:
+                return False
+            self._set_meta("alarms", json.dumps(alarms, sort_keys=True))
+        return True
+
+    def _alarm(self, kind: str, text: str) -> None:
+        """An alarm the cache raises itself (repairs, clock skew): logged at ERROR once, when new."""
+        if self.raise_alarm(kind, text):
             log.error("ALARM %s: %s", kind, text)
-        alarms[kind] = text
-        self.set_meta("cache_alarms", json.dumps(alarms))
 
-    def clear_alarm(self, kind: str) -> None:
-        alarms = self._own_alarms()
-        if alarms.pop(kind, None) is not None:
-            log.warning("alarm %s cleared", kind)
-            self.set_meta("cache_alarms", json.dumps(alarms))
+    # --- the server's clock ----------------------------------------------------------------------
 
     def observe_server_time(self, server_time: datetime, local_time: datetime) -> None:
         """The server's ``Date`` at a successful contact, and the device clock when it arrived.
 
         The server's time becomes the clock floor (kept across restarts) and the bound for pruning,
-        which a wrong device clock cannot move; a skew beyond ``max_skew_s`` is an alarm."""
+        which a wrong device clock cannot move; a skew beyond ``max_skew_s`` (config ``[clock]
+        max_skew_seconds``) is the ``clock-skew`` alarm."""
         skew = (local_time - server_time).total_seconds()
         self.clock.note_server(server_time)
         with self.transaction():
             self._set_meta("server_time", format_extended(server_time))
             self._set_meta("server_time_usage_id",
                            str(self.conn.execute("SELECT coalesce(max(id), 0) FROM usage").fetchone()[0]))
-            self._set_meta("clock_skew_s", f"{skew:.3f}")
+            self._set_meta("clock_skew_s", f"{skew:.1f}")
             self.conn.execute("DELETE FROM meta WHERE key='newest_event_at'")
         if abs(skew) > self.max_skew_s:
-            self.raise_alarm("clock-skew", f"device clock is {skew:+.0f} s off the server's (max {self.max_skew_s:.0f} s)")
-        else:
-            self.clear_alarm("clock-skew")
+            self._alarm("clock-skew", f"device clock is {skew:+.0f} s off the server's (max {self.max_skew_s:.0f} s)")
+        elif self.clear_alarm("clock-skew"):
+            log.info("alarm clock-skew cleared: the device clock is %+.0f s off the server's", skew)
 
     def server_time(self) -> datetime | None:
         """The server's time at the last successful contact."""

@@ -18,6 +18,7 @@ from .context import Context, Geo, Policy, Validator
 from .engine import Engine
 from .place import implausible
 from .stops import DEFAULT_RADIUS_M, StopArea, StopLocator, load_stops
+from .sync.status import statuses_json
 
 DEFAULT_DB = "agent-cache.db"
 
@@ -69,11 +70,11 @@ def cmd_import_stops(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """What an operator asks first: is it syncing, how old are its lists, what is waiting."""
+    """What an operator asks first: is it syncing, how old are its lists, what is waiting; each
+    feed's and the uploader's last success and last error; the alarms, with when they end."""
     now = utcnow()
     with open_cache(args, read_only=True) as cache:
         times = {"metadataCheckedAt": cache.get_meta("metadata_checked_at"),
-                 "feedsSyncedAt": cache.get_meta("feeds_synced_at"),
                  "lastUploadAt": cache.get_meta("last_upload_at"),
                  "oldestQueuedEventAt": cache.oldest_queued_at()}
         ages = {key.replace("At", "AgeSeconds"): round((now - parse_time(value)).total_seconds())
@@ -86,7 +87,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     **{k: v for k, v in times.items() if v}, **ages,
                     "serverTime": format_extended(server) if (server := cache.server_time()) else None,
                     "clockSkewSeconds": float(skew) if (skew := cache.get_meta("clock_skew_s")) else None,
-                    "alarms": cache.alarms()})
+                    "sync": statuses_json(cache, now), "alarms": cache.alarms()})
     return 0
 
 

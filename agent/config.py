@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .context import Policy
+from .sync.tls import TlsSettings, parse_pin
 
 
 T = TypeVar("T")
@@ -45,14 +46,48 @@ class ServerSection(Section):
     staging_url: str | None = None
     production_url: str | None = None
     credentials_file: Path | None = None  # one line "entity:password", mode 600
+    # Uploads at least this far apart (an event after a quiet spell goes up at once).
     upload_interval_s: float = Field(5.0, gt=0)
     feeds_interval_s: float = Field(60.0, gt=0)
     batch_size: int = Field(200, ge=1, le=1000)
     timeout_s: float = Field(10.0, gt=0)
+    # At most this many requests in any minute, feeds, uploads and tokens together: under the
+    # server's limit for devices (120 a minute by default) with room to spare.
+    max_requests_per_minute: int = Field(60, ge=1)
+    ca_file: Path | None = None  # the CA that issued the server's certificate (default: the system's)
+    client_cert: Path | None = None  # mutual TLS: the device's certificate (PEM) ...
+    client_key: Path | None = None  # ... and its key (PEM, mode 600)
+    # SHA-256 of the server's SubjectPublicKeyInfo (hex or base64); several for a key rollover.
+    pin_sha256: list[str] = Field(default_factory=list)
+    allow_insecure_http: bool = False  # http:// only with this (the simulator, tests on loopback)
+
+    @field_validator("pin_sha256", mode="before")
+    @classmethod
+    def _pins(cls, value: Any) -> Any:
+        pins = [value] if isinstance(value, str) else value
+        for pin in pins if isinstance(pins, list) else []:
+            parse_pin(pin)  # a ValueError names the bad pin
+        return pins
+
+    @model_validator(mode="after")
+    def _tls(self) -> "ServerSection":
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        url = self.base_url or ""
+        if url.lower().startswith("http://") and not self.allow_insecure_http:
+            raise ValueError(f"{self.environment}_url is http://: use https:// "
+                             "(or allow_insecure_http = true, for a test on loopback)")
+        if not url.lower().startswith(("https://", "http://")) and url:
+            raise ValueError(f"{self.environment}_url must be an https:// URL")
+        return self
 
     @property
     def base_url(self) -> str | None:
         return self.staging_url if self.environment == "staging" else self.production_url
+
+    def tls(self) -> TlsSettings:
+        return TlsSettings(self.ca_file, self.client_cert, self.client_key,
+                           frozenset(parse_pin(pin) for pin in self.pin_sha256))
 
 
 class ClockSection(Section):
@@ -93,6 +128,10 @@ class PolicySection(Section):
                       require_device_time=self.require_device_time, timezone=self.timezone)
 
 
+class LoggingSection(Section):
+    format: Literal["text", "json"] = "text"  # json: one object a line, for a fleet's log collector
+
+
 class AgentConfig(Section):
     # Bounded as the server's ticketEvent is: a value it refuses would park every event.
     device_id: str = Field(min_length=1, max_length=200)
@@ -117,6 +156,7 @@ class AgentConfig(Section):
     service: ServiceSection | None = None
     policy: PolicySection = PolicySection()
     clock: ClockSection = ClockSection()
+    logging: LoggingSection = LoggingSection()
 
     @model_validator(mode="after")
     def _server_has_url(self) -> "AgentConfig":
@@ -146,8 +186,10 @@ def load_config(path: str | Path) -> AgentConfig:
         value = getattr(config, field)
         if value is not None and not value.is_absolute():
             setattr(config, field, base / value)
-    if config.server and config.server.credentials_file and not config.server.credentials_file.is_absolute():
-        config.server.credentials_file = base / config.server.credentials_file
+    for field in ("credentials_file", "ca_file", "client_cert", "client_key"):
+        value = getattr(config.server, field, None)
+        if value is not None and not value.is_absolute():
+            setattr(config.server, field, base / value)
     return config
 
 

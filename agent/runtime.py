@@ -24,6 +24,7 @@ from .cache_file import CacheError, explain
 from .clock import ClockWatch
 from .context import Context, Service, Validator
 from .engine import Decision, Engine
+from .logs import configure_logging
 from .messages import OUT_OF_SERVICE
 from .place import PositionTracker
 from .stops import StopLocator
@@ -78,7 +79,7 @@ class Agent:
         self.failed = False
         self.history_days = history_days
         self.alarms: dict[str, str] = {}
-        self._alarms_changed = False
+        self._alarms_changed: set[str] = set()  # kinds raised or cleared since the last write
         self.max_failed_recordings = max_failed_recordings
         self.failed_recordings = 0  # scans in a row that could not be recorded
 
@@ -176,11 +177,15 @@ class Agent:
 
     async def _trust_list_problem(self, now: datetime) -> str | None:
         """Participant metadata older than its maximum age raises an alarm; the config decides
-        whether the device goes on validating (returns None) or refuses (returns why)."""
+        whether the device goes on validating (returns None) or refuses (returns why). A device
+        that never had a trust list is out of service: without keys every ticket would look forged."""
         if self.metadata_max_age_s is None:
             return None
         checked = await self.engine.run(self.engine.cache.get_meta, "metadata_checked_at")
-        age = (now - parse_time(checked)).total_seconds() if checked else float("inf")
+        if checked is None:
+            self.alarm("trust-list", "never synced with the server: no participant metadata (trust list)")
+            return "never synced with the server: no trust list yet"
+        age = (now - parse_time(checked)).total_seconds()
         if age <= self.metadata_max_age_s:
             self.clear_alarm("trust-list")
             return None
@@ -191,19 +196,23 @@ class Agent:
         """Raise (or update) an alarm; logged at ERROR when it is raised, for the fleet's log watcher."""
         if kind not in self.alarms:
             log.error("ALARM %s: %s", kind, text)
-            self._alarms_changed = True
+            self._alarms_changed.add(kind)
         self.alarms[kind] = text
 
     def clear_alarm(self, kind: str) -> None:
         if self.alarms.pop(kind, None) is not None:
             log.warning("alarm %s cleared", kind)
-            self._alarms_changed = True
+            self._alarms_changed.add(kind)
 
     async def _persist_alarms(self) -> None:
-        """Raised and cleared alarms go to the cache, where ``python -m agent status`` shows them."""
-        if self._alarms_changed:
-            self._alarms_changed = False
-            await self.engine.run(self.engine.cache.set_meta, "alarms", json.dumps(self.alarms))
+        """Raised and cleared alarms go to the cache, where ``python -m agent status`` shows them
+        (beside those sync raises there)."""
+        changed, self._alarms_changed = self._alarms_changed, set()
+        for kind in changed:
+            if kind in self.alarms:
+                await self.engine.run(self.engine.cache.raise_alarm, kind, self.alarms[kind])
+            else:
+                await self.engine.run(self.engine.cache.clear_alarm, kind)
 
     # --- the process ----------------------------------------------------------------------------
 
@@ -324,7 +333,10 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
     engine = Engine(cache, config.policy.policy())
     syncer = None
     if config.server is not None and credentials is not None:
-        client = ServerClient(config.server.base_url, *credentials, timeout_s=config.server.timeout_s)
+        server = config.server
+        client = ServerClient(server.base_url, *credentials, timeout_s=server.timeout_s, tls=server.tls(),
+                              allow_insecure_http=server.allow_insecure_http,
+                              max_requests_per_minute=server.max_requests_per_minute)
         syncer = Syncer(engine, client, batch_size=config.server.batch_size,
                         upload_interval_s=config.server.upload_interval_s,
                         feeds_interval_s=config.server.feeds_interval_s)
@@ -361,7 +373,7 @@ async def close_agent(agent: Agent) -> None:
 
 def run_from_config(config, *, log_level: str = "INFO") -> int:
     """``python -m agent run``: the systemd service's entry point."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, config.logging.format)
 
     async def main() -> int:
         agent = build_agent(config)

@@ -62,7 +62,7 @@ def main() -> int:
         print(f"integrity_check           {report['integrity']}")
         if not args.no_sync:
             data = make_data_dir(Path(tmp) / "server", rate_limit={"requests": 100_000, "window_seconds": 60,
-                                                                   "block_seconds": 1})
+                                                                   "block_seconds": 1, "roles": {}})
             server = ServerProcess(data).start()
             try:
                 if args.upload_kills:

@@ -197,7 +197,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="server-load-") as tmp:
         data_dir = Path(tmp) / "data"
         cli.init_data_dir(data_dir, pid=PID, name="Load", admin_password="load-admin",
-                          rate_limit={"requests": 10_000_000, "window_seconds": 60, "block_seconds": 1},
+                          rate_limit={"requests": 10_000_000, "window_seconds": 60, "block_seconds": 1, "roles": {}},
                           max_batch_events=max(args.batch, 100))
         config = load_config(data_dir)
         subs = [f"load-{i:04d}" for i in range(args.clients)]

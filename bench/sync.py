@@ -142,7 +142,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data_dir(Path(tmp) / "server", rate_limit={"requests": 1_000_000, "window_seconds": 60,
-                                                               "block_seconds": 1})
+                                                               "block_seconds": 1, "roles": {}})
         server_db = data / "server.sqlite3"
         if args.deny:
             seconds = fill_deny_list(server_db, args.deny)
@@ -156,7 +156,8 @@ def main() -> int:
                 size = sum(p.stat().st_size for p in Path(tmp).glob("drain.db*")) / 1e6
                 print(f"outbox filled              {args.events:,} events in {seconds:.1f} s ({size:.0f} MB cache)")
                 engine = Engine(cache)
-                client = ServerClient(base_url, "val1", PASSWORD, timeout_s=60)
+                client = ServerClient(base_url, "val1", PASSWORD, timeout_s=60, allow_insecure_http=True,
+                                      max_requests_per_minute=1_000_000)
                 syncer = Syncer(engine, client, batch_size=args.batch_size)
                 timers = Timers()
                 for name in ("outbox", "acknowledge"):
@@ -186,7 +187,8 @@ def main() -> int:
             if args.deny:
                 cache = Cache(Path(tmp) / "pull.db", durability=args.durability)
                 engine = Engine(cache)
-                client = ServerClient(base_url, "val1", PASSWORD, timeout_s=60)
+                client = ServerClient(base_url, "val1", PASSWORD, timeout_s=60, allow_insecure_http=True,
+                                      max_requests_per_minute=1_000_000)
                 syncer = Syncer(engine, client)
                 timers = Timers()
                 for name in ("apply_deny_entries", "deny_high_water"):

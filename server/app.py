@@ -10,6 +10,7 @@ credential still valid, rate limit, role).
 """
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     limiter = None
     if config.rate_limit.enabled:
         rl = config.rate_limit
-        limiter = RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds)
+        limiter = RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds,
+                              roles={role: rl.for_role(role) for role in rl.roles})
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
     ctx = Context(config=config, keyring=keyring, store=store, run=StoreRunner(store), limiter=limiter,
                   apis=SURFACES, endpoints=endpoints)
@@ -68,28 +70,32 @@ def app_from_data_dir(data_dir: str | Path, **overrides: object) -> web.Applicat
 
 @dataclass
 class RunningServer:
-    """A server started with :func:`start`: ``url`` is the base URL (``http://127.0.0.1:PORT/api/v1``)."""
+    """A server started with :func:`start`: ``url`` is the base URL (``http://127.0.0.1:PORT/api/v1``,
+    ``https://`` when started with an SSL context)."""
 
     runner: web.AppRunner
     host: str
     port: int
     base_path: str
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}{self.base_path}"
+        return f"{self.scheme}://{self.host}:{self.port}{self.base_path}"
 
     async def close(self) -> None:
         await self.runner.cleanup()
 
 
-async def start(data_dir: str | Path, host: str = "127.0.0.1", port: int = 0, **overrides: object) -> RunningServer:
-    """Serve a data directory on the running event loop (port 0 = a free port); for end-to-end
-    tests and the demo. ``await server.close()`` stops it."""
+async def start(data_dir: str | Path, host: str = "127.0.0.1", port: int = 0, *,
+                ssl_context: ssl.SSLContext | None = None, **overrides: object) -> RunningServer:
+    """Serve a data directory on the running event loop (port 0 = a free port; HTTPS with
+    ``ssl_context``, see :mod:`server.tls`); for end-to-end tests and the demo.
+    ``await server.close()`` stops it."""
     app = app_from_data_dir(data_dir, **overrides)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1] if port == 0 else port  # type: ignore[union-attr]
-    return RunningServer(runner, host, bound, app[CTX].config.base_path)
+    return RunningServer(runner, host, bound, app[CTX].config.base_path, "https" if ssl_context else "http")

@@ -3,6 +3,7 @@
 ::
 
     python -m server --data DIR [--host 127.0.0.1] [--port 8080]      # serve (same as `serve`)
+        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]           # HTTPS, optionally mutual TLS
     python -m server init --data DIR [--pid 1234] [--name ORG] [--admin admin] [--base-path /api/v1]
     python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password P]
     python -m server credentials list --data DIR
@@ -69,14 +70,19 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import app_from_data_dir
+    from .tls import server_ssl_context
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(args.data)
     host = args.host or config.host
     port = config.port if args.port is None else args.port
+    if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_client_ca and not args.tls_cert):
+        raise UsageError("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+    ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     app = app_from_data_dir(args.data)
-    print(f"serving {config.base_path or '/'} on http://{host}:{port} (data {args.data})", flush=True)
-    web.run_app(app, host=host, port=port, print=None,
+    scheme = "https" if ssl_context else "http"
+    print(f"serving {config.base_path or '/'} on {scheme}://{host}:{port} (data {args.data})", flush=True)
+    web.run_app(app, host=host, port=port, print=None, ssl_context=ssl_context,
                 access_log=logging.getLogger("aiohttp.access") if args.access_log else None)
     return 0
 
@@ -129,6 +135,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="default: config host (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="default: config port (8080)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate chain (PEM)")
+    serve.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    serve.add_argument("--tls-client-ca", type=Path,
+                       help="require client certificates issued by this CA (PEM): mutual TLS")
     serve.set_defaults(func=_serve)
     init = sub.add_parser("init", help="create keys, KDK, participant metadata, config and an admin credential")
     init.add_argument("--data", type=Path, required=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -30,9 +31,26 @@ KDK_FILE = "kdk.json"
 METADATA_FILE = "participant-metadata.json"
 
 
+class RoleRateLimit(BaseModel):
+    """One role's own limit; a field left out is the default limit's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: int | None = Field(None, ge=1)
+    window_seconds: float | None = Field(None, gt=0)
+    block_seconds: float | None = Field(None, ge=0)
+
+
+# A device's sync sends at most 60 requests a minute by default (agent ``[server]
+# max_requests_per_minute``; about 17 in steady state): its role's limit is twice that, and a
+# device that overshoots anyway is blocked for one minute rather than five.
+DEVICE_RATE_LIMIT = RoleRateLimit(requests=120, window_seconds=60, block_seconds=60)
+
+
 class RateLimitConfig(BaseModel):
     """Per credential (entity id): ``requests`` in a rolling ``window_seconds``; the next one
-    gets 429 and blocks that credential for ``block_seconds``."""
+    gets 429 and blocks that credential for ``block_seconds``. ``roles`` gives a role its own
+    limit (default: the device roles ``val`` and ``ins``); ``{}`` gives every role the default."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -40,6 +58,17 @@ class RateLimitConfig(BaseModel):
     requests: int = Field(100, ge=1)
     window_seconds: float = Field(60.0, gt=0)
     block_seconds: float = Field(300.0, ge=0)
+    roles: dict[Literal["val", "ins", "tvm", "pos", "admin"], RoleRateLimit] = Field(
+        default_factory=lambda: {"val": DEVICE_RATE_LIMIT, "ins": DEVICE_RATE_LIMIT})
+
+    def for_role(self, role: str | None) -> tuple[int, float, float]:
+        """(requests, window, block) for a credential of ``role`` (None: the default)."""
+        own = self.roles.get(role) if role is not None else None  # type: ignore[call-overload]
+        if own is None:
+            return self.requests, self.window_seconds, self.block_seconds
+        return (own.requests if own.requests is not None else self.requests,
+                own.window_seconds if own.window_seconds is not None else self.window_seconds,
+                own.block_seconds if own.block_seconds is not None else self.block_seconds)
 
 
 class ServerConfig(BaseModel):

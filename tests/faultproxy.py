@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -24,10 +25,12 @@ class Fault:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, clock: Callable[[], float] | None = None) -> None:
         self.upstream = upstream.rstrip("/")
         self.faults: deque[Fault] = deque()
         self.log: list[tuple[str, str, int | str]] = []
+        self.clock = clock  # e.g. a test's simulated clock: when each request arrived
+        self.arrivals: list[tuple[float, str, str]] = []  # (clock(), method, path), every request
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port = 0
@@ -43,6 +46,8 @@ class FaultProxy:
         return None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.clock is not None:
+            self.arrivals.append((self.clock(), request.method, request.path))
         fault = self._next_fault(request.path)
         if fault is not None and fault.kind == "status":
             self.log.append((request.method, request.path, fault.status))

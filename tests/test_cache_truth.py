@@ -117,7 +117,7 @@ def test_an_index_page_overwritten_is_moved_aside_and_every_queued_event_re_queu
     report = json.loads(done.stdout)
     [repair] = report["repairs"]
     assert "moved aside to device.db.damaged-" in repair and f"{len(ids)} queued event(s) re-queued" in repair
-    assert report["outbox"] == len(ids) and report["alarms"]["cache"] == repair
+    assert report["outbox"] == len(ids) and report["alarms"]["cache"]["text"] == repair
     [aside] = asides(tmp_path)
     assert aside.stat().st_size > 0  # kept, never deleted
     with Cache(path) as cache:
@@ -126,7 +126,7 @@ def test_an_index_page_overwritten_is_moved_aside_and_every_queued_event_re_queu
         assert cache.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert cache.keystore().issuer_keys == {}  # keys and lists come again from the server
     status = agent_cli("status", "--db", str(path))
-    assert json.loads(status.stdout)["alarms"]["cache"] == repair
+    assert json.loads(status.stdout)["alarms"]["cache"]["text"] == repair
 
 
 def test_an_index_page_whose_header_is_overwritten_is_mended_by_reindex_at_start(tmp_path, issuer_key):
@@ -136,7 +136,7 @@ def test_an_index_page_whose_header_is_overwritten_is_mended_by_reindex_at_start
     with Cache(path, repair=True) as cache:  # as the agent opens it at start
         [repair] = cache.repairs
         assert repair.startswith(f"cache {path} was damaged (") and repair.endswith("; repaired by REINDEX")
-        assert cache.alarms()["cache"] == repair
+        assert cache.alarms()["cache"]["text"] == repair
         assert [e.local_event_id for e in cache.outbox()] == ids
         assert len(cache.accepted_uses(tid(123))) == 1  # the index finds every use again
         assert cache.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -183,8 +183,8 @@ def test_a_zero_length_cache_is_damage_not_a_new_cache(tmp_path):
     with pytest.raises(CacheError, match="empty"):
         Cache(path)
     with Cache(path, repair=True) as cache:
-        assert "the cache file is empty (0 bytes)" in cache.alarms()["cache"]
-        assert "0 queued event(s) re-queued" in cache.alarms()["cache"]
+        assert "the cache file is empty (0 bytes)" in cache.alarms()["cache"]["text"]
+        assert "0 queued event(s) re-queued" in cache.alarms()["cache"]["text"]
     [aside] = asides(tmp_path)
     assert aside.stat().st_size == 0
 
@@ -394,7 +394,7 @@ def test_the_agent_refuses_to_start_with_open_credentials(tmp_path):
     credentials.write_text("gate-1:secret\n")
     credentials.chmod(0o640)
     config = config_for(tmp_path, tmp_path / "c.db")
-    config.write_text(config.read_text() + f'[server]\nproduction_url = "http://127.0.0.1:9/api/v1"\n'
+    config.write_text(config.read_text() + f'[server]\nproduction_url = "https://127.0.0.1:9/api/v1"\n'
                                            f'credentials_file = "{credentials}"\n')
     done = agent_cli("run", "--config", str(config))
     assert done.returncode == 1 and "open to others (mode 640)" in done.stderr and "Traceback" not in done.stderr

@@ -51,7 +51,7 @@ def test_observe_server_time_keeps_the_time_and_the_skew_and_alarms_beyond_the_t
     assert "clock-skew" not in cache.alarms()
     for _ in range(2):  # the alarm is logged when raised, not at every sync that still sees the skew
         cache.observe_server_time(NOW + timedelta(minutes=1), NOW + timedelta(minutes=1, seconds=-45))
-    assert cache.alarms()["clock-skew"] == "device clock is -45 s off the server's (max 30 s)"
+    assert cache.alarms()["clock-skew"]["text"] == "device clock is -45 s off the server's (max 30 s)"
     assert caplog.text.count("ALARM clock-skew") == 1
     cache.observe_server_time(NOW + timedelta(minutes=2), NOW + timedelta(minutes=2, seconds=3))
     assert "clock-skew" not in cache.alarms()

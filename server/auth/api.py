@@ -38,7 +38,7 @@ async def get_auth(request: web.Request) -> web.Response:
     if not ok or cred is None:
         check_rate(ctx, failures)
         raise ApiError(401, "invalid credentials", code="invalid_credentials", headers=BASIC_CHALLENGE)
-    check_rate(ctx, entity_id)
+    check_rate(ctx, entity_id, cred.role)
     token = issue_token(ctx.keyring, cred.entity_id, cred.role, datetime.now(timezone.utc),
                         ctx.config.token_lifetime_seconds)
     return json_response({"jwtCompact": token}, headers={"Cache-Control": "no-store"})

@@ -34,7 +34,7 @@ def auth_middleware(ctx: Any) -> Any:
             cred = await ctx.run(ctx.store.get_credential, principal.sub)
             if cred is None or cred.role != principal.role:
                 raise ApiError(401, "the credential behind this token was removed or changed", code="invalid_token")
-        check_rate(ctx, principal.key)
+        check_rate(ctx, principal.key, principal.role)
         if principal.role not in endpoint.roles:
             raise ApiError(403, f"role {principal.role!r} may not call this endpoint "
                                 f"(allowed: {', '.join(endpoint.roles)})", code="wrong_role")
@@ -50,10 +50,11 @@ def check_not_blocked(ctx: Any, key: str) -> None:
         raise ApiError(429, f"too many failed attempts; retry after {wait} s", headers={"Retry-After": str(wait)})
 
 
-def check_rate(ctx: Any, key: str) -> None:
+def check_rate(ctx: Any, key: str, role: str | None = None) -> None:
+    """Count a request of credential ``key`` against its role's limit (None: the default one)."""
     if ctx.limiter is None:
         return
-    wait = ctx.limiter.hit(key)
+    wait = ctx.limiter.hit(key, role)
     if wait is not None:
         raise ApiError(429, f"rate limit exceeded for {key!r}; retry after {wait} s",
                        headers={"Retry-After": str(wait)})

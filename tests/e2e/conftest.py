@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,32 +32,46 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m server`` in a subprocess: stop() is a real outage, start() a real restart."""
+    """``python -m server`` in a subprocess: stop() is a real outage, start() a real restart.
+    ``args`` are more ``serve`` options (e.g. ``--tls-cert``); ``probe`` is the TLS context that
+    checks it came up (HTTPS then); ``log_file`` takes its log (``--access-log`` lines)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, args: Sequence[str] = (), probe: ssl.SSLContext | None = None,
+                 log_file: Path | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        self.args = list(args)
+        self.probe = probe
+        self.log_file = log_file
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.probe else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> "ServerProcess":
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        log = open(self.log_file, "ab") if self.log_file else subprocess.PIPE  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen([sys.executable, "-m", "server", "--data", str(self.data_dir), "--host",
-                                         "127.0.0.1", "--port", str(self.port)], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                         "127.0.0.1", "--port", str(self.port), *self.args], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=log)
+        if self.log_file:
+            log.close()  # type: ignore[union-attr]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"{self.origin}/api/v1/openapi.json", timeout=1):
+                with urllib.request.urlopen(f"{self.origin}/api/v1/openapi.json", timeout=1, context=self.probe):
                     return self
             except OSError:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                    raise RuntimeError(f"server exited: {self._log_tail()}")
                 time.sleep(0.05)
         raise RuntimeError("server did not come up")
+
+    def _log_tail(self) -> str:
+        if self.log_file:
+            return self.log_file.read_text(errors="replace")[-2000:]
+        return self.process.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -66,7 +82,7 @@ class ServerProcess:
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
     data = make_data_dir(tmp_path / "server", rate_limit={"requests": 100_000, "window_seconds": 60,
-                                                          "block_seconds": 1})
+                                                          "block_seconds": 1, "roles": {}})
     process = ServerProcess(data).start()
     yield process
     process.stop()
@@ -88,7 +104,8 @@ def device_config(tmp_path: Path, base_url: str, *, device_id: str = "bus-1", en
         "mode_of_transport": "bus", "durability": "normal", "reader": {"kind": "simulated"},
         "feedback": {"kind": "simulated"},
         "server": {"production_url": base_url + "/api/v1", "credentials_file": str(credentials),
-                   "upload_interval_s": 0.05, "feeds_interval_s": 0.2},
+                   "upload_interval_s": 0.05, "feeds_interval_s": 0.2, "allow_insecure_http": True,
+                   "max_requests_per_minute": 100_000},
         **extra})
 
 

@@ -490,7 +490,7 @@ def check_cache(db: str | Path, pool: Pool, figures: Figures) -> dict[str, Any]:
 async def upload(db: str | Path, base_url: str, entity: str, password: str, *, batch_size: int = 500) -> int:
     """Drain the outbox with the agent's own Syncer; returns events acknowledged."""
     engine = Engine(Cache(db, durability="full"))
-    client = ServerClient(base_url, entity, password)
+    client = ServerClient(base_url, entity, password, allow_insecure_http=True, max_requests_per_minute=100_000)
     try:
         syncer = Syncer(engine, client, batch_size=batch_size)
         sent = await syncer.upload_pending()

@@ -81,7 +81,7 @@ async def test_429_and_503_are_retried_and_a_lost_answer_is_not_duplicated(serve
     try:
         _, barcode = await issue(backoffice)
         agent = make_agent(proxy.origin)
-        agent.syncer.backoff = Backoff(base_s=0.02, cap_s=0.1)
+        agent.syncer.set_backoff(lambda: Backoff(base_s=0.02, cap_s=0.1))
         await agent.syncer.sync_once()
         for _ in range(5):
             await agent.handle_scan(barcode.encode())

@@ -34,8 +34,8 @@ async def drain(agent, timeout_s: float = 30) -> None:
 async def test_thousands_of_scans_offline_then_each_event_once(server: ServerProcess, backoffice, make_agent):
     _, barcode = await issue(backoffice)
     agent = make_agent(server.origin)
-    agent.syncer.batch_size = 500
-    agent.syncer.backoff = Backoff(base_s=0.02, cap_s=0.2)
+    agent.syncer.uploader.batch_size = 500
+    agent.syncer.set_backoff(lambda: Backoff(base_s=0.02, cap_s=0.2))
     await agent.syncer.sync_once()
     server.stop()
     for i in range(3000):
@@ -54,8 +54,8 @@ async def test_5xx_resets_and_429_storm_drain_each_event_once(server: ServerProc
     try:
         _, barcode = await issue(backoffice)
         agent = make_agent(proxy.origin)
-        agent.syncer.batch_size = 10
-        agent.syncer.backoff = Backoff(base_s=0.01, cap_s=0.05)
+        agent.syncer.uploader.batch_size = 10
+        agent.syncer.set_backoff(lambda: Backoff(base_s=0.01, cap_s=0.05))
         await agent.syncer.sync_once()
         for _ in range(60):
             await agent.handle_scan(barcode.encode())

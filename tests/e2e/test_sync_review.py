@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from agent.sync import AuthFailed, Transient, _retry_after, deny_entries
+from agent.sync import AuthFailed, Transient, deny_entries, retry_after
 
 from ..faultproxy import Fault, FaultProxy
 from .conftest import ServerProcess
@@ -19,7 +19,7 @@ async def test_refused_credentials_park_nothing(server: ServerProcess, backoffic
     for _ in range(5):
         await agent.handle_scan(barcode.encode())
     agent.syncer.client._password = "rotated-on-the-server"
-    agent.syncer.client._token = None
+    agent.syncer.client.forget_token()
     with pytest.raises(AuthFailed):
         await agent.syncer.upload_pending()
     cache = agent.engine.cache
@@ -49,7 +49,7 @@ async def test_deny_list_pages_until_empty(server: ServerProcess, backoffice, ma
         assert (await backoffice.put(f"/ticket/{ticket_id}/revoke", role="admin")).status == 200
         revoked.append(ticket_id)
     agent = make_agent(server.origin)
-    agent.syncer.deny_page = 10  # pages smaller than the list, as a server capping its pages gives
+    agent.syncer.feed("deny-list").page = 10  # pages smaller than the list, as a server capping its pages gives
     await agent.syncer.refresh_feeds()
     cache = agent.engine.cache
     assert cache.deny_high_water() >= 25
@@ -71,7 +71,7 @@ def test_malformed_deny_entries_are_stepped_over():
 @pytest.mark.parametrize("header, seconds", [("inf", 900.0), ("0", 1.0), ("nan", 60.0), ("-5", 1.0),
                                              ("later", 60.0), (None, 60.0), ("30", 30.0)])
 def test_retry_after_is_kept_within_reason(header, seconds):
-    assert _retry_after(header) == seconds
+    assert retry_after(header) == seconds
 
 
 async def test_stops_come_from_the_server_and_place_the_device(server: ServerProcess, backoffice, tmp_path):
@@ -89,9 +89,11 @@ async def test_stops_come_from_the_server_and_place_the_device(server: ServerPro
                         feedback=SimulatedFeedback(), position=FixedPosition(59.3429, 18.0497))
     try:
         assert agent.tracker.place().stop_area is None  # no stops yet
+        stops = agent.syncer.feed("stops")
         await agent.syncer.sync_once()
+        imported = stops.status.changes
         await agent.syncer.sync_once()  # unchanged: 304, not a second import
-        assert agent.syncer.status.stops_updates == 1
+        assert imported > 0 and stops.status.changes == imported and stops.status.etag
         decision = await agent.handle_scan(barcode.encode())
         assert decision.event_result == 0
         assert decision.events[0]["stopArea"]["stopAreaId"] == "ODP"

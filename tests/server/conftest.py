@@ -75,7 +75,7 @@ def make_data_dir(path: Path, **config: Any) -> Path:
 @pytest.fixture(scope="session")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     data_dir = make_data_dir(tmp_path_factory.mktemp("server") / "data",
-                             rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1})
+                             rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1, "roles": {}})
     server = ServerThread(app_from_data_dir(data_dir)).start()
     deployment = Deployment(data_dir, server)
     yield deployment

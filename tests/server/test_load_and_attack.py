@@ -37,7 +37,7 @@ from .conftest import OTHER_PID, PID, Api, Deployment, event
 
 CLIENTS = 100
 LOAD_SECONDS = 3.0
-HIGH_LIMIT = {"requests": 1_000_000, "window_seconds": 60, "block_seconds": 1}
+HIGH_LIMIT = {"requests": 1_000_000, "window_seconds": 60, "block_seconds": 1, "roles": {}}
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ async def test_100_concurrent_clients_no_5xx_no_lost_event(make_server):
 # --- rate limit -------------------------------------------------------------------------------
 
 async def test_rate_limit_holds_per_credential_under_concurrency(make_server):
-    d = make_server(rate_limit={"requests": 20, "window_seconds": 60, "block_seconds": 30})
+    d = make_server(rate_limit={"requests": 20, "window_seconds": 60, "block_seconds": 30, "roles": {}})
     flooder, neighbour = token_for(d, "val1", "val"), token_for(d, "val2", "val")
     async with aiohttp.ClientSession() as session:
         api = Api(d, session)
@@ -202,7 +202,7 @@ async def test_rate_limit_holds_per_credential_under_concurrency(make_server):
 async def test_another_participant_cannot_spend_our_credentials_budget(make_server):
     """Participant 4321 may sign tokens for any sub of its own; one named like our validator
     must not exhaust (and block) our validator's rate limit."""
-    d = make_server(rate_limit={"requests": 10, "window_seconds": 60, "block_seconds": 30})
+    d = make_server(rate_limit={"requests": 10, "window_seconds": 60, "block_seconds": 30, "roles": {}})
     foreign = other_participant_token(d, "val1", "val")
     async with aiohttp.ClientSession() as session:
         api = Api(d, session)
@@ -213,7 +213,7 @@ async def test_another_participant_cannot_spend_our_credentials_budget(make_serv
 
 
 async def test_unauthenticated_password_guessing_cannot_lock_a_device_out(make_server):
-    d = make_server(rate_limit={"requests": 5, "window_seconds": 60, "block_seconds": 30})
+    d = make_server(rate_limit={"requests": 5, "window_seconds": 60, "block_seconds": 30, "roles": {}})
     token = token_for(d, "val1", "val")
     async with aiohttp.ClientSession() as session:
         api = Api(d, session)

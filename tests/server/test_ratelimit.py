@@ -11,7 +11,7 @@ from .conftest import Api
 
 
 async def test_limit_then_429_with_retry_after_block_honoured_then_served_again(make_server):
-    deployment = make_server(rate_limit={"requests": 5, "window_seconds": 2, "block_seconds": 1})
+    deployment = make_server(rate_limit={"requests": 5, "window_seconds": 2, "block_seconds": 1, "roles": {}})
     async with aiohttp.ClientSession() as session:
         api = Api(deployment, session)
         token = deployment.token("val")  # GET /auth/val1 is request 1 for credential val1
@@ -32,7 +32,7 @@ async def test_limit_then_429_with_retry_after_block_honoured_then_served_again(
 
 
 async def test_password_guessing_is_rate_limited(make_server):
-    deployment = make_server(rate_limit={"requests": 3, "window_seconds": 60, "block_seconds": 30})
+    deployment = make_server(rate_limit={"requests": 3, "window_seconds": 60, "block_seconds": 30, "roles": {}})
     async with aiohttp.ClientSession() as session:
         api = Api(deployment, session)
         statuses = []
@@ -84,3 +84,34 @@ def test_without_a_block_retry_after_is_when_the_window_frees_up():
     assert limiter.hit("a") is None and limiter.hit("a") is None
     clock.t += 4
     assert limiter.hit("a") == 6
+
+
+def test_a_role_has_its_own_limit_and_block():
+    clock = Clock()
+    limiter = RateLimiter(2, 60, 300, clock=clock, roles={"val": (4, 60, 30)})
+    assert [limiter.hit("bus-1", "val") for _ in range(5)] == [None] * 4 + [30]
+    assert [limiter.hit("shop-1", "pos") for _ in range(3)] == [None, None, 300]  # no own limit: the default
+    assert [limiter.hit("login-failures:x") for _ in range(3)] == [None, None, 300]
+
+
+def test_device_roles_get_their_own_default_limit():
+    from server.config import RateLimitConfig
+
+    default = RateLimitConfig()
+    assert default.for_role("val") == default.for_role("ins") == (120, 60.0, 60.0)
+    assert default.for_role("pos") == default.for_role(None) == (100, 60.0, 300.0)
+    partial = RateLimitConfig(requests=10, roles={"val": {"requests": 50}})
+    assert partial.for_role("val") == (50, 60.0, 300.0)  # what the role leaves out is the default's
+    assert RateLimitConfig(roles={}).for_role("val") == (100, 60.0, 300.0)
+
+
+async def test_the_server_applies_the_device_limit_to_a_device_credential(make_server):
+    """Default limits: a validator (120 a minute) outlasts a point of sale (100) on one server."""
+    deployment = make_server()
+    async with aiohttp.ClientSession() as session:
+        api = Api(deployment, session)
+        device, shop = deployment.token("val"), deployment.token("pos")  # /auth is request 1 of each
+        device_statuses = [(await api.get("/blacklist", token=device)).status for _ in range(120)]
+        shop_statuses = [(await api.get("/blacklist", token=shop)).status for _ in range(100)]
+    assert device_statuses == [200] * 119 + [429]
+    assert shop_statuses == [200] * 99 + [429]

@@ -1,0 +1,212 @@
+"""The feeds a device mirrors from the server, one small adapter each.
+
+Two shapes cover them: an :class:`EtagFeed` fetches a whole document again only when its ETag
+changed (participant metadata, stops; KDKs, which the server sends without one), and a
+:class:`CursorFeed` pages through entries after the last one it applied (the deny list). A new
+feed (the uses feed, TICKLE macros) is one more subclass and one more line in
+:func:`default_feeds`; its cursor or ETag and its status come with the base class.
+"""
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar
+
+from mtb import MtbFormatError, b64url_decode
+from mtb.keys import KeyMaterialError
+from mtb.timeutil import TimeFormatError, format_extended, parse_time
+
+from ..cache import DenyKind
+from ..engine import Engine
+from ..stops import GtfsError, StopArea, parse_stops
+from .channel import Channel
+from .client import ServerClient
+from .errors import BadFeedData, Rejected, Transient
+from .status import SyncStatus
+
+log = logging.getLogger(__name__)
+
+
+class Feed(Channel):
+    """A feed the device mirrors into its cache, refreshed every ``interval_s``."""
+
+
+class EtagFeed(Feed):
+    path: ClassVar[str]
+    raw: ClassVar[bool] = False  # the body as bytes (not JSON)
+    optional: ClassVar[bool] = False  # a 404 means "this deployment publishes none"
+
+    async def attempt(self, status: SyncStatus) -> int:
+        headers = {"If-None-Match": status.etag} if status.etag else None
+        try:
+            code, answer_headers, body = await self.client.call("GET", self.path, headers=headers, raw=self.raw)
+        except Rejected as exc:
+            if exc.status == 404 and self.optional:
+                return 0
+            raise
+        if code == 304:
+            await self.unchanged()
+            return 0
+        changes = await self.apply(body)
+        status.etag = answer_headers.get("ETag")  # only once the document is in the cache
+        return changes
+
+    @abstractmethod
+    async def apply(self, body: Any) -> int:
+        """Put a new document in the cache (raise :class:`BadFeedData` to keep the old one)."""
+
+    async def unchanged(self) -> None:
+        """The server confirmed the document the device has (304)."""
+
+
+class CursorFeed(Feed):
+    """Entries after a cursor, page by page until an empty page (a server may cap its pages
+    below what was asked). A slow link shrinks the page so that one still gets through."""
+
+    path: ClassVar[str]
+    cursor_param: ClassVar[str]
+    max_page: ClassVar[int] = 10_000
+    min_page: ClassVar[int] = 100
+
+    def __init__(self, engine: Engine, client: ServerClient, *, interval_s: float) -> None:
+        super().__init__(engine, client, interval_s=interval_s)
+        self.page = self.max_page
+
+    async def attempt(self, status: SyncStatus) -> int:
+        applied = 0
+        while True:
+            after = await self.cursor()
+            status.cursor = after
+            try:
+                _, _, data = await self.client.call("GET", self.path,
+                                                    params={self.cursor_param: after, "limit": self.page})
+            except Transient:
+                self.page = max(self.min_page, self.page // 4)
+                raise
+            if not isinstance(data, list):
+                raise Transient(f"{self.path}: the answer is not a list")
+            if not data:
+                self.page = min(self.max_page, self.page * 2)
+                return applied
+            count, highest = await self.apply_page(data, after)
+            if highest is None or highest <= after:
+                raise BadFeedData(f"{self.path} page after entry {after} makes no progress")
+            applied += count
+            status.cursor = highest
+
+    @abstractmethod
+    async def cursor(self) -> int:
+        """The last entry applied (kept in the cache together with the entries)."""
+
+    @abstractmethod
+    async def apply_page(self, items: list[Any], after: int) -> tuple[int, int | None]:
+        """Apply a page; returns (entries applied, the highest entry id on the page)."""
+
+
+# --- the feeds ---------------------------------------------------------------------------------
+
+class ParticipantMetadataFeed(EtagFeed):
+    """The trust list: issuer and auth-token public keys of every participant."""
+
+    name = "participant-metadata"
+    path = "/participantMetadata"
+
+    async def apply(self, body: Any) -> int:
+        try:
+            store = await self.engine.run(self.cache.import_metadata, body)
+        except KeyMaterialError as exc:
+            raise BadFeedData(f"participant metadata refused, keeping the old keys: {exc}") from exc
+        for problem in store.skipped:
+            log.warning("participant metadata: %s", problem)
+        return len(store.accepted)
+
+    async def unchanged(self) -> None:
+        # The trust list's age is the time the server last confirmed it.
+        await self.engine.run(self.cache.set_meta, "metadata_checked_at", format_extended(self.client.clock.wall()))
+
+
+class KdkFeed(EtagFeed):
+    """Device key-derivation keys (the server sends them whole, without an ETag)."""
+
+    name = "kdks"
+    path = "/device/kdk"
+
+    async def apply(self, body: Any) -> int:
+        kdks: list[tuple[str, bytes]] = []
+        for item in body if isinstance(body, list) else []:
+            try:
+                kdks.append((str(item["kid"]), b64url_decode(item["key"])))
+            except (KeyError, TypeError, MtbFormatError):
+                log.warning("skipping malformed KDK entry")
+        if not kdks or dict(kdks) == await self.engine.run(lambda: dict(self.cache.keystore().kdks)):
+            return 0
+        await self.engine.run(self.cache.replace_kdks, kdks)
+        return len(kdks)
+
+
+class StopsFeed(EtagFeed):
+    """The operator's GTFS stops; a deployment that publishes none answers 404."""
+
+    name = "stops"
+    path = "/stops"
+    raw = True
+    optional = True
+    on_change: Callable[[list[StopArea]], None] | None = None  # the runtime re-maps positions
+
+    async def apply(self, body: Any) -> int:
+        try:
+            areas = parse_stops(body.decode("utf-8"))
+        except (GtfsError, UnicodeDecodeError) as exc:
+            raise BadFeedData(f"stops from the server refused, keeping the old ones: {exc}") from exc
+        await self.engine.run(self.cache.replace_stop_areas, areas)
+        if self.on_change is not None:
+            self.on_change(areas)
+        return len(areas)
+
+
+def deny_entries(items: list[Any]) -> tuple[list[tuple[DenyKind, str, datetime, int]], int | None]:
+    """Deny-list feed entries as cache rows, and the highest entry id on the page. A malformed
+    entry is skipped and logged, never fatal, and never stops the next page from starting past it."""
+    rows: list[tuple[DenyKind, str, datetime, int]] = []
+    highest: int | None = None
+    for item in items:
+        entry_id = item.get("blacklistEntryId") if isinstance(item, dict) else None
+        if isinstance(entry_id, int) and not isinstance(entry_id, bool):
+            highest = entry_id if highest is None else max(highest, entry_id)
+        try:
+            expire = parse_time(item["expire"])
+            if not isinstance(entry_id, int) or isinstance(entry_id, bool):
+                raise ValueError("no integer blacklistEntryId")
+        except (KeyError, TypeError, ValueError, TimeFormatError):
+            log.warning("skipping malformed deny-list entry %.200r", item)
+            continue
+        for key, kind in (("ticketId", "ticket"), ("travellerId", "traveller"), ("tokenId", "token")):
+            if isinstance(item.get(key), str):
+                rows.append((kind, item[key], expire, entry_id))
+    return rows, highest
+
+
+class DenyListFeed(CursorFeed):
+    """Deny-list deltas by ``blacklistEntryId`` (the wire name); the newest entry for a ticket wins."""
+
+    name = "deny-list"
+    path = "/blacklist"
+    cursor_param = "blacklistEntryId"
+
+    async def cursor(self) -> int:
+        return await self.engine.run(self.cache.deny_high_water)
+
+    async def apply_page(self, items: list[Any], after: int) -> tuple[int, int | None]:
+        rows, highest = deny_entries(items)
+        if highest is not None and highest > after:
+            await self.engine.run(self.cache.apply_deny_entries, rows, highest)
+        return len({row[3] for row in rows}), highest
+
+
+FEEDS: tuple[type[Feed], ...] = (ParticipantMetadataFeed, KdkFeed, DenyListFeed, StopsFeed)
+
+
+def default_feeds(engine: Engine, client: ServerClient, interval_s: float) -> list[Feed]:
+    return [feed(engine, client, interval_s=interval_s) for feed in FEEDS]
