@@ -5,12 +5,14 @@
     python -m server --data DIR [--host 127.0.0.1] [--port 8080]      # serve (same as `serve`)
         [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]           # HTTPS, optionally mutual TLS
     python -m server init --data DIR [--pid 1234] [--name ORG] [--admin admin] [--base-path /api/v1]
-    python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password P]
+    python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password-stdin]
     python -m server credentials list --data DIR
     python -m server credentials remove --data DIR --entity ID
 
-``init`` prints the admin password once (only its scrypt hash is stored); ``credentials add``
-prints the generated password when none is given. Errors are one line on stderr, exit 1.
+``init`` prints the admin password once (only its argon2id hash is stored); ``credentials add``
+generates a password and prints it, or with ``--password-stdin`` reads one line from standard
+input (never from the command line, where ``ps`` and the shell history would show it); a
+password under 12 characters is refused. Errors are one line on stderr, exit 1.
 """
 from __future__ import annotations
 
@@ -40,6 +42,11 @@ def init_data_dir(data_dir: str | Path, *, pid: int = 1234, name: str | None = N
     data_dir = Path(data_dir)
     if (data_dir / CONFIG_FILE).exists():
         raise UsageError(f"{data_dir} is already initialised ({CONFIG_FILE} exists)")
+    if admin_password is not None:
+        try:
+            auth.check_strength(admin_password)
+        except auth.WeakPassword as exc:
+            raise UsageError(str(exc)) from None
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = ServerConfig(pid=pid, **({"organisation_name": name} if name else {}), **config)
     create_key_material(data_dir, settings)
@@ -54,11 +61,15 @@ def add_credential(data_dir: str | Path, entity: str, role: str, password: str |
     if not entity or len(entity) > 200 or any(c in entity for c in "/:?#% \t\n"):
         raise UsageError("entity id must be 1-200 characters without / : ? # % or spaces")
     config = config or load_config(data_dir)
-    password = password or auth.generate_password()
+    password = auth.generate_password() if password is None else password
+    try:
+        auth.check_strength(password)
+    except auth.WeakPassword as exc:
+        raise UsageError(str(exc)) from None
+    hashed = auth.hash_password(password, config.password_hash)
     store = open_store(Path(data_dir) / config.database)
     try:
-        store.add_credential(Credential(entity, role, config.pid, auth.hash_password(password), utcnow()),
-                             replace=replace)
+        store.add_credential(Credential(entity, role, config.pid, hashed, utcnow()), replace=replace)
     except DuplicateCredential:
         raise UsageError(f"credential {entity!r} exists (use --replace to set a new password/role)") from None
     finally:
@@ -67,9 +78,8 @@ def add_credential(data_dir: str | Path, entity: str, role: str, password: str |
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from .app import app_from_data_dir
+    from .serving import run
     from .tls import server_ssl_context
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -82,8 +92,8 @@ def _serve(args: argparse.Namespace) -> int:
     app = app_from_data_dir(args.data)
     scheme = "https" if ssl_context else "http"
     print(f"serving {config.base_path or '/'} on {scheme}://{host}:{port} (data {args.data})", flush=True)
-    web.run_app(app, host=host, port=port, print=None, ssl_context=ssl_context,
-                access_log=logging.getLogger("aiohttp.access") if args.access_log else None)
+    run(app, host, port, ssl_context=ssl_context,
+        access_log=logging.getLogger("aiohttp.access") if args.access_log else None)
     return 0
 
 
@@ -99,9 +109,10 @@ def _credentials(args: argparse.Namespace) -> int:
     if args.action == "add":
         if not args.entity or not args.role:
             raise UsageError("credentials add needs --entity and --role")
-        password = add_credential(args.data, args.entity, args.role, args.password, replace=args.replace)
+        given = _read_password() if args.password_stdin else None
+        password = add_credential(args.data, args.entity, args.role, given, replace=args.replace)
         out = {"entity": args.entity, "role": args.role}
-        if not args.password:
+        if given is None:
             out["password"] = password
         print(json.dumps(out, indent=2))
     elif args.action == "list":
@@ -124,6 +135,17 @@ def _credentials(args: argparse.Namespace) -> int:
             store.close()
         print(f"removed {args.entity}")
     return 0
+
+
+def _read_password() -> str:
+    """One line from standard input (a prompt without echo when it is a terminal)."""
+    if sys.stdin.isatty():
+        import getpass
+        return getpass.getpass("password: ")
+    line = sys.stdin.readline(4097)
+    if len(line) > 4096:
+        raise UsageError("password too long")
+    return line.rstrip("\r\n")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -152,7 +174,8 @@ def parser() -> argparse.ArgumentParser:
     creds.add_argument("--data", type=Path, required=True)
     creds.add_argument("--entity")
     creds.add_argument("--role", choices=auth.ROLES)
-    creds.add_argument("--password", default=None, help="default: generate one and print it")
+    creds.add_argument("--password-stdin", action="store_true",
+                       help="read the password (12+ characters) from standard input; default: generate one and print it")
     creds.add_argument("--replace", action="store_true", help="overwrite an existing credential")
     creds.set_defaults(func=_credentials)
     return top

@@ -16,12 +16,13 @@ A data directory holds everything one deployment needs (``python -m server init`
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 CONFIG_FILE = "config.json"
 ISSUER_KEY_FILE = "issuer-key.pem"
@@ -71,6 +72,66 @@ class RateLimitConfig(BaseModel):
                 own.block_seconds if own.block_seconds is not None else self.block_seconds)
 
 
+class LoginLimitConfig(BaseModel):
+    """Failed logins (``GET /auth/{entityId}``) per (client address, entity): ``failures`` in a
+    rolling ``window_seconds``, then that pair is blocked for ``block_seconds``. A slot is
+    taken before the password is hashed, so concurrent guesses cannot overrun the budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    failures: int = Field(10, ge=1)
+    window_seconds: float = Field(300.0, gt=0)
+    block_seconds: float = Field(300.0, ge=0)
+
+
+class PasswordHashConfig(BaseModel):
+    """argon2id parameters for stored passwords (RFC 9106's second recommendation by default).
+    A stored hash made with other parameters is re-hashed at the next successful login."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time_cost: int = Field(3, ge=1, le=20)
+    memory_kib: int = Field(64 * 1024, ge=8 * 1024, le=1024 * 1024)
+    parallelism: int = Field(4, ge=1, le=16)
+    workers: int = Field(2, ge=1, le=64)  # threads of the hashing pool (each hash holds memory_kib)
+    queue: int = Field(64, ge=1, le=10_000)  # logins that may wait for a worker; more get 503
+
+
+class ConnectionLimitConfig(BaseModel):
+    """Protection against slow and greedy clients, enforced per TCP connection: a request's
+    headers must arrive within ``header_timeout_seconds`` of its first byte (of the connection
+    opening, for the first request), a body within ``body_timeout_seconds``; one address may
+    hold ``per_address`` connections and the server ``total`` (keep ``total`` below the process's
+    open-file limit). Trusted proxies are exempt from ``per_address``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    header_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    keepalive_timeout_seconds: float = Field(75.0, gt=0, le=3600)
+    per_address: int = Field(256, ge=1)
+    total: int = Field(900, ge=1)
+
+
+class ParticipantGrant(BaseModel):
+    """What tokens signed by another participant (one listed in the participant metadata) may
+    do on this server. Nothing by default; never ``admin``. A token whose ``sub`` is not in
+    ``entities`` may only read (GET), whatever its role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    roles: list[Literal["val", "ins", "pos", "tvm"]] = Field(default_factory=list)
+    entities: list[str] = Field(default_factory=list, max_length=100_000)
+    _known: frozenset[str] = PrivateAttr(default=frozenset())
+
+    def model_post_init(self, _context: object) -> None:
+        self._known = frozenset(self.entities)
+
+    def knows(self, entity: str) -> bool:
+        return entity in self._known
+
+
 class ServerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -83,12 +144,23 @@ class ServerConfig(BaseModel):
     port: int = Field(8080, ge=0, le=65535)
     database: str = "server.sqlite3"  # relative to the data directory
     token_lifetime_seconds: int = Field(3600, ge=10)
+    # No token is honoured longer than this after its iat, whatever its exp says (another
+    # participant's server chooses its own exp).
+    max_token_lifetime_seconds: int = Field(86400, ge=10)
     clock_skew_seconds: int = Field(60, ge=0, le=3600)
     manifest_lifetime_seconds: int = Field(3600, ge=10)
     max_batch_events: int = Field(1000, ge=1, le=100_000)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     blacklist_grace_seconds: int = Field(86400, ge=0)  # deny entries outlive validUntil by this
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    login_limit: LoginLimitConfig = Field(default_factory=LoginLimitConfig)
+    password_hash: PasswordHashConfig = Field(default_factory=PasswordHashConfig)
+    connections: ConnectionLimitConfig = Field(default_factory=ConnectionLimitConfig)
+    # Other participants by pid (text), or "*" for any participant the metadata lists.
+    participants: dict[str, ParticipantGrant] = Field(default_factory=dict)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client; from any
+    # other peer the header is ignored. Used by the login limit and the connection limits.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # Where the key files live; set by load_config() from the directory read, never saved.
     data_dir: str | None = Field(None, exclude=True)
 
@@ -102,7 +174,30 @@ class ServerConfig(BaseModel):
             raise ValueError("base_path must be a plain path")
         return value
 
+    @field_validator("participants")
+    @classmethod
+    def _participants(cls, value: dict[str, ParticipantGrant]) -> dict[str, ParticipantGrant]:
+        for key in value:
+            if key != "*" and not (key.isascii() and key.isdigit()):
+                raise ValueError(f"participants: key {key!r} must be a pid (digits) or '*'")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
+
+    def grant_for(self, pid: int) -> ParticipantGrant:
+        """The roles and entities another participant has here (none unless configured)."""
+        return self.participants.get(str(pid)) or self.participants.get("*") or ParticipantGrant()
+
     def model_post_init(self, _context: object) -> None:
+        if str(self.pid) in self.participants:
+            raise ValueError("participants: this server's own pid is governed by its credentials, not a grant")
+        if self.max_token_lifetime_seconds < self.token_lifetime_seconds:
+            raise ValueError("max_token_lifetime_seconds must be at least token_lifetime_seconds")
         if not self.issuer_kid:
             self.issuer_kid = f"{self.pid}:issuer-1"
         if not self.authtoken_kid:

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .clients import TrustedProxies
 from .config import ServerConfig
 from .endpoint import Api, Endpoint
 from .keyring import KeyRing
@@ -18,7 +19,10 @@ class Context:
     keyring: KeyRing
     store: Store
     run: StoreRunner  # await ctx.run(ctx.store.method, *args): off the event loop
-    limiter: Any  # server.auth.ratelimit.RateLimiter, or None when the rate limit is off
+    limiter: Any  # a server.auth.ratelimit.Limiter of requests per credential, or None when off
+    login_limiter: Any = None  # a Limiter of failed logins per (client, entity), or None when off
+    hasher: Any = None  # server.auth.passwords.HashPool: every password hash of a login runs there
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
     apis: tuple[Api, ...] = ()  # the surfaces served under config.base_path
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by operation id: what the middleware checks
     cache: dict[str, Any] = field(default_factory=dict)

@@ -38,6 +38,17 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: an operation a client may call next with values from this answer
+    (runtime expressions such as ``$response.body#/ticketIds/0``); the stateful conformance
+    run follows them."""
+
+    operation_id: str
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    request_body: Any = None
+
+
+@dataclass(frozen=True)
 class Reply:
     """A documented answer: a pydantic model (or a type such as ``list[Model]``) for a JSON body,
     a raw JSON schema, or None for no body."""
@@ -46,6 +57,7 @@ class Reply:
     description: str = "Successful operation"
     headers: tuple[str, ...] = ()  # names from openapi.HEADERS
     content_type: str = "application/json"
+    links: tuple[Link, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ batch too large, 422 business validation (field-level ``details``), 429 rate lim
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 log = logging.getLogger("server")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout", float)  # seconds, set by the app from its config
 
 
 # The one table of error kinds: status -> the default stable ``code`` (a raise may name a
@@ -33,12 +35,14 @@ ERRORS: dict[int, tuple[str, str]] = {
     403: ("forbidden", "Authenticated, but this role or participant may not do this"),
     404: ("not_found", "No such resource (or not visible to the caller)"),
     405: ("method_not_allowed", "The path does not take this method"),
+    408: ("request_timeout", "The request body did not arrive in time"),
     409: ("conflict", "Not possible in the resource's current state"),
     413: ("payload_too_large", "Body or batch too large"),
     415: ("unsupported_media_type", "The body's Content-Type is not what the operation takes"),
     422: ("validation_failed", "A member has a wrong type or value (details name it)"),
     429: ("rate_limited", "Too many requests; wait Retry-After seconds"),
     500: ("internal_error", "Unexpected server error (logged; the body says nothing more)"),
+    503: ("busy", "Too busy for this request now; retry after Retry-After seconds"),
 }
 
 
@@ -80,7 +84,8 @@ def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str,
     details = []
     for err in exc.errors(include_url=False, include_input=False, include_context=False)[:50]:
         loc = tuple(err.get("loc", ()))
-        item: dict[str, Any] = {"field": _loc(loc, prefix), "message": err.get("msg", "invalid"),
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        item: dict[str, Any] = {"field": _loc(loc, prefix), "message": message,
                                 "type": err.get("type", "invalid")}
         if loc and isinstance(loc[0], int):
             item["index"] = loc[0]
@@ -88,11 +93,12 @@ def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str,
     return details
 
 
-def from_validation(exc: ValidationError, prefix: str = "") -> ApiError:
+def from_validation(exc: ValidationError, prefix: str = "", *, status: int = 422,
+                    code: str | None = None) -> ApiError:
     details = validation_details(exc, prefix)
     first = details[0] if details else {"field": "(body)", "message": "invalid"}
     more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
-    return ApiError(422, f"{first['field']}: {first['message']}{more}", details=details)
+    return ApiError(status, f"{first['field']}: {first['message']}{more}", code=code, details=details)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -126,12 +132,28 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(ApiError(500, "internal server error"))
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON; 400 (naming the position) when it is not JSON."""
+def is_json(content_type: str) -> bool:
+    """``application/json`` or a ``+json`` type (``application/merge-patch+json``); parameters
+    such as ``charset`` are allowed."""
+    return content_type == "application/json" or (content_type.startswith("application/")
+                                                  and content_type.endswith("+json"))
+
+
+async def read_json(request: web.Request, timeout: float | None = None) -> Any:
+    """The request body as JSON: 415 when it is declared as anything else, 408 when it does not
+    arrive within ``timeout`` seconds (default: the server's body timeout), 400 (naming the
+    position) when it is not JSON."""
+    if request.body_exists and not is_json(request.content_type):
+        raise ApiError(415, f"the body must be application/json, not {request.content_type!r}",
+                       code="unsupported_media_type",
+                       details=[{"field": "Content-Type", "message": "must be application/json"}])
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout or request.app.get(BODY_TIMEOUT, 30.0)):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"request body exceeds {request.client_max_size} bytes") from None
+    except TimeoutError:
+        raise ApiError(408, "the request body did not arrive in time", code="body_timeout") from None
     if not raw.strip():
         raise ApiError(400, "request body is empty; JSON expected", code="malformed_json",
                        details=[{"field": "(body)", "message": "empty body"}])

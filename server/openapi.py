@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
+from . import deviations
 from .context import ctx_of
 from .endpoint import ERROR_BODY, PUBLIC, Api, Endpoint, Reply
 from .errors import ERRORS, Error, json_response
@@ -29,7 +30,7 @@ HEADERS: dict[str, dict[str, Any]] = {
 }
 
 _TOKEN_ERRORS = (401, 403, 429)
-_BODY_ERRORS = (400, 422)
+_BODY_ERRORS = (400, 408, 415, 422)
 
 api = Api("Meta")
 
@@ -61,6 +62,11 @@ def _reply(components: Components, reply: Reply) -> dict[str, Any]:
         out["content"] = {reply.content_type: {"schema": components.schema(reply.model)}}
     if reply.headers:
         out["headers"] = {name: HEADERS[name] for name in reply.headers}
+    if reply.links:
+        out["links"] = {link.operation_id: {"operationId": link.operation_id,
+                                            **({"parameters": dict(link.parameters)} if link.parameters else {}),
+                                            **({"requestBody": link.request_body} if link.request_body else {})}
+                        for link in reply.links}
     return out
 
 
@@ -84,6 +90,7 @@ def operation(components: Components, ep: Endpoint, security: dict[str, list[dic
         description = f"{description} Roles: {', '.join(ep.roles)}.".strip()
         for status in _TOKEN_ERRORS:
             replies.setdefault(status, _error(status))
+    description = f"{description} {deviations.for_operation(ep.operation_id)}".strip()
     if description:
         op["description"] = description
     declared = {p.name for p in ep.params if p.where == "path"}
@@ -97,9 +104,10 @@ def operation(components: Components, ep: Endpoint, security: dict[str, list[dic
     if ep.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": components.schema(ep.body)}},
                              **({"description": ep.body_description} if ep.body_description else {})}
-    if ep.body is not None or any(p.where == "query" for p in ep.params):
+    if ep.body is not None:
         for status in _BODY_ERRORS:
             replies.setdefault(status, _error(status))
+    replies.setdefault(400, _error(400))  # a parameter, or a request the HTTP layer cannot parse
     op["responses"] = {str(status): _reply(components, reply) for status, reply in sorted(replies.items())}
     return op
 
@@ -112,6 +120,13 @@ def build(title: str, description: str, base_path: str, apis: Iterable[Api],
     for surface in apis:
         for ep in surface.endpoints:
             paths.setdefault(ep.path, {})[ep.method.lower()] = operation(components, ep, security)
+    operations = {op["operationId"] for ops in paths.values() for op in ops.values()}
+    for ops in paths.values():
+        for op in ops.values():
+            for response in op["responses"].values():
+                unknown = {link["operationId"] for link in response.get("links", {}).values()} - operations
+                if unknown:
+                    raise ValueError(f"{op['operationId']}: links to unknown operations {unknown}")
     return {"openapi": "3.1.0", "info": {"title": title, "version": "1", "description": description},
             "servers": [{"url": base_path or "/"}], "paths": paths,
             "components": {"schemas": dict(sorted(components.schemas.items())), "securitySchemes": security_schemes}}
@@ -134,5 +149,6 @@ async def get_openapi(request: web.Request) -> web.Response:
             "Bundled BoB ticket server",
             "BoB Ticket API v1, the validation/inspection device feeds and event ingest, with the JobTicket B2B "
             "conventions (rate limit per credential, sortField/sortOrder allow-lists, pages of at most 100, "
-            "JSON error bodies).", ctx.config.base_path, ctx.apis, BOB_SECURITY_SCHEMES, BOB_SECURITY)
+            "JSON error bodies).\n\nWhere this server deliberately differs from the BoB Ticket API v1 seed:\n\n"
+            + deviations.markdown_table(), ctx.config.base_path, ctx.apis, BOB_SECURITY_SCHEMES, BOB_SECURITY)
     return json_response(ctx.cache["openapi"])

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from .endpoint import Param
-from .errors import field_error, read_json
+from .errors import ApiError, field_error, read_json
 from .store import SORT_ORDERS
 
 MAX_PAGE = 100
@@ -26,7 +26,7 @@ def q_bool(request: web.Request, name: str) -> bool | None:
 
 def q_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
     value = request.query.get(name)
-    if value is None or value == "":
+    if value is None:
         return default
     # ASCII only: str.isdigit() also passes '²' (int() then raises: a 500) and '١' (Arabic-Indic 1)
     if not (value.isascii() and value.isdigit()) or len(value) > 18:
@@ -35,6 +35,15 @@ def q_int(request: web.Request, name: str, default: int | None, lo: int, hi: int
     if not lo <= number <= hi:
         raise field_error(name, f"must be between {lo} and {hi}", status=400, code="bad_parameter")
     return number
+
+
+def path_int(request: web.Request, name: str, not_found: ApiError) -> int:
+    """A numeric path id (a server-allocated id such as an eventId): ASCII digits only, else
+    ``not_found`` (``'²'.isdigit()`` is true but ``int('²')`` raises; ``'١'`` is an Arabic-Indic 1)."""
+    raw = request.match_info[name]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise not_found
+    return int(raw)
 
 
 def q_sort(request: web.Request, allowed: dict[str, str], default_field: str, default_order: str) -> tuple[str, str]:
@@ -47,16 +56,17 @@ def q_sort(request: web.Request, allowed: dict[str, str], default_field: str, de
     return sort_field, sort_order
 
 
-def q_page(request: web.Request) -> tuple[int, int]:
-    """``page``/``pageSize`` (1-based) or ``offset``/``limit``; at most 100 a page."""
+def q_page(request: web.Request, max_size: int = MAX_PAGE) -> tuple[int, int]:
+    """``page``/``pageSize`` (1-based) or ``offset``/``limit``; 100 a page unless asked, at most
+    ``max_size`` (100 but for the device feeds)."""
     paged = "page" in request.query or "pageSize" in request.query
     if paged and ("offset" in request.query or "limit" in request.query):
         raise field_error("page", "use page/pageSize or offset/limit, not both", status=400, code="bad_parameter")
     if paged:
-        size = q_int(request, "pageSize", MAX_PAGE, 1, MAX_PAGE) or MAX_PAGE
+        size = q_int(request, "pageSize", MAX_PAGE, 1, max_size) or MAX_PAGE
         page = q_int(request, "page", 1, 1, 10_000_000) or 1
         return (page - 1) * size, size
-    limit = q_int(request, "limit", MAX_PAGE, 1, MAX_PAGE) or MAX_PAGE
+    limit = q_int(request, "limit", MAX_PAGE, 1, max_size) or MAX_PAGE
     return q_int(request, "offset", 0, 0, 10 ** 12) or 0, limit
 
 
@@ -80,13 +90,20 @@ def param(name: str, where: str, schema: dict[str, Any], description: str = "", 
     return Param(name, where, schema, description, required)
 
 
-PAGING = (
-    param("page", "query", {"type": "integer", "minimum": 1}, "1-based page (with pageSize)"),
-    param("pageSize", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "at most 100"),
-    param("offset", "query", {"type": "integer", "minimum": 0}, "alternative to page"),
-    param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "alternative to pageSize"),
-    param("sortOrder", "query", {"type": "string", "enum": list(SORT_ORDERS)}),
-)
+def paging(max_size: int = MAX_PAGE, size_note: str = "at most 100") -> tuple[Param, ...]:
+    """The paging and sort-order parameters every list takes (with ``sort_param`` for the field)."""
+    return (
+        param("page", "query", {"type": "integer", "minimum": 1, "maximum": 10_000_000}, "1-based page (with pageSize)"),
+        param("pageSize", "query", {"type": "integer", "minimum": 1, "maximum": max_size, "default": MAX_PAGE},
+              size_note),
+        param("offset", "query", {"type": "integer", "minimum": 0, "maximum": 10 ** 12}, "alternative to page"),
+        param("limit", "query", {"type": "integer", "minimum": 1, "maximum": max_size, "default": MAX_PAGE},
+              f"alternative to pageSize; {size_note}"),
+        param("sortOrder", "query", {"type": "string", "enum": list(SORT_ORDERS)}),
+    )
+
+
+PAGING = paging()
 
 
 def sort_param(allowed: dict[str, str], default: str) -> Param:

@@ -10,6 +10,8 @@ import threading
 
 from aiohttp import web
 
+from .serving import GuardedRunner, make_runner
+
 HOST = "127.0.0.1"
 
 
@@ -21,7 +23,7 @@ class ServerThread:
         self.port = 0
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="server")
-        self._runner: web.AppRunner | None = None
+        self._runner: GuardedRunner | None = None
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -32,7 +34,7 @@ class ServerThread:
         self.loop.close()
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = make_runner(self.app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, 0, backlog=self.backlog)
         await site.start()

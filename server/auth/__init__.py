@@ -3,9 +3,9 @@
 the ``/auth/{entityId}`` endpoint that trades the one for the other."""
 from ..endpoint import BASIC, PUBLIC, ROLES
 from .middleware import auth_middleware, check_not_blocked, check_rate
-from .passwords import generate_password, hash_password, parse_basic, verify_password
+from .passwords import HashPool, WeakPassword, check_strength, generate_password, hash_password, parse_basic, verify_password
 from .tokens import TOKEN_HEADER, Principal, issue_token, verify_token
 
-__all__ = ["BASIC", "PUBLIC", "ROLES", "TOKEN_HEADER", "Principal", "auth_middleware", "check_not_blocked",
-           "check_rate", "generate_password", "hash_password", "issue_token", "parse_basic", "verify_password",
-           "verify_token"]
+__all__ = ["BASIC", "PUBLIC", "ROLES", "TOKEN_HEADER", "HashPool", "Principal", "WeakPassword", "auth_middleware",
+           "check_not_blocked", "check_rate", "check_strength", "generate_password", "hash_password", "issue_token",
+           "parse_basic", "verify_password", "verify_token"]

@@ -1,9 +1,11 @@
 """Who may call what: every request but the public and HTTP Basic endpoints carries an
 ``X-BoB-AuthToken``; the middleware verifies it, checks that a token of this server still has
-its credential (removing a credential cuts its tokens off at once), counts the request against
-the caller's rate limit, then checks the endpoint's roles.
+its credential (removing a credential cuts its tokens off at once) or that another
+participant's token stays within what this server grants that participant (config
+``participants``: its roles, never admin; only its listed entities may write), counts the
+request against the caller's rate limit, then checks the endpoint's roles.
 
-401 = no/bad/expired token; 403 = good token, wrong role; 429 = over the limit.
+401 = no/bad/expired token; 403 = good token, wrong role or not granted; 429 = over the limit.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..config import ParticipantGrant
 from ..context import PRINCIPAL
 from ..endpoint import Endpoint, Handler
 from ..errors import ApiError
@@ -29,11 +32,15 @@ def auth_middleware(ctx: Any) -> Any:
         if endpoint is None or endpoint.public or endpoint.basic:
             return await handler(request)  # public document, or Basic (checked in the handler)
         now = datetime.now(timezone.utc)
-        principal = verify_token(request.headers.get(TOKEN_HEADER), ctx.keyring, now, ctx.config.clock_skew_seconds)
-        if principal.pid == ctx.config.pid:
+        config = ctx.config
+        principal = verify_token(request.headers.get(TOKEN_HEADER), ctx.keyring, now, config.clock_skew_seconds,
+                                 config.max_token_lifetime_seconds)
+        if principal.pid == config.pid:
             cred = await ctx.run(ctx.store.get_credential, principal.sub)
             if cred is None or cred.role != principal.role:
                 raise ApiError(401, "the credential behind this token was removed or changed", code="invalid_token")
+        else:
+            check_grant(config.grant_for(principal.pid), principal, writes=request.method not in READS)
         check_rate(ctx, principal.key, principal.role)
         if principal.role not in endpoint.roles:
             raise ApiError(403, f"role {principal.role!r} may not call this endpoint "
@@ -44,17 +51,32 @@ def auth_middleware(ctx: Any) -> Any:
     return middleware
 
 
-def check_not_blocked(ctx: Any, key: str) -> None:
-    wait = ctx.limiter.blocked(key) if ctx.limiter is not None else None
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def check_grant(grant: ParticipantGrant, principal: Any, *, writes: bool) -> None:
+    """Another participant's token: only the roles granted to it, and writes only by an entity
+    listed for it (any participant can sign any sub; only a listed one is known here)."""
+    if principal.role not in grant.roles:
+        raise ApiError(403, f"participant {principal.pid} is not granted role {principal.role!r} on this server",
+                       code="not_granted")
+    if writes and not grant.knows(principal.sub):
+        raise ApiError(403, f"entity {principal.sub!r} of participant {principal.pid} is not known here; "
+                            "only known entities may write", code="unknown_entity")
+
+
+def check_not_blocked(limiter: Any, key: str) -> None:
+    wait = limiter.blocked(key) if limiter is not None else None
     if wait is not None:
-        raise ApiError(429, f"too many failed attempts; retry after {wait} s", headers={"Retry-After": str(wait)})
+        raise ApiError(429, f"blocked for {wait} s after too many requests", headers={"Retry-After": str(wait)})
+
+
+def take_slot(limiter: Any, key: str, what: str, role: str | None = None) -> None:
+    wait = limiter.hit(key, role) if limiter is not None else None
+    if wait is not None:
+        raise ApiError(429, f"{what}; retry after {wait} s", headers={"Retry-After": str(wait)})
 
 
 def check_rate(ctx: Any, key: str, role: str | None = None) -> None:
     """Count a request of credential ``key`` against its role's limit (None: the default one)."""
-    if ctx.limiter is None:
-        return
-    wait = ctx.limiter.hit(key, role)
-    if wait is not None:
-        raise ApiError(429, f"rate limit exceeded for {key!r}; retry after {wait} s",
-                       headers={"Retry-After": str(wait)})
+    take_slot(ctx.limiter, key, f"rate limit exceeded for {key!r}", role)

@@ -1,12 +1,15 @@
-"""Rate limit per credential, as the JobTicket B2B overview describes it.
+"""Limits: the request rate per credential, as the JobTicket B2B overview describes it, and
+failed logins per (client address, entity).
 
-Each credential (entity id) may make ``requests`` requests in any rolling ``window`` seconds;
-a role may have its own (requests, window, block), e.g. the devices'.
-The request that goes over gets 429 with ``Retry-After`` and blocks the credential for
-``block`` seconds; requests during the block get 429 too (with the time left) and do not
-extend it. State is in memory, per server process: a restart forgets blocks.
+Each key may take ``requests`` slots in any rolling ``window`` seconds; a role may have its own
+(requests, window, block), e.g. the devices'. The one that goes over gets 429 with
+``Retry-After`` and blocks the key for ``block`` seconds; attempts during the block get 429 too
+(with the time left) and do not extend it.
 
-Only the event loop touches a :class:`RateLimiter`, so it needs no lock.
+The server talks to its limiters through :class:`Limiter` only, so the state can move (into
+the database, for several server processes) without touching a caller. :class:`RateLimiter`
+keeps it in memory, per process (a restart forgets blocks); only the event loop touches it,
+so it needs no lock.
 """
 from __future__ import annotations
 
@@ -14,6 +17,22 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from typing import Protocol
+
+
+class Limiter(Protocol):
+    def hit(self, key: str, role: str | None = None) -> int | None:
+        """Take a slot for ``key`` (a credential of ``role``, for its role's limit): None when
+        allowed, else the seconds to wait (429)."""
+
+    def blocked(self, key: str) -> int | None:
+        """Seconds left of a block on ``key``, without taking a slot."""
+
+    def release(self, key: str) -> None:
+        """Give back the slot taken last (the attempt did not happen after all)."""
+
+    def forget(self, key: str) -> None:
+        """Drop the slots ``key`` holds (a login succeeded: its earlier failures no longer count)."""
 
 
 class RateLimiter:
@@ -60,6 +79,14 @@ class RateLimiter:
         until = self._blocked_until.get(key)
         now = self.clock()
         return max(1, math.ceil(until - now)) if until is not None and now < until else None
+
+    def release(self, key: str) -> None:
+        hits = self._hits.get(key)
+        if hits:
+            hits.pop()
+
+    def forget(self, key: str) -> None:
+        self._hits.pop(key, None)
 
     def _sweep(self, now: float) -> None:
         for key in [k for k, until in self._blocked_until.items() if until <= now]:

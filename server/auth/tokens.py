@@ -1,12 +1,17 @@
 """``X-BoB-AuthToken``: compact JWS, ES256, header ``{"alg": "ES256", "typ": "JWT", "kid":
 "<pid>:auth-1"}``, claims ``iss`` (pid as text), ``sub`` (entity id), ``iat``, ``exp``,
-``bobAuthZ`` (role).
+``bobAuthZ`` (role), optionally ``nbf``.
 
 A token is verified against the ``authtokenPublicKeys`` of participant ``iss`` in the
-participant metadata, with ``clock_skew_seconds`` of slack on ``iat``/``exp``.
+participant metadata, with ``clock_skew_seconds`` of slack on ``iat``/``nbf``/``exp``. The
+time claims must be whole numbers of seconds between 2000 and 2100 (``Infinity``, ``NaN``,
+``1e400`` and text are refused), and a token is honoured for at most
+``max_token_lifetime_seconds`` after its ``iat``, whatever its ``exp`` says: another
+participant's server chooses its own ``exp``, this server chooses how long it listens.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +22,7 @@ from ..errors import ApiError
 from ..keyring import KeyRing
 
 TOKEN_HEADER = "X-BoB-AuthToken"
+EARLIEST, LATEST = 946_684_800, 4_102_444_800  # 2000-01-01, 2100-01-01 (UTC)
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,7 @@ class Principal:
     sub: str
     pid: int
     role: str
-    exp: int
+    exp: int  # when the server stops honouring the token (exp, capped by the maximum life)
     key: str = ""  # the credential key: sub for our own pid, "<pid>:<sub>" for another participant
 
     @property
@@ -39,7 +45,27 @@ def issue_token(ring: KeyRing, sub: str, role: str, now: datetime, lifetime: int
     return jws.sign(ring.auth_key, header, claims)
 
 
-def verify_token(token: str | None, ring: KeyRing, now: datetime, skew: int) -> Principal:
+def _invalid(message: str, code: str = "invalid_token") -> ApiError:
+    return ApiError(401, f"invalid auth token: {message}" if code == "invalid_token" else message, code=code)
+
+
+def seconds_claim(claims: dict[str, Any], name: str, *, required: bool) -> int | None:
+    """A NumericDate claim as whole seconds within [2000, 2100), or 401."""
+    value = claims.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _invalid(f"{name} must be a number of seconds")
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise _invalid(f"{name} must be a whole, finite number of seconds")
+        value = int(value)
+    if not EARLIEST <= value < LATEST:
+        raise _invalid(f"{name} is out of range")
+    return value
+
+
+def verify_token(token: str | None, ring: KeyRing, now: datetime, skew: int, max_lifetime: int) -> Principal:
     if not token:
         raise ApiError(401, f"{TOKEN_HEADER} header required", code="missing_token")
 
@@ -52,21 +78,25 @@ def verify_token(token: str | None, ring: KeyRing, now: datetime, skew: int) -> 
     try:
         _, claims = jws.verify(token, key_for)
     except jws.JwsError as exc:
-        raise ApiError(401, f"invalid auth token: {exc}", code="invalid_token") from None
+        raise _invalid(str(exc)) from None
     sub, role, iss = claims.get("sub"), claims.get("bobAuthZ"), claims.get("iss")
-    iat, exp = claims.get("iat"), claims.get("exp")
-    if not isinstance(sub, str) or not sub or role not in ROLES or not isinstance(iss, str) or not iss.isdigit():
-        raise ApiError(401, "invalid auth token: bad sub, iss or bobAuthZ claim", code="invalid_token")
-    if not _number(exp) or not _number(iat):
-        raise ApiError(401, "invalid auth token: iat and exp must be numbers", code="invalid_token")
+    if not isinstance(sub, str) or not sub or len(sub) > 200 or role not in ROLES or not isinstance(iss, str) \
+            or not (iss.isascii() and iss.isdigit()) or len(iss) > 18:
+        raise _invalid("bad sub, iss or bobAuthZ claim")
+    iat = seconds_claim(claims, "iat", required=True)
+    exp = seconds_claim(claims, "exp", required=True)
+    nbf = seconds_claim(claims, "nbf", required=False)
+    assert iat is not None and exp is not None
+    if exp <= iat:
+        raise _invalid("exp is not after iat")
     t = now.timestamp()
-    if t > exp + skew:
-        raise ApiError(401, "auth token expired", code="token_expired")
     if iat > t + skew:
-        raise ApiError(401, "auth token issued in the future", code="invalid_token")
-    key = sub if int(iss) == ring.pid else f"{int(iss)}:{sub}"
-    return Principal(sub=sub, pid=int(iss), role=role, exp=int(exp), key=key)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+        raise _invalid("issued in the future")
+    if nbf is not None and nbf > t + skew:
+        raise _invalid("not valid yet (nbf)")
+    honoured_until = min(exp, iat + max_lifetime)
+    if t > honoured_until + skew:
+        raise _invalid("auth token expired", code="token_expired")
+    pid = int(iss)
+    key = sub if pid == ring.pid else f"{pid}:{sub}"
+    return Principal(sub=sub, pid=pid, role=role, exp=honoured_until, key=key)

@@ -9,31 +9,28 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import TypeAdapter, ValidationError
-
 from mtb import b64url_encode
 from mtb.keys import derive_device_key
 from mtb.timeutil import format_extended
 
 from ..config import STOPS_FILE
 from ..context import ctx_of, principal_of
-from ..endpoint import Api, Param, Reply
-from ..errors import ApiError, field_error, from_validation, json_response, read_json
-from ..models import DeviceKeyRequest, TicketEvent
-from ..params import body_model, param, q_int
-from ..store import NewEvent
+from ..endpoint import Api, Link, Param, Reply
+from ..errors import ApiError, json_response, read_json
+from ..models import EVENT_MODELS, DeviceKeyRequest
+from ..params import MAX_PAGE, body_model, page_headers, paging, param, q_int, q_page, q_sort, sort_param
 from ..ticket_api import tickets
 from ..ticket_api.schemas import TicketEventResult
+from . import events
 from .schemas import BlacklistEntry, DeviceKey, IngestResult, Kdk, Participant
 
 api = Api("Device API", "What validators and inspection devices call (BoB Validation and Inspection APIs)")
 
 DEVICES = ("val", "ins")
 EVERY_ROLE = ("val", "ins", "pos", "tvm")
-DENY_DEFAULT, DENY_MAX = 1000, 10_000
+DENY_MAX = 10_000
 IF_NONE_MATCH = Param("If-None-Match", "header", {"type": "string"})
 NOT_MODIFIED = Reply(None, "Not modified (If-None-Match matched the ETag)")
-_EVENTS = TypeAdapter(list[TicketEvent])
 
 
 def _now() -> datetime:
@@ -95,17 +92,26 @@ async def post_device_key(request: web.Request) -> web.Response:
                          headers={"Cache-Control": "no-store"})
 
 
+DENY_SORT = {"blacklistEntryId": "id"}
+
+
 @api.endpoint("GET", "/blacklist", op="getBlacklist", roles=EVERY_ROLE,
               summary="Deny-list entries with id > blacklistEntryId, oldest first",
-              params=(param("blacklistEntryId", "query", {"type": "integer", "minimum": 0, "default": 0}),
-                      param("limit", "query", {"type": "integer", "minimum": 1, "maximum": DENY_MAX,
-                                               "default": DENY_DEFAULT})),
-              replies={200: Reply(list[BlacklistEntry])})
+              description="Pages like every other list (page/pageSize or offset/limit, sortField/sortOrder, "
+                          "X-Total-Count, Link rel=next): 100 entries a page unless asked; a device (val, ins) "
+                          f"may ask for up to {DENY_MAX}, every other role for up to 100. A device follows the "
+                          "feed by asking for ids above the last one it holds.",
+              params=(param("blacklistEntryId", "query", {"type": "integer", "minimum": 0, "default": 0,
+                                                          "maximum": 2 ** 62}, "only entries with a larger id"),
+                      sort_param(DENY_SORT, "blacklistEntryId"),
+                      *paging(DENY_MAX, f"at most 100, or {DENY_MAX} for val and ins")),
+              replies={200: Reply(list[BlacklistEntry], headers=("X-Total-Count", "Link"))})
 async def get_blacklist(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     after = q_int(request, "blacklistEntryId", 0, 0, 2 ** 62) or 0
-    limit = q_int(request, "limit", DENY_DEFAULT, 1, DENY_MAX) or DENY_DEFAULT
-    entries = await ctx.run(ctx.store.deny_since, after, limit)
+    _, sort_order = q_sort(request, DENY_SORT, "blacklistEntryId", "asc")
+    offset, limit = q_page(request, DENY_MAX if principal_of(request).role in DEVICES else MAX_PAGE)
+    entries, total = await ctx.run(ctx.store.deny_page, after, offset=offset, limit=limit, sort_order=sort_order)
     out = []
     for entry in entries:
         item: dict[str, Any] = {"blacklistEntryId": entry.entry_id}
@@ -115,45 +121,31 @@ async def get_blacklist(request: web.Request) -> web.Response:
                 item[key] = value
         item["expire"] = format_extended(entry.expire)
         out.append(item)
-    return json_response(out)
+    return json_response(out, headers=page_headers(request, offset, limit, total))
 
 
 # --- event ingest -----------------------------------------------------------------------------
-
-def _check_kind(events: list[TicketEvent], kind: str, prefix: str | None) -> None:
-    for index, event in enumerate(events):
-        if event.eventType is not None and event.eventType != kind:
-            field = f"{prefix}[{index}].eventType" if prefix is not None else "eventType"
-            raise field_error(field, f"must be {kind!r} on this endpoint")
-
-
-def _new_event(raw: dict[str, Any], event: TicketEvent, kind: str) -> NewEvent:
-    body = {k: v for k, v in raw.items() if k != "eventId"}
-    body.setdefault("eventType", kind)
-    return NewEvent(local_event_id=event.localEventId, ticket_id=event.ticketId, event_time=event.time,
-                    event_result=event.eventResult, body=body)
-
 
 def _batch(kind: str) -> Any:
     async def handler(request: web.Request) -> web.Response:
         ctx = ctx_of(request)
         principal = principal_of(request)
         data = await read_json(request)
-        if not isinstance(data, list):
-            raise field_error("(body)", "must be a JSON array of ticketEvents")
-        if len(data) > ctx.config.max_batch_events:
+        if isinstance(data, list) and len(data) > ctx.config.max_batch_events:
             raise ApiError(413, f"batch of {len(data)} events exceeds {ctx.config.max_batch_events}",
                            code="batch_too_large",
                            details=[{"field": "(body)", "message": f"at most {ctx.config.max_batch_events}"}])
-        try:
-            events = _EVENTS.validate_python(data)
-        except ValidationError as exc:
-            raise from_validation(exc) from None
-        _check_kind(events, kind, "")
-        new = [_new_event(raw, ev, kind) for raw, ev in zip(data, events)]
-        stored = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind, _now(), new)
-        return json_response([{"localEventId": ev.localEventId, "eventId": str(event_id), "duplicate": dup}
-                              for ev, (event_id, dup) in zip(events, stored)], status=201)
+        parsed = events.parse_batch(data, kind)
+        stored = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind, _now(),
+                               [p.event for p in parsed])
+        results = []
+        for item, (event_id, dup) in zip(parsed, stored):
+            result: dict[str, Any] = {"localEventId": item.event.local_event_id, "eventId": str(event_id),
+                                      "duplicate": dup}
+            if item.dropped:
+                result["droppedMembers"] = item.dropped
+            results.append(result)
+        return json_response(results, status=201)
 
     return handler
 
@@ -163,15 +155,9 @@ def _single(kind: str) -> Any:
         ctx = ctx_of(request)
         principal = principal_of(request)
         ticket_id = request.match_info["ticketId"]
-        data = await read_json(request)
-        if not isinstance(data, dict):
-            raise field_error("(body)", "must be a JSON object (one ticketEvent)")
-        if data.setdefault("ticketId", ticket_id) != ticket_id:
-            raise field_error("ticketId", "differs from the ticket id in the path")
-        event = TicketEvent.model_validate(data)
-        _check_kind([event], kind, None)
+        item = events.parse_single(await read_json(request), kind, ticket_id)
         [(event_id, duplicate)] = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind,
-                                                _now(), [_new_event(data, event, kind)])
+                                                _now(), [item.event])
         stored = await ctx.run(ctx.store.get_event, event_id)
         assert stored is not None
         location = ctx.url(f"/ticket/{tickets.segment(stored.ticket_id)}/event/{event_id}")
@@ -179,23 +165,30 @@ def _single(kind: str) -> Any:
             return json_response({"code": "duplicate_event", "message": "this localEventId was already stored",
                                   "eventId": str(event_id)}, status=303, headers={"Location": location})
         ticket = await ctx.run(ctx.store.get_ticket, ticket_id)
-        ids = await ctx.run(ctx.store.event_ids, ticket_id, tickets.MAX_EVENT_IDS) if ticket else None
+        ids = await ctx.run(ctx.store.event_ids, ticket_id, tickets.RECENT_EVENT_IDS) if ticket else None
         return json_response(tickets.event_result_json(stored, ticket, ids), status=201,
                              headers={"Location": location})
 
     return handler
 
 
+MALFORMED = "Malformed ticketEvent (JSON, a member's type or value, a time that is not ISO 8601); details name " \
+            "[index].field"
+STORED_EVENT = (Link("getTicketEvent", {"ticketId": "$response.body#/ticketEvent/ticketId",
+                                         "eventId": "$response.body#/ticketEvent/eventId"}),)
 for _kind, _role in (("validation", "val"), ("inspection", "ins")):
     _title = _kind.capitalize()
-    api.endpoint("POST", f"/{_kind}", op=f"post{_title}s", roles=_role, body=list[TicketEvent],
+    _batch_model, _single_model = EVENT_MODELS[_kind]
+    api.endpoint("POST", f"/{_kind}", op=f"post{_title}s", roles=_role, body=list[_batch_model],
                  body_description="at most max_batch_events (1000) events",
                  summary=f"Store a batch of {_kind} events (all or nothing; deduplicated by device and localEventId)",
                  replies={201: Reply(list[IngestResult], "Stored; one result per event, in order"),
-                          413: "Batch too large"})(_batch(_kind))
-    api.endpoint("POST", f"/{_kind}/{{ticketId}}", op=f"post{_title}", roles=_role, body=TicketEvent,
+                          400: MALFORMED, 413: "Batch too large"})(_batch(_kind))
+    api.endpoint("POST", f"/{_kind}/{{ticketId}}", op=f"post{_title}", roles=_role, body=_single_model,
                  summary=f"Store one {_kind} event for a ticket",
+                 description="The path names the ticket: ticketId may be left out of the body (if present it "
+                             "must be the same).",
                  params=(Param("ticketId", "path", {"type": "string"}),),
-                 replies={201: Reply(TicketEventResult, headers=("Location",)),
+                 replies={201: Reply(TicketEventResult, headers=("Location",), links=STORED_EVENT), 400: MALFORMED,
                           303: Reply(None, "localEventId seen before; Location names the stored event",
                                      headers=("Location",))})(_single(_kind))

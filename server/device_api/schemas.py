@@ -46,3 +46,4 @@ class IngestResult(BaseModel):
     localEventId: str | None = None
     eventId: str
     duplicate: bool = Field(description="true when (device, localEventId) was stored before")
+    droppedMembers: list[str] | None = Field(None, description="unknown members not stored: together over 2 KB")

@@ -120,9 +120,12 @@ class Store:
         if not added:
             raise DuplicateCredential(f"credential {cred.entity_id!r} exists")
 
-    def set_password_hash(self, entity_id: str, password_hash: str) -> None:
+    def set_password_hash(self, entity_id: str, password_hash: str, replaces: str) -> bool:
+        """Re-hash in place, only if the stored hash is still ``replaces`` (a credential replaced
+        meanwhile keeps its new password)."""
         with self.db.transaction() as tx:
-            tx.execute("UPDATE credentials SET password_hash = ? WHERE entity_id = ?", (password_hash, entity_id))
+            return tx.execute("UPDATE credentials SET password_hash = ? WHERE entity_id = ? AND password_hash = ?",
+                              (password_hash, entity_id, replaces)) > 0
 
     def get_credential(self, entity_id: str) -> Credential | None:
         row = self._one("SELECT * FROM credentials WHERE entity_id = ?", (entity_id,))
@@ -315,9 +318,10 @@ class Store:
                              "LIMIT ? OFFSET ?", [*params, limit, offset])
         return [_event(r) for r in rows], total
 
-    def event_ids(self, ticket_id: str, limit: int = 1000) -> list[int]:
-        return [r["id"] for r in self.db.query("SELECT id FROM events WHERE ticket_id = ? ORDER BY id LIMIT ?",
-                                               (ticket_id, limit))]
+    def event_ids(self, ticket_id: str, limit: int) -> list[int]:
+        """The ids of the ticket's newest ``limit`` events, oldest first."""
+        rows = self.db.query("SELECT id FROM events WHERE ticket_id = ? ORDER BY id DESC LIMIT ?", (ticket_id, limit))
+        return [r["id"] for r in reversed(rows)]
 
     def count_events(self) -> int:
         return self.db.query("SELECT count(*) AS n FROM events")[0]["n"]
@@ -340,5 +344,14 @@ class Store:
             return self.add_deny_in(tx, entry)
 
     def deny_since(self, after_id: int, limit: int) -> list[DenyEntry]:
-        return [_deny_entry(r) for r in self.db.query("SELECT * FROM deny_list WHERE id > ? ORDER BY id LIMIT ?",
-                                                      (after_id, limit))]
+        return self.deny_page(after_id, limit=limit)[0]
+
+    def deny_page(self, after_id: int, *, offset: int = 0, limit: int = 100,
+                  sort_order: str = "asc") -> tuple[list[DenyEntry], int]:
+        """Entries with id > ``after_id`` by id (``asc``: the feed order), a page of them, and
+        how many there are."""
+        order = SORT_ORDERS[sort_order]
+        total = self.db.query("SELECT count(*) AS n FROM deny_list WHERE id > ?", (after_id,))[0]["n"]
+        rows = self.db.query(f"SELECT * FROM deny_list WHERE id > ? ORDER BY id {order} LIMIT ? OFFSET ?",
+                             (after_id, limit, offset))
+        return [_deny_entry(r) for r in rows], total

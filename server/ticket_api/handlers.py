@@ -12,10 +12,10 @@ from aiohttp import web
 from mtb.timeutil import format_extended
 
 from ..context import ctx_of, principal_of
-from ..endpoint import Api, Param, Reply
+from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, field_error, json_response, read_json
 from ..models import ActiveStatusBody, ManifestCall, ManifestRequest, TicketBundleRequest
-from ..params import PAGING, body_model, page_headers, param, q_bool, q_int, q_page, q_sort, sort_param
+from ..params import PAGING, body_model, page_headers, param, path_int, q_bool, q_int, q_page, q_sort, sort_param
 from ..store import EVENT_SORT_FIELDS, TICKET_SORT_FIELDS, TicketQuery
 from . import manifest, tickets
 from .schemas import (ManifestResponse, RecoverableStatus, RecoverStatus, RefundableStatus, RefundStatus,
@@ -35,9 +35,19 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+FIRST_TICKET = {"ticketId": "$response.body#/ticketIds/0"}
+# What a client may do with the tickets it was just given (the stateful conformance run does it).
+ISSUED_LINKS = (*(Link(op, FIRST_TICKET) for op in (
+    "getTicket", "getTicketActiveStatus", "putTicketActiveStatus", "getRecoverStatus", "recoverTicket",
+    "getRecoverableStatus", "getRefundStatus", "refundTicket", "getRefundableStatus", "revokeTicket",
+    "listTicketEvents", "postValidation", "postInspection")),
+    Link("createTicketBundle", request_body={"ticketIds": "$response.body#/ticketIds"}))
+
+
 @api.endpoint("POST", "/manifest", op="postManifest", roles=SELLERS, body=ManifestRequest,
               summary="Sign a manifest (product, fare, validity, zones, modes) that POST /ticket accepts",
-              replies={201: Reply(ManifestResponse)})
+              replies={201: Reply(ManifestResponse, links=(Link("issueTickets", request_body={
+                  "manifestMtbTemplate": "$response.body#/manifestMtbTemplate"}),))})
 async def post_manifest(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     body = await body_model(request, ManifestRequest)
@@ -49,7 +59,7 @@ async def post_manifest(request: web.Request) -> web.Response:
 
 @api.endpoint("POST", "/ticket", op="issueTickets", roles=SELLERS, body=ManifestCall,
               summary="Issue tickets from a manifest",
-              replies={201: Reply(TicketIssueResponse, headers=("Location",)),
+              replies={201: Reply(TicketIssueResponse, headers=("Location",), links=ISSUED_LINKS),
                        200: Reply(TicketIssueResponse, "Replay of an earlier requestId", headers=("Location",)),
                        400: "Manifest invalid, expired, badly signed or from an unknown participant",
                        409: "Manifest already used, requestId reused, or recoverTicketId not recovered"})
@@ -61,7 +71,10 @@ async def post_ticket(request: web.Request) -> web.Response:
 
 
 @api.endpoint("GET", "/ticket", op="listTickets", roles=READERS, summary="Tickets of a traveller",
-              params=(param("travellerId", "query", {"type": "string"}, required=True),
+              description="travellerId is required, except for admin: without it an admin lists every ticket "
+                          "(of every participant, or of pid), paged, newest first.",
+              params=(param("travellerId", "query", {"type": "string", "minLength": 1},
+                            "required except for admin"),
                       param("active", "query", {"type": "boolean"}), param("pid", "query", {"type": "integer"}),
                       param("refundable", "query", {"type": "boolean"}),
                       param("refunded", "query", {"type": "boolean"}),
@@ -72,7 +85,7 @@ async def list_tickets(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     principal = principal_of(request)
     traveller = request.query.get("travellerId")
-    if not traveller:
+    if traveller == "" or (traveller is None and not principal.admin):
         raise field_error("travellerId", "is required", status=400, code="missing_parameter")
     pid = q_int(request, "pid", None, 0, 2 ** 53)
     if not principal.admin:
@@ -212,9 +225,7 @@ async def get_ticket_event(request: web.Request) -> web.Response:
     principal = principal_of(request)
     ticket_id, raw_id = request.match_info["ticketId"], request.match_info["eventId"]
     not_found = ApiError(404, f"event {raw_id!r} of ticket {ticket_id!r} not found", code="event_not_found")
-    if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
-        raise not_found
-    event = await ctx.run(ctx.store.get_event, int(raw_id))
+    event = await ctx.run(ctx.store.get_event, path_int(request, "eventId", not_found))
     if event is None or event.ticket_id != ticket_id:
         raise not_found
     ticket = await ctx.run(ctx.store.get_ticket, ticket_id)
@@ -228,13 +239,14 @@ async def get_ticket_event(request: web.Request) -> web.Response:
         visible = event.poster_pid == principal.pid
     if not visible:
         raise not_found
-    ids = await ctx.run(ctx.store.event_ids, ticket_id, tickets.MAX_EVENT_IDS) if ticket else None
+    ids = await ctx.run(ctx.store.event_ids, ticket_id, tickets.RECENT_EVENT_IDS) if ticket else None
     return json_response(tickets.event_result_json(event, ticket, ids))
 
 
 @api.endpoint("POST", "/ticketbundle", op="createTicketBundle", roles=SELLERS, body=TicketBundleRequest,
               summary="A new bundle (and MTB) holding a subset of one bundle's tickets",
-              replies={201: Reply(TicketBundle, headers=("Location",)),
+              replies={201: Reply(TicketBundle, headers=("Location",), links=(
+                           Link("getTicketBundle", {"ticketBundleId": "$response.body#/ticketBundleId"}),)),
                        400: "The tickets come from different ticket bundles",
                        409: "A ticket is not active or frozen"})
 async def post_ticketbundle(request: web.Request) -> web.Response:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import TicketEvent, TicketHolder
+from ..models import EventParts, TicketHolder
 
 
 class FareAmount(BaseModel):
@@ -89,12 +89,31 @@ class ManifestResponse(BaseModel):
 
 class TicketMetadata(BaseModel):
     relativeValidityStart: str | None = Field(None, json_schema_extra={"format": "date-time"})
-    ticketEventIds: list[str] | None = None
+    ticketEventIds: list[str] | None = Field(None, description="the ids of the ticket's newest events (at most 20), "
+                                                               "oldest first; GET /ticket/{ticketId}/event has all")
     travellerPhotoURL: str | None = None
 
 
+class StoredTicketEvent(EventParts):
+    """A ticketEvent as the server stores and serves it: normalised (times extended UTC with
+    milliseconds, dates extended, no nulls), with the server's eventId; unknown members a
+    device sent are kept when together at most 2 KB."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ticketId: str
+    eventId: str
+    time: str = Field(json_schema_extra={"format": "date-time"}, description="e.g. 2017-05-21T18:00:00.000Z")
+    localEventId: str | None = None
+    eventType: Literal["inspection", "validation"]
+    eventResult: int | None = Field(None, ge=0, le=9)
+    eventReason: str | None = None
+    modeOfTransport: str | None = None
+    operatingDayDate: str | None = Field(None, json_schema_extra={"format": "date"}, description="e.g. 2017-01-01")
+
+
 class TicketEventResult(BaseModel):
-    ticketEvent: TicketEvent | None = None
+    ticketEvent: StoredTicketEvent | None = None
     ticketEventInspectMessage: str | None = None
     ticketEventPassengerMessage: str | None = None
     ticketEventStatus: int | None = None

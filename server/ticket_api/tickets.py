@@ -80,7 +80,9 @@ TRANSITIONS = {t.action: t for t in (
     Transition("reissue", frozenset({"recovered"}), "replaced", None),
 )}
 
-MAX_EVENT_IDS = 1000
+# A single-event answer lists the ids of the ticket's newest events only (a busy ticket has
+# hundreds); GET /ticket/{id}/event pages through all of them.
+RECENT_EVENT_IDS = 20
 
 
 def new_id(prefix: str = "") -> str:
@@ -156,7 +158,7 @@ def ticket_json(ticket: TicketRecord, now: datetime) -> dict[str, Any]:
 def event_result_json(event: EventRecord, ticket: TicketRecord | None = None,
                       event_ids: list[int] | None = None) -> dict[str, Any]:
     """A stored event as BoB's ``ticketEventResult``, with the ticket's state when the server knows it."""
-    body = {**event.body, "eventId": str(event.event_id)}
+    body = {**event.body, "time": format_extended(event.event_time), "eventId": str(event.event_id)}
     status = event.event_result if event.event_result is not None else 0
     result: dict[str, Any] = {"ticketEvent": body, "ticketEventStatus": status}
     if ticket is not None:

@@ -121,7 +121,7 @@ async def test_a_refused_event_is_parked_not_dropped_and_the_rest_go_up(server, 
     await agent.syncer.upload_pending()
     assert cache.outbox_count(parked=False) == 0
     [parked] = cache.outbox(parked=True)
-    assert parked.local_event_id == bad.local_event_id and "422" in parked.last_error
+    assert parked.local_event_id == bad.local_event_id and "400" in parked.last_error
 
 
 async def test_sigterm_equivalent_stop_loses_nothing(server, backoffice, make_agent):

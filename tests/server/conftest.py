@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 
 from mtb import keys
 from server import cli
@@ -56,7 +57,19 @@ class Deployment:
         return keys.load_private_key((self.data_dir / name).read_bytes())
 
 
+# What the second participant may do here (tests that check the default pass participants={}).
+OTHER_GRANT = {str(OTHER_PID): {"roles": ["val", "ins", "pos", "tvm"],
+                                "entities": [f"{role}-of-{OTHER_PID}" for role in ("val", "ins", "pos", "tvm")]}}
+
+
+# Cheap password hashes, so that the many deployments the tests make start quickly; the tests of
+# hashing itself use the production parameters (test_login.py).
+FAST_HASH = {"time_cost": 1, "memory_kib": 8192, "parallelism": 1}
+
+
 def make_data_dir(path: Path, **config: Any) -> Path:
+    config.setdefault("participants", OTHER_GRANT)
+    config.setdefault("password_hash", FAST_HASH)
     cli.init_data_dir(path, pid=PID, name="Test Transit", admin_password=PASSWORD, **config)
     for role in ROLES[:-1]:
         cli.add_credential(path, f"{role}1", role, PASSWORD)
@@ -117,7 +130,8 @@ class Api:
 
     async def call(self, method: str, path: str, *, role: str | None = "admin", token: str | None = None,
                    json_body: Any = None, data: Any = None, headers: dict[str, str] | None = None,
-                   params: Any = None) -> Reply:
+                   params: Any = None, encoded: bool = False) -> Reply:
+        """``encoded=True`` sends the path exactly as given (``%2E%2E`` stays, not resolved as ``..``)."""
         headers = dict(headers or {})
         if token is not None:
             headers["X-BoB-AuthToken"] = token
@@ -126,7 +140,8 @@ class Api:
         if json_body is not None:
             data = json.dumps(json_body)
             headers.setdefault("Content-Type", "application/json")
-        async with self.session.request(method, self.d.url(path), data=data, headers=headers, params=params,
+        url = yarl.URL(self.d.url(path), encoded=True) if encoded else self.d.url(path)
+        async with self.session.request(method, url, data=data, headers=headers, params=params,
                                         allow_redirects=False) as response:
             text = await response.text()
             try:

@@ -19,9 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "server", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, input=stdin)
 
 
 def free_port() -> int:
@@ -54,7 +54,7 @@ def test_init_credentials_and_serve(tmp_path):
     db = sqlite3.connect(data / "server.sqlite3")
     [(stored,)] = db.execute("SELECT password_hash FROM credentials WHERE entity_id = 'admin'").fetchall()
     db.close()
-    assert password not in stored and stored.startswith("scrypt$")
+    assert password not in stored and stored.startswith("$argon2id$")
     assert password not in "".join(p.read_text(errors="ignore") for p in data.iterdir() if p.is_file())
 
     again = run("init", "--data", str(data))
@@ -63,14 +63,23 @@ def test_init_credentials_and_serve(tmp_path):
     added = run("credentials", "add", "--data", str(data), "--entity", "bus-17", "--role", "val")
     assert added.returncode == 0, added.stderr
     generated = json.loads(added.stdout)["password"]
-    given = run("credentials", "add", "--data", str(data), "--entity", "shop", "--role", "pos", "--password", "s3cret")
-    assert given.returncode == 0 and "s3cret" not in given.stdout
+    chosen = "s3cret-from-stdin"
+    given = run("credentials", "add", "--data", str(data), "--entity", "shop", "--role", "pos", "--password-stdin",
+                stdin=chosen + "\n")
+    assert given.returncode == 0, given.stderr
+    assert chosen not in given.stdout and "password" not in json.loads(given.stdout)
+    short = run("credentials", "add", "--data", str(data), "--entity", "kiosk", "--role", "tvm", "--password-stdin",
+                stdin="elevenchars\n")
+    assert short.returncode == 1 and "12 characters" in short.stderr and "Traceback" not in short.stderr
+    on_the_command_line = run("credentials", "add", "--data", str(data), "--entity", "kiosk", "--role", "tvm",
+                              "--password", "a-long-enough-password")
+    assert on_the_command_line.returncode == 2  # no such option: a password never goes on a command line
     dup = run("credentials", "add", "--data", str(data), "--entity", "shop", "--role", "pos")
     assert dup.returncode == 1 and "exists" in dup.stderr
     bad = run("credentials", "add", "--data", str(data), "--entity", "x", "--role", "root")
     assert bad.returncode != 0
     listed = run("credentials", "list", "--data", str(data))
-    assert "bus-17\tval" in listed.stdout and "s3cret" not in listed.stdout
+    assert "bus-17\tval" in listed.stdout and chosen not in listed.stdout and "kiosk" not in listed.stdout
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "server", "--data", str(data), "--host", "127.0.0.1",
@@ -86,7 +95,7 @@ def test_init_credentials_and_serve(tmp_path):
         else:
             pytest.fail("server did not start")
         assert status == 200 and doc["openapi"].startswith("3.")
-        for entity, secret in (("admin", password), ("bus-17", generated), ("shop", "s3cret")):
+        for entity, secret in (("admin", password), ("bus-17", generated), ("shop", chosen)):
             basic = "Basic " + base64.b64encode(f"{entity}:{secret}".encode()).decode()
             status, body = get(f"{base}/auth/{entity}", {"Authorization": basic})
             assert status == 200, (entity, body)

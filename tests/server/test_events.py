@@ -86,7 +86,7 @@ async def test_one_bad_event_rejects_the_batch_and_names_index_and_field(api, de
     batch[3].update(bad)
     before = count_rows(deployment)
     reply = await api.post("/validation", batch, role="val")
-    assert reply.status == 422, reply
+    assert reply.status == 400, reply
     assert reply.body["details"][0]["field"] == f"[3].{field}", reply.body
     assert "[3]" in reply.body["message"]
     assert count_rows(deployment) == before
@@ -96,7 +96,7 @@ async def test_missing_required_members_name_the_field(api, make_event):
     event = make_event("T-1", uid())
     del event["time"]
     reply = await api.post("/validation", [event], role="val")
-    assert reply.status == 422 and reply.body["details"][0]["field"] == "[0].time"
+    assert reply.status == 400 and reply.body["details"][0]["field"] == "[0].time"
     assert reply.body["details"][0]["index"] == 0
 
 
@@ -121,8 +121,8 @@ async def test_minimal_event_and_empty_batch(api):
 @pytest.mark.parametrize("body", [{"ticketId": "x"}, "events", 5, None])
 async def test_batch_body_must_be_an_array(api, body):
     reply = await api.call("POST", "/validation", role="val", data="null" if body is None else None,
-                           json_body=body)
-    assert reply.status == 422 and reply.body["details"][0]["field"] == "(body)"
+                           json_body=body, headers={"Content-Type": "application/json"})
+    assert reply.status == 400 and reply.body["details"][0]["field"] == "(body)"
 
 
 async def test_oversized_batch_is_413(api, deployment, make_event):
@@ -179,13 +179,13 @@ async def test_single_event_on_a_revoked_ticket_tells_the_inspector(api, make_ev
 
 async def test_single_event_errors(api, make_event):
     mismatch = await api.post("/validation/T-a", make_event("T-b", uid()), role="val")
-    assert mismatch.status == 422 and mismatch.body["details"][0]["field"] == "ticketId"
+    assert mismatch.status == 400 and mismatch.body["details"][0]["field"] == "ticketId"
     array = await api.post("/validation/T-a", [make_event("T-a", uid())], role="val")
-    assert array.status == 422
+    assert array.status == 400
     wrong_kind = await api.post("/inspection/T-a", make_event("T-a", uid()), role="ins")  # eventType validation
-    assert wrong_kind.status == 422 and wrong_kind.body["details"][0]["field"] == "eventType"
+    assert wrong_kind.status == 400 and wrong_kind.body["details"][0]["field"] == "eventType"
     bad_time = await api.post("/validation/T-a", make_event("T-a", uid(), time=5), role="val")
-    assert bad_time.status == 422 and bad_time.body["details"][0]["field"] == "time"
+    assert bad_time.status == 400 and bad_time.body["details"][0]["field"] == "time"
 
 
 async def test_events_of_a_ticket_nobody_knows_are_404(api):

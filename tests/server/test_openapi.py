@@ -54,7 +54,8 @@ async def test_every_operation_is_complete_and_refs_resolve(api):
                     assert set(op["x-bob-roles"]) <= {"val", "ins", "tvm", "pos", "admin"}
     for ref in re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(doc)):
         assert ref in schemas, ref
-    assert "TicketEvent" in schemas and "time" in schemas["TicketEvent"]["required"]
+    for name in ("ValidationEvent", "InspectionEvent"):
+        assert "time" in schemas[name]["required"] and "ticketId" in schemas[name]["required"]
 
 
 async def test_declared_roles_match_what_the_server_enforces(api):

@@ -32,7 +32,7 @@ async def test_limit_then_429_with_retry_after_block_honoured_then_served_again(
 
 
 async def test_password_guessing_is_rate_limited(make_server):
-    deployment = make_server(rate_limit={"requests": 3, "window_seconds": 60, "block_seconds": 30, "roles": {}})
+    deployment = make_server(login_limit={"failures": 3, "window_seconds": 60, "block_seconds": 30})
     async with aiohttp.ClientSession() as session:
         api = Api(deployment, session)
         statuses = []

@@ -266,7 +266,7 @@ async def test_other_participant_cannot_see_or_change_our_tickets(api, deploymen
     tid = await api.ticket_id("trav-private")
     now = int(time.time())
     token = jws.sign(deployment.private_key("other-auth.pem"), {"kid": f"{OTHER_PID}:auth-1"},
-                     {"iss": str(OTHER_PID), "sub": "other-pos", "iat": now, "exp": now + 600, "bobAuthZ": "pos"})
+                     {"iss": str(OTHER_PID), "sub": "pos-of-4321", "iat": now, "exp": now + 600, "bobAuthZ": "pos"})
     assert (await api.get(f"/ticket/{tid}", token=token)).status == 404
     assert (await api.put(f"/ticket/{tid}/revoke", token=token)).status == 404
     listed = await api.get("/ticket", params={"travellerId": "trav-private"}, token=token)
