@@ -4,38 +4,24 @@ An event the server refuses for its shape (a latitude of 95.5, a NaN altitude, a
 id) is parked for ever and blocks nothing but itself; better never to queue one. The device
 checks each event against this model before it enters the outbox. The rules are the server's
 (``server/models.py``: ids 1-200 characters, reasons up to 1000, pids 0..2**53, positions in
-range and finite, times with a zone); a test runs agent-made events through the server's own
-model to show the two agree.
+range and finite, times and dates read by the same :func:`mtb.timeutil.parse_wire_time`); a
+test runs agent-made events, and generated ones, through the server's own model to show the
+two agree. Integers are strict here (the agent writes ``6``, never ``6.0``).
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt,
-                      StrictStr, ValidationError)
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, ValidationError
+
+from .timeutil import parse_wire_date, parse_wire_time
 
 EventId = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 EventText = Annotated[StrictStr, Field(max_length=1000)]
 EventPid = Annotated[StrictInt, Field(ge=0, le=2 ** 53)]
-
-
-def _zoned_text(value: object) -> object:
-    if not isinstance(value, str):
-        raise ValueError("must be an ISO 8601 date-time string with a zone")
-    return value
-
-
-def _has_utc_form(value: datetime) -> datetime:
-    """'0001-01-01T00:00:00+14:00' parses but has no UTC form."""
-    try:
-        value.astimezone(timezone.utc)
-    except OverflowError:
-        raise ValueError("date-time out of range once converted to UTC") from None
-    return value
-
-
-EventTime = Annotated[AwareDatetime, BeforeValidator(_zoned_text), AfterValidator(_has_utc_form)]
+EventTime = Annotated[datetime, PlainValidator(parse_wire_time)]  # as the server reads it: a zone required
+EventDate = Annotated[date, PlainValidator(parse_wire_date)]
 
 
 class _Open(BaseModel):
@@ -100,7 +86,7 @@ class TicketEventShape(_Open):
     service: EventService | None = None
     modeOfTransport: Annotated[StrictStr, Field(max_length=50)] | None = None
     validator: EventValidator | None = None
-    operatingDayDate: date | None = None
+    operatingDayDate: EventDate | None = None
 
 
 REQUIRED = frozenset({"ticketId", "time"})

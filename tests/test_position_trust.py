@@ -171,7 +171,8 @@ def test_agent_made_events_pass_the_servers_own_model(engine, issuer_key):
 members = st.fixed_dictionaries({
     "ticketId": st.text(max_size=210),
     "time": st.sampled_from(["2026-03-02T08:30:00.000Z", "2026-03-02T08:30:00", "0001-01-01T00:00:00+14:00",
-                             "yesterday", "2026-03-02T08:30:00+01:00"]),
+                             "yesterday", "2026-03-02T08:30:00+01:00", "20260302T083000Z", "2026-03-02T08:30:00+0100",
+                             "1773000000"]),
 }, optional={
     "eventResult": st.one_of(st.integers(-2, 12), st.booleans(), st.text(max_size=2)),
     "eventReason": st.text(max_size=1005),
@@ -182,7 +183,7 @@ members = st.fixed_dictionaries({
                                                      "location": st.text(max_size=1005)}),
     "eventType": st.sampled_from(["validation", "inspection", "check-in"]),
     "modeOfTransport": st.text(max_size=55),
-    "operatingDayDate": st.sampled_from(["2026-03-02", "2026-02-30", "tomorrow"]),
+    "operatingDayDate": st.sampled_from(["2026-03-02", "20260302", "2026-02-30", "tomorrow"]),
 })
 
 
