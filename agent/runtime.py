@@ -7,7 +7,6 @@ network; no exception leaves it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal

@@ -220,33 +220,30 @@ def test_verify_exits_0_only_when_the_mtb_verifies(tmp_path, capsys, issuer):
 
 
 @pytest.mark.parametrize("spelling", ["plain", "spaced", "colons", "flag"])
-def test_decode_and_verify_take_hex_text(capsys, spelling):
+def test_decode_and_verify_take_hex_text(capsys, tmp_path, spelling):
     text = (VECTORS / "entur-card-mtb.hex").read_text().strip()
     pairs = [text[i:i + 2] for i in range(0, len(text), 2)]
     given = {"plain": text, "spaced": " ".join(pairs), "colons": ":".join(pairs).lower(), "flag": text}[spelling]
     flag = ["--hex"] if spelling == "flag" else []
-    code, out, err = run(capsys, "mtb", "decode", str(write_tmp(given)), *flag)
+    code, out, err = run(capsys, "mtb", "decode", str(write_tmp(tmp_path, given)), *flag)
     assert code == 0, err
     assert json.loads(out)["issuerHeader"]["kid"] == "10:20230213"
-    code, out, _ = run(capsys, "mtb", "verify", str(write_tmp(given)), *flag, "--metadata",
+    code, out, _ = run(capsys, "mtb", "verify", str(write_tmp(tmp_path, given)), *flag, "--metadata",
                        str(VECTORS / "participant-metadata-pid10.json"))
     assert json.loads(out)["issuerSignature"] == "valid"
 
 
-def write_tmp(text: str) -> Path:
-    import tempfile
-
-    handle = tempfile.NamedTemporaryFile("w", suffix=".hex", delete=False)
-    handle.write(text + "\n")
-    handle.close()
-    return Path(handle.name)
+def write_tmp(directory: Path, text: str) -> Path:
+    path = directory / f"input-{len(list(directory.iterdir()))}.txt"
+    path.write_text(text + "\n")
+    return path
 
 
-def test_a_card_answer_with_its_status_word_is_explained(capsys):
+def test_a_card_answer_with_its_status_word_is_explained(capsys, tmp_path):
     text = (VECTORS / "entur-card-mtb.hex").read_text().strip() + "9000"
-    code, _, err = run(capsys, "mtb", "decode", str(write_tmp(text)))
+    code, _, err = run(capsys, "mtb", "decode", str(write_tmp(tmp_path, text)))
     assert code == 1 and "ends in 90 00: a card's status word, which the reader adapter strips" in err
-    code, _, err = run(capsys, "mtb", "decode", str(write_tmp("zz")), "--hex")
+    code, _, err = run(capsys, "mtb", "decode", str(write_tmp(tmp_path, "zz")), "--hex")
     assert code == 1 and err == "error: --hex: the input is not hex text (pairs of 0-9, A-F)\n"
 
 
