@@ -1,29 +1,49 @@
 """The checks of a scan, as pure functions in spec order (mtb-format.md §5).
 
-Each check takes the scan's facts and returns ``None`` (pass) or a :class:`Failure`. The
-pipeline is the list :data:`TICKET_CHECKS`; adding a check is one function and one line.
-Everything a check needs from the cache is looked up beforehand into :class:`TicketFacts`,
-so the checks themselves do no I/O and are tested as plain functions.
+Each check takes the scan's facts and returns its :class:`Verdict`: pass, fail or not
+applicable, with a reason. :data:`CHECKS` is the pipeline and the one statement of the spec's
+order: a ticket's result is its first failing check in that order, and
+:data:`RESULT_ORDER` (which result wins when a bundle's tickets fail differently) is read from
+it. Adding a check is one function and one line.
+
+Every check runs on every ticket, also after a failure: a gate needs only the first failure,
+an inspector wants the whole picture. Everything a check needs from the cache is looked up
+beforehand into :class:`TicketFacts`, so the checks do no I/O and are tested as plain functions.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 from .cache import Use
-from .context import Context, Policy
+from .policy import Policy
+from .scan_context import Context
 from mtb import Mtb, Ticket
+from mtb.timeutil import format_basic
 from mtb.verifier import SignatureCheck
 
-# When several checks fail, the first in this order is reported.
-RESULT_ORDER = (1, 5, 6, 4, 3, 7, 2, 8, 9)
+Outcome = Literal["pass", "fail", "n/a"]
 
 
-@dataclass(frozen=True)
-class Failure:
-    code: int
-    reason: str
+class Verdict(NamedTuple):
+    """One check's answer for one ticket. A pass may carry a note the passenger's event and
+    the inspector should see (e.g. that a device time was absent and allowed)."""
+
+    outcome: Outcome
+    reason: str = ""
+
+
+PASS = Verdict("pass")
+
+
+def fail(reason: str) -> Verdict:
+    return Verdict("fail", reason)
+
+
+def not_applicable(reason: str) -> Verdict:
+    return Verdict("n/a", reason)
 
 
 @dataclass(frozen=True)
@@ -37,69 +57,95 @@ class TicketFacts:
     last_use: Use | None  # last accepted use anywhere the cache has heard of
 
 
-Check = Callable[[Mtb, Ticket, Context, TicketFacts, Policy], "Failure | None"]
+CheckFn = Callable[[Mtb, Ticket, Context, TicketFacts, Policy], Verdict]
 
 
-def well_formed(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Failure | None:
+def well_formed(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
     if ticket.valid_from is None or ticket.valid_until is None:
-        return Failure(1, f"ticket {ticket.ticket_id} has no validity period (vf/vu)")
+        return fail(f"ticket {ticket.ticket_id} has no validity period (vf/vu)")
     if ticket.issuer_pid != mtb.issuer.header.iid:
-        return Failure(1, f"ticket {ticket.ticket_id} is under pid {ticket.issuer_pid}, issuer is {mtb.issuer.header.iid}")
-    return None
+        return fail(f"ticket {ticket.ticket_id} is under pid {ticket.issuer_pid}, issuer is {mtb.issuer.header.iid}")
+    return PASS
 
 
-def issuer_signature(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Failure | None:
-    return None if facts.issuer.ok else Failure(5, facts.issuer.reason)
+def issuer_signature(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
+    return PASS if facts.issuer.ok else fail(facts.issuer.reason)
 
 
-def device_signature(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Failure | None:
-    return Failure(6, facts.device.reason) if facts.device.code == 6 else None
+NO_DEVICE_LAYER = not_applicable("no device signature")
 
 
-def device_conditions(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Failure | None:
-    if facts.device.code == 4:
-        return Failure(4, facts.device.reason)
+def device_signature(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
+    if facts.device.code == 6:
+        return fail(facts.device.reason)
     if mtb.device is None:
-        return None
+        return NO_DEVICE_LAYER
+    if facts.device.code == 4:  # an algorithm not allowed: the HMAC was not even computed
+        return not_applicable(f"not checked: {facts.device.reason}")
+    return PASS
+
+
+def device_wallet_pid(mtb: Mtb) -> str:
+    """The participant whose wallet made the device signature: the MTB's device signature
+    provider (``dsp``) when it names one, else its issuer."""
+    header = mtb.issuer.header
+    return header.dsp if header.dsp is not None else header.iid
+
+
+def device_conditions(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
+    if facts.device.code == 4:
+        return fail(facts.device.reason)
+    if mtb.device is None:
+        return NO_DEVICE_LAYER
     bound_to, did = mtb.issuer.header.dsi, mtb.device.header.did
     if bound_to is not None and did != bound_to:
-        return Failure(4, f"signed by device {did!r}, ticket is bound to {bound_to!r}")
+        return fail(f"signed by device {did!r}, ticket is bound to {bound_to!r}")
     signed_at = mtb.device.header.t
     if signed_at is None:
-        return Failure(4, "device signature carries no time 't'") if policy.require_device_time else None
+        pid = device_wallet_pid(mtb)
+        if policy.device_time_required(pid):
+            return fail(f"device signature carries no time 't' (required for pid {pid})")
+        return Verdict("pass", f"device signature carries no time 't' (allowed for pid {pid}: "
+                               "a screenshot would pass too)")
     skew = abs((ctx.time - signed_at).total_seconds())
     if skew > policy.device_time_window_s:
-        return Failure(4, f"device signature time is {skew:.0f} s from the validator clock "
-                          f"(window {policy.device_time_window_s:.0f} s)")
-    return None
+        return fail(f"device signature time is {skew:.0f} s from the validator clock "
+                    f"(window {policy.device_time_window_s:.0f} s)")
+    return PASS
 
 
-def time_validity(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Failure | None:
-    header = mtb.issuer.header
-    if header.nbf is not None and ctx.time < header.nbf:
-        return Failure(3, f"issuer signature not valid before {header.nbf:%Y%m%dT%H%M%SZ}")
-    if header.exp is not None and ctx.time > header.exp:
-        return Failure(3, f"issuer signature expired at {header.exp:%Y%m%dT%H%M%SZ}")
-    if ticket.valid_from is not None and ctx.time < ticket.valid_from:
-        return Failure(3, f"ticket valid from {ticket.valid_from:%Y%m%dT%H%M%SZ}")
-    if ticket.valid_until is not None and ctx.time > ticket.valid_until:
-        return Failure(3, f"ticket expired at {ticket.valid_until:%Y%m%dT%H%M%SZ}")
+def time_validity(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
+    header, now = mtb.issuer.header, ctx.time
+    if header.nbf is not None and now < header.nbf:
+        return fail(f"issuer signature not valid before {format_basic(header.nbf)}")
+    if header.exp is not None and now > header.exp:
+        return fail(f"issuer signature expired at {format_basic(header.exp)}")
+    if ticket.valid_from is not None and now < ticket.valid_from:
+        return fail(f"ticket valid from {format_basic(ticket.valid_from)}")
+    if ticket.valid_until is not None and now > ticket.valid_until:
+        return fail(f"ticket expired at {format_basic(ticket.valid_until)}")
     if ticket.active is False:
-        return Failure(3, "ticket not activated")
-    return None
+        return fail("ticket not activated")
+    return PASS
 
 
-def blacklist(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Failure | None:
-    return Failure(7, f"{facts.denied} is on the deny list") if facts.denied else None
+def deny_list(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
+    return fail(f"{facts.denied} is on the deny list") if facts.denied else PASS
 
 
-def spatial(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Failure | None:
+NOTHING_TO_COMPARE = not_applicable("no zone, stop area or mode known here that the ticket limits")
+
+
+def spatial(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
     """Absent lists allow all; an unknown context (no zone yet) is not held against the passenger."""
+    compared = False
     for what, allowed, here in (("zone", ticket.zones, ctx.zone), ("stop area", ticket.stop_areas, ctx.stop_area),
                                 ("mode", ticket.modes, ctx.mode_of_transport)):
-        if allowed is not None and here is not None and here not in allowed:
-            return Failure(2, f"{what} {here} not covered (ticket: {', '.join(allowed) or 'none'})")
-    return None
+        if allowed is not None and here is not None:
+            if here not in allowed:
+                return fail(f"{what} {here} not covered (ticket: {', '.join(allowed) or 'none'})")
+            compared = True
+    return PASS if compared else NOTHING_TO_COMPARE
 
 
 def seconds_between(earlier: Use, ctx: Context) -> float:
@@ -109,14 +155,19 @@ def seconds_between(earlier: Use, ctx: Context) -> float:
     return (ctx.time - earlier.time).total_seconds()
 
 
-def passback(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Failure | None:
-    if ctx.mode != "validation" or facts.last_use_here is None:
-        return None
+NO_PASSBACK_IN_INSPECTION = not_applicable("inspection: passback is a gate's check")
+
+
+def passback(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
+    if ctx.mode != "validation":
+        return NO_PASSBACK_IN_INSPECTION
+    if facts.last_use_here is None:
+        return PASS
     elapsed = seconds_between(facts.last_use_here, ctx)
     if 0 <= elapsed < policy.passback_window_s:  # a scan dated before the accepted one is no passback
-        return Failure(8, f"accepted on this device {elapsed:.0f} s ago "
-                          f"(passback window {policy.passback_window_s:.0f} s)")
-    return None
+        return fail(f"accepted on this device {elapsed:.0f} s ago "
+                    f"(passback window {policy.passback_window_s:.0f} s)")
+    return PASS
 
 
 def distance_m(lat1: float, long1: float, lat2: float, long2: float) -> float:
@@ -127,28 +178,63 @@ def distance_m(lat1: float, long1: float, lat2: float, long2: float) -> float:
     return 2 * 6371000.0 * math.asin(math.sqrt(min(1.0, a)))
 
 
-def fraud(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Failure | None:
+NO_EARLIER_POSITION = not_applicable("no earlier use with a position to compare")
+
+
+def fraud(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
     last = facts.last_use
     if last is None or ctx.geo is None or last.lat is None or last.long is None:
-        return None
+        return NO_EARLIER_POSITION
     metres = distance_m(last.lat, last.long, ctx.geo.lat, ctx.geo.long)
     if metres < policy.fraud_min_distance_m:
-        return None
+        return PASS
     elapsed = seconds_between(last, ctx)
     speed = math.inf if elapsed <= 0 else metres / elapsed * 3.6
     if speed > policy.max_speed_kmh:
-        return Failure(9, f"{metres / 1000:.1f} km from its last use in {max(elapsed, 0):.0f} s "
-                          f"({'∞' if speed == math.inf else f'{speed:.0f}'} km/h > {policy.max_speed_kmh:.0f})")
-    return None
+        return fail(f"{metres / 1000:.1f} km from its last use in {max(elapsed, 0):.0f} s "
+                    f"({'∞' if speed == math.inf else f'{speed:.0f}'} km/h > {policy.max_speed_kmh:.0f})")
+    return PASS
 
 
-TICKET_CHECKS: tuple[Check, ...] = (well_formed, issuer_signature, device_signature, device_conditions,
-                                    time_validity, blacklist, spatial, passback, fraud)
+@dataclass(frozen=True)
+class Check:
+    name: str
+    code: int  # the ticketEvent result a failure of this check gives (spec §5)
+    judge: CheckFn
 
 
-def first_failure(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Failure | None:
-    for check in TICKET_CHECKS:
-        failure = check(mtb, ticket, ctx, facts, policy)
-        if failure is not None:
-            return failure
-    return None
+# The spec's order (§5): when several checks fail, the first of them is the result.
+CHECKS: tuple[Check, ...] = (
+    Check("well-formed", 1, well_formed),
+    Check("issuer signature", 5, issuer_signature),
+    Check("device signature", 6, device_signature),
+    Check("device conditions", 4, device_conditions),
+    Check("time", 3, time_validity),
+    Check("deny list", 7, deny_list),
+    Check("spatial", 2, spatial),
+    Check("passback", 8, passback),
+    Check("fraud", 9, fraud),
+)
+RESULT_ORDER: tuple[int, ...] = tuple(check.code for check in CHECKS)
+_RANK = {code: rank for rank, code in enumerate(RESULT_ORDER)}
+_JUDGES = tuple(check.judge for check in CHECKS)
+
+
+def judge(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> tuple[Verdict, ...]:
+    """Every check's verdict on one ticket, in the order of :data:`CHECKS`."""
+    return tuple([check(mtb, ticket, ctx, facts, policy) for check in _JUDGES])
+
+
+def result(verdicts: Sequence[Verdict]) -> tuple[int, str]:
+    """The ticket's result code and reason: the first failure in spec order, else 0 with the
+    notes the passing checks made ("valid" when there are none)."""
+    for check, verdict in zip(CHECKS, verdicts):
+        if verdict.outcome == "fail":
+            return check.code, verdict.reason
+    notes = [v.reason for v in verdicts if v.outcome == "pass" and v.reason]
+    return 0, "; ".join(["valid", *notes])
+
+
+def rank(code: int) -> int:
+    """Where a failing result code stands in the spec's order (lower is reported first)."""
+    return _RANK[code]

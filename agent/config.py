@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .context import Policy
+from .policy import Policy
 from .sync.tls import TlsSettings, parse_pin
 
 
@@ -116,7 +116,10 @@ class PolicySection(Section):
     passback_window_s: float = Field(600.0, ge=0)
     max_speed_kmh: float = Field(200.0, gt=0)
     device_time_window_s: float = Field(30.0, ge=0)
-    require_device_time: bool = True
+    # 't' in the device header: not required by default (real wallets send none), required for
+    # the wallets that stamp it, by pid: [policy.require_device_time_by_pid] "1234" = true
+    require_device_time: bool = False
+    require_device_time_by_pid: dict[int, bool] = {}
     timezone: str = "Europe/Stockholm"
     metadata_max_age_s: float = Field(7 * 86400, gt=0)
     validate_with_stale_metadata: bool = True
@@ -125,7 +128,10 @@ class PolicySection(Section):
     def policy(self) -> Policy:
         return Policy(passback_window_s=self.passback_window_s, max_speed_kmh=self.max_speed_kmh,
                       device_time_window_s=self.device_time_window_s,
-                      require_device_time=self.require_device_time, timezone=self.timezone)
+                      require_device_time=self.require_device_time,
+                      require_device_time_by_pid={str(pid): required
+                                                  for pid, required in self.require_device_time_by_pid.items()},
+                      timezone=self.timezone)
 
 
 class LoggingSection(Section):

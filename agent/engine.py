@@ -1,8 +1,9 @@
 """The offline decision: raw scanned bytes in, a recorded Decision out.
 
-decode -> signatures -> per-ticket checks (checks.TICKET_CHECKS) -> ticketEvents, which are
-committed to the outbox together with the usage history *before* the decision is returned,
-so a passenger never sees green for an event that a power cut could lose.
+decode -> signatures -> every check's verdict per ticket (checks.CHECKS) -> ticketEvents,
+which are committed to the outbox together with the usage history and made durable *before*
+the decision is returned, so a passenger never sees green for an event that a power cut could
+lose.
 """
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, TypeVar
 
+from hardware.aio import Worker
+
 import mtb as codec
 from . import checks
 from .cache import Cache, DenyKind, Use
-from .context import Context, Policy, operating_day
+from .policy import Policy, operating_day
+from .scan_context import Context
 from .messages import OUT_OF_SERVICE, passenger_message
 from mtb.timeutil import format_extended
 from mtb.verifier import SignatureCheck, verify_device, verify_issuer
@@ -29,10 +32,18 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TicketOutcome:
+    """One ticket's result and the verdicts it comes from, in the order of ``checks.CHECKS``
+    (none when the scan could not be read far enough to judge a ticket)."""
+
     ticket: codec.Ticket | None
     ticket_id: str
     code: int
     reason: str
+    verdicts: tuple[checks.Verdict, ...] = ()
+
+    def judged(self, outcome: checks.Outcome) -> list[tuple[checks.Check, checks.Verdict]]:
+        """The checks that gave ``outcome`` ("fail", "pass" or "n/a"), in spec order."""
+        return [(check, v) for check, v in zip(checks.CHECKS, self.verdicts) if v.outcome == outcome]
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class Decision:
     passenger_message: str
     events: list[dict[str, Any]]
     outcomes: list[TicketOutcome] = field(default_factory=list)
+    out_of_service: bool = False  # recorded as refused without deciding (the device cannot decide now)
 
     @cached_property
     def inspector_message(self) -> str:
@@ -66,6 +78,7 @@ class Decision:
 # reasons up to 1000. Hostile MTBs carry longer ones; an event the server refuses would block
 # the upload of its whole batch, so such values are hashed, dropped or cut here.
 MAX_EVENT_ID, MAX_EVENT_REASON = 200, 1000
+STALE_POSITION = " [position: last known, fix lost]"
 
 
 def unreadable_id(raw: bytes | str) -> str:
@@ -83,15 +96,11 @@ def _int_pid(value: str | None) -> int | None:
     return pid if pid <= 2 ** 53 else None
 
 
-def ticket_event(ctx: Context, policy: Policy, outcome: TicketOutcome, scanned: codec.Mtb | None) -> dict[str, Any]:
-    """One BoB ticketEvent."""
+def scan_event_fields(ctx: Context, policy: Policy, scanned: codec.Mtb | None) -> dict[str, Any]:
+    """What every ticketEvent of one scan shares: when, where, on which validator, which MTB."""
     event: dict[str, Any] = {
-        "ticketId": outcome.ticket_id if len(outcome.ticket_id) <= MAX_EVENT_ID else unreadable_id(outcome.ticket_id),
-        "localEventId": str(uuid.uuid4()),
         "time": format_extended(ctx.time),
         "eventType": ctx.mode,
-        "eventResult": outcome.code,
-        "eventReason": outcome.reason,
         "operatingDayDate": (ctx.operating_day or operating_day(ctx.time, policy)).isoformat(),
         "validator": {k: v for k, v in (("validatorId", ctx.validator.validator_id),
                                         ("location", ctx.validator.location),
@@ -111,25 +120,34 @@ def ticket_event(ctx: Context, policy: Policy, outcome: TicketOutcome, scanned: 
         event["geo"] = {k: v for k, v in (("lat", ctx.geo.lat), ("long", ctx.geo.long), ("alt", ctx.geo.alt))
                         if v is not None}
     operator = ctx.operator_pid
-    if ctx.stop_area is not None and operator is not None:
-        event["stopArea"] = {"pid": operator, "stopAreaId": ctx.stop_area}
-        if ctx.next_stop_area:
-            event["stopArea"]["nextStopAreaId"] = ctx.next_stop_area
-    if ctx.zone is not None and operator is not None:
-        event["zone"] = {"pid": operator, "zoneId": ctx.zone}
-    if ctx.service is not None and operator is not None:
-        event["service"] = {k: v for k, v in (("pid", operator), ("serviceId", ctx.service.service_id),
-                                              ("tripId", ctx.service.trip_id), ("blockId", ctx.service.block_id))
-                            if v is not None}
+    if operator is not None:
+        if ctx.stop_area is not None:
+            event["stopArea"] = {"pid": operator, "stopAreaId": ctx.stop_area}
+        if ctx.zone is not None:
+            event["zone"] = {"pid": operator, "zoneId": ctx.zone}
+        if ctx.service is not None:
+            event["service"] = {k: v for k, v in (("pid", operator), ("serviceId", ctx.service.service_id),
+                                                  ("tripId", ctx.service.trip_id),
+                                                  ("blockId", ctx.service.block_id)) if v is not None}
     if ctx.mode_of_transport is not None:
         event["modeOfTransport"] = ctx.mode_of_transport
-    if ctx.position_stale:
-        event["eventReason"] += " [position: last known, fix lost]"
-    event["eventReason"] = event["eventReason"][:MAX_EVENT_REASON]
     return event
 
 
+def ticket_event(shared: dict[str, Any], outcome: TicketOutcome, position_stale: bool = False) -> dict[str, Any]:
+    """One BoB ticketEvent: the scan's ``shared`` fields (:func:`scan_event_fields`) and the ticket's result."""
+    reason = outcome.reason + STALE_POSITION if position_stale else outcome.reason
+    return {
+        "ticketId": outcome.ticket_id if len(outcome.ticket_id) <= MAX_EVENT_ID else unreadable_id(outcome.ticket_id),
+        "localEventId": str(uuid.uuid4()),
+        "eventResult": outcome.code,
+        "eventReason": reason[:MAX_EVENT_REASON],
+        **shared,
+    }
+
+
 def inspector_text(outcomes: list[TicketOutcome]) -> str:
+    """Per ticket: its result and details, then every failing check and every note, in spec order."""
     lines = []
     for o in outcomes:
         t = o.ticket
@@ -143,82 +161,101 @@ def inspector_text(outcomes: list[TicketOutcome]) -> str:
                    f"zones {','.join(t.zones)}" if t.zones else "all zones",
                    f"traveller {t.traveller_id}" if t.traveller_id else None, validity]
         lines.append(f"ticket {t.ticket_id}: {status}; " + "; ".join(d for d in details if d))
+        lines += [f"  failed {check.name} ({check.code}): {v.reason}" for check, v in o.judged("fail")]
+        lines += [f"  note {check.name}: {v.reason}" for check, v in o.judged("pass") if v.reason]
     return "\n".join(lines)
 
 
 class Engine:
-    """Runs scans against one cache. All cache work happens on one worker thread, so the
-    event loop never waits on SQLite or on signature verification."""
+    """Runs scans against one cache. All cache work happens on one long-lived thread (a
+    :class:`hardware.aio.Worker`), so the event loop never waits on SQLite or on signature
+    verification; with full durability that thread fsyncs once per batch of queued work, before
+    any result of the batch is handed back."""
 
     def __init__(self, cache: Cache, policy: Policy | None = None) -> None:
         self.cache = cache
         self.policy = policy or Policy()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._worker = Worker("engine", after_batch=cache.make_durable)
+
+    def schedule(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue ``fn(*args)`` on the engine's thread without waiting (the agent queues the next
+        scans while one is decided); the Future is done once the result is durable."""
+        return self._worker.schedule(fn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a cache operation on the engine's thread (also used by sync)."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        return await self._worker.run(fn, *args)
 
     async def validate(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
-        return await self.run(self.validate_sync, raw, ctx, refuse)
+        return await self.run(self.decide_and_record, raw, ctx, refuse)
 
     def close(self) -> None:
-        self._worker.shutdown(wait=True)
+        self._worker.close()
 
     def validate_sync(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
-        """Decide and record. ``refuse`` (the device cannot decide: its clock is below the floor,
-        its trust list too old) records an out-of-service decision instead: result 1 with that
-        reason, so the refusal is on file too, and "out of service" for the passenger."""
-        with self.cache.transaction():  # passback's reads and the recording are one write transaction
-            if refuse is None:
-                outcomes, scanned = self._evaluate(raw, ctx)
-            else:
-                outcomes, scanned = [TicketOutcome(None, unreadable_id(raw), 1, refuse)], None
-            events = [ticket_event(ctx, self.policy, o, scanned) for o in outcomes]
+        """Decide, record and make durable, on the caller's thread (the CLI, tests, benches)."""
+        decision = self.decide_and_record(raw, ctx, refuse)
+        self.cache.make_durable()
+        return decision
+
+    def decide_and_record(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
+        """Decide and commit the events. Not yet durable: call it on the engine's thread (its
+        batch ends in ``make_durable`` before the result is handed on) or use validate_sync.
+        ``refuse`` (the device cannot decide: its clock is below the floor, its trust list too
+        old) records an out-of-service decision instead: result 1 with that reason, so the refusal
+        is on file too, and "out of service" for the passenger."""
+        scanned = None
+        if refuse is not None:
+            outcomes = [TicketOutcome(None, unreadable_id(raw), 1, refuse)]
+        else:
+            try:
+                scanned = codec.decode(raw)
+            except codec.MtbFormatError as exc:
+                log.info("unreadable scan: %s", exc)
+                outcomes = [TicketOutcome(None, unreadable_id(raw), 1, str(exc))]
+        with self.cache.transaction():  # one write transaction: what passback read is what it records beside
+            if scanned is not None:
+                outcomes = self._judge(scanned, ctx)
+            shared = scan_event_fields(ctx, self.policy, scanned)
+            events = [ticket_event(shared, o, ctx.position_stale) for o in outcomes]
+            geo = ctx.geo
             uses = [Use(o.ticket_id, ctx.time, ctx.mode, o.code, ctx.validator.validator_id, ctx.stop_area, ctx.zone,
-                        ctx.geo.lat if ctx.geo else None, ctx.geo.long if ctx.geo else None, ctx.boot_id,
-                        ctx.monotonic) for o in outcomes]
+                        geo.lat if geo else None, geo.long if geo else None, ctx.boot_id, ctx.monotonic)
+                    for o in outcomes]
             self.cache.record(events, uses)
         # committed: only now may the passenger see the result
-        failing = [o for o in outcomes if o.code != 0]
-        first = min(failing, key=lambda o: checks.RESULT_ORDER.index(o.code)) if failing else None
-        code = first.code if first else 0
-        reason = first.reason if first else f"{len(outcomes)} ticket(s) valid"
+        first = min((o for o in outcomes if o.code), key=lambda o: checks.rank(o.code), default=None)
+        if first is not None:
+            code, reason = first.code, first.reason
+        else:
+            code = 0
+            notes = dict.fromkeys(v.reason for o in outcomes for v in o.verdicts if v.outcome == "pass" and v.reason)
+            reason = "; ".join([f"{len(outcomes)} ticket(s) valid", *notes])
         message = OUT_OF_SERVICE if refuse is not None else passenger_message(code, ctx.mode)
-        return Decision(code, reason, message, events, outcomes)
+        return Decision(code, reason, message, events, outcomes, refuse is not None)
 
-    def _evaluate(self, raw: bytes | str, ctx: Context) -> tuple[list[TicketOutcome], codec.Mtb | None]:
-        try:
-            scanned = codec.decode(raw)
-        except codec.MtbFormatError as exc:
-            log.info("unreadable scan: %s", exc)
-            return [TicketOutcome(None, unreadable_id(raw), 1, str(exc))], None
+    def _judge(self, scanned: codec.Mtb, ctx: Context) -> list[TicketOutcome]:
         if not scanned.tickets:
-            return [TicketOutcome(None, unreadable_id(scanned.container), 1, "MTB carries no ticket")], scanned
+            return [TicketOutcome(None, unreadable_id(scanned.container), 1, "MTB carries no ticket")]
         keys = self.cache.keystore()
         issuer = verify_issuer(scanned, keys, self.policy.issuer_algs)
         device = verify_device(scanned, keys)
-        return [self._ticket_outcome(scanned, t, ctx, issuer, device) for t in scanned.tickets], scanned
+        tokens = token_ids(scanned)
+        return [self._ticket_outcome(scanned, t, ctx, issuer, device, tokens) for t in scanned.tickets]
 
     def _ticket_outcome(self, scanned: codec.Mtb, ticket: codec.Ticket, ctx: Context, issuer: SignatureCheck,
-                        device: SignatureCheck) -> TicketOutcome:
-        uses = self.cache.accepted_uses(ticket.ticket_id)
-        here = next((u for u in uses if u.device_id == ctx.validator.validator_id and u.event_type == "validation"),
-                    None)
-        facts = checks.TicketFacts(issuer=issuer, device=device, denied=self._denied(scanned, ticket, ctx),
-                                   last_use_here=here, last_use=uses[0] if uses else None)
-        failure = checks.first_failure(scanned, ticket, ctx, facts, self.policy)
-        if failure is None:
-            return TicketOutcome(ticket, ticket.ticket_id, 0, "valid")
-        return TicketOutcome(ticket, ticket.ticket_id, failure.code, failure.reason)
-
-    def _denied(self, scanned: codec.Mtb, ticket: codec.Ticket, ctx: Context) -> str | None:
+                        device: SignatureCheck, tokens: list[str]) -> TicketOutcome:
+        last, here = self.cache.last_uses(ticket.ticket_id, ctx.validator.validator_id)
         candidates: list[tuple[DenyKind, str]] = [("ticket", ticket.ticket_id)]
         if ticket.traveller_id:
             candidates.append(("traveller", ticket.traveller_id))
-        candidates += [("token", token) for token in token_ids(scanned)]
+        candidates += [("token", token) for token in tokens]
         hit = self.cache.denied(candidates, ctx.time)
-        return f"{hit[0]} {hit[1]}" if hit else None
+        facts = checks.TicketFacts(issuer=issuer, device=device, denied=f"{hit[0]} {hit[1]}" if hit else None,
+                                   last_use_here=here, last_use=last)
+        verdicts = checks.judge(scanned, ticket, ctx, facts, self.policy)
+        code, reason = checks.result(verdicts)
+        return TicketOutcome(ticket, ticket.ticket_id, code, reason, verdicts)
 
 
 def token_ids(scanned: codec.Mtb) -> list[str]:

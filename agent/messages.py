@@ -25,4 +25,4 @@ def passenger_message(code: int, mode: str) -> str:
 
 
 RESULT_NAMES = {0: "success", 1: "other", 2: "spatial", 3: "time", 4: "device header", 5: "issuer signature",
-                6: "device signature", 7: "blacklist", 8: "passback", 9: "fraud"}
+                6: "device signature", 7: "deny list", 8: "passback", 9: "fraud"}

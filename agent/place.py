@@ -19,7 +19,7 @@ from datetime import datetime
 from hardware import Fix, PositionSource
 
 from .checks import distance_m
-from .context import Geo
+from .scan_context import Geo
 from .stops import StopArea, StopLocator
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,12 @@ from collections import deque
 from datetime import datetime
 
 from hardware import Feedback, PositionSource, Reader
+from hardware.aio import sleep_unless
 
 from .cache import Cache
 from .cache_file import CacheError, explain
 from .clock import ClockWatch
-from .context import Context, Service, Validator
+from .scan_context import Context, Service, Validator
 from .engine import Decision, Engine
 from .logs import configure_logging
 from .messages import OUT_OF_SERVICE
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 BOOT_ID = uuid.uuid4().hex  # distinguishes this process's monotonic clock from earlier runs'
 RECENT_DECISIONS = 1000
 MAINTENANCE_INTERVAL_S = 3600.0
+TRUST_LIST_TOO_OLD = "trust list (participant metadata) too old"
+PIPELINE_DEPTH = 32  # scans read ahead while earlier ones are decided
 
 
 def sd_notify(message: str) -> None:
@@ -102,12 +105,49 @@ class Agent:
                        service=self.service, operator_pid=self.operator_pid, boot_id=BOOT_ID, monotonic=mono)
 
     async def handle_scan(self, raw: bytes) -> Decision | None:
-        """Decide, record (committed), then show. Any failure shows red and is logged; the loop goes on."""
+        """Decide, record (durable), then show. Any failure shows red and is logged; the loop goes on."""
+        return await self._show(self._submit(raw))
+
+    def _submit(self, raw: bytes) -> asyncio.Future[tuple[Decision, str | None, str | None]]:
+        """Take the scan's context now and queue its decision on the engine's thread."""
         self.scans += 1
         try:
             ctx = self.context()
-            refuse = self._clock_problem(ctx.time) or await self._trust_list_problem(ctx.time)
-            decision = await self.engine.validate(raw, ctx, refuse)
+            return self.engine.schedule(self._decide, raw, ctx)
+        except Exception as exc:
+            failed: asyncio.Future[tuple[Decision, str | None, str | None]] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    def _decide(self, raw: bytes, ctx: Context) -> tuple[Decision, str | None, str | None]:
+        """On the engine's thread, in one hop: the clock floor and the trust list's state, then
+        the decision (made durable there before the result comes back). Also returns the
+        trust-list alarm and why the clock cannot be trusted (a clock below the floor, see
+        :class:`agent.clock.ClockFloor`, cannot decide)."""
+        clock = self.engine.cache.clock.problem(ctx.time)
+        alarm, refuse = self._trust_list_state(ctx.time)
+        return self.engine.decide_and_record(raw, ctx, clock or refuse), alarm, clock
+
+    def _trust_list_state(self, now: datetime) -> tuple[str | None, str | None]:
+        """(alarm, refusal) from the participant metadata's age; an alarm of "" clears it, None
+        leaves it. A device that never had a trust list is out of service: without keys every
+        ticket would look forged. A stale one raises an alarm, and the config decides whether
+        the device goes on validating."""
+        if self.metadata_max_age_s is None:
+            return None, None
+        checked = self.engine.cache.get_meta("metadata_checked_at")
+        if checked is None:
+            return ("never synced with the server: no participant metadata (trust list)",
+                    "never synced with the server: no trust list yet")
+        age = (now - parse_time(checked)).total_seconds()
+        if age <= self.metadata_max_age_s:
+            return "", None
+        return (f"participant metadata is {age:.0f} s old (max {self.metadata_max_age_s:.0f} s)",
+                None if self.validate_with_stale_metadata else TRUST_LIST_TOO_OLD)
+
+    async def _show(self, pending: asyncio.Future[tuple[Decision, str | None, str | None]]) -> Decision | None:
+        try:
+            decision, alarm, clock = await pending
         except Exception as exc:
             self._not_recorded(exc)
             await self._show_safely("red", OUT_OF_SERVICE if self.cannot_record else "Please try again", None)
@@ -117,8 +157,16 @@ class Agent:
             self.clear_alarm("recording")
         self.decided += 1
         self.decisions.append(decision)
-        if refuse is not None:
-            await self._show_safely("red", decision.passenger_message, [refuse])
+        if clock:
+            self.alarm("clock-floor", clock)
+        else:
+            self.clear_alarm("clock-floor")
+        if alarm:
+            self.alarm("trust-list", alarm)
+        elif alarm == "":
+            self.clear_alarm("trust-list")
+        if decision.out_of_service:
+            await self._show_safely("red", decision.passenger_message, [decision.event_reason])
         else:
             try:
                 lines = await self._details(decision)
@@ -141,7 +189,8 @@ class Agent:
             log.exception("feedback device failed")
 
     async def _details(self, decision: Decision) -> list[str] | None:
-        """Inspection mode shows the ticket and its last events; a validator shows the reason only."""
+        """Inspection mode shows the ticket, every failing check and its last events; a
+        validator shows the reason only."""
         if self.mode != "inspection":
             return None if decision.accepted else [decision.event_reason]
         lines = decision.inspector_message.splitlines()
@@ -164,32 +213,6 @@ class Agent:
                   exc_info=not isinstance(exc, (sqlite3.Error, CacheError)))
         if self.cannot_record:
             self.alarm("recording", f"{self.failed_recordings} scans in a row could not be recorded: {why}")
-
-    def _clock_problem(self, now: datetime) -> str | None:
-        """A wall clock below the floor (see :class:`agent.clock.ClockFloor`) cannot decide."""
-        problem = self.engine.cache.clock.problem(now)
-        if problem is None:
-            self.clear_alarm("clock-floor")
-        else:
-            self.alarm("clock-floor", problem)
-        return problem
-
-    async def _trust_list_problem(self, now: datetime) -> str | None:
-        """Participant metadata older than its maximum age raises an alarm; the config decides
-        whether the device goes on validating (returns None) or refuses (returns why). A device
-        that never had a trust list is out of service: without keys every ticket would look forged."""
-        if self.metadata_max_age_s is None:
-            return None
-        checked = await self.engine.run(self.engine.cache.get_meta, "metadata_checked_at")
-        if checked is None:
-            self.alarm("trust-list", "never synced with the server: no participant metadata (trust list)")
-            return "never synced with the server: no trust list yet"
-        age = (now - parse_time(checked)).total_seconds()
-        if age <= self.metadata_max_age_s:
-            self.clear_alarm("trust-list")
-            return None
-        self.alarm("trust-list", f"participant metadata is {age:.0f} s old (max {self.metadata_max_age_s:.0f} s)")
-        return None if self.validate_with_stale_metadata else "trust list (participant metadata) too old"
 
     def alarm(self, kind: str, text: str) -> None:
         """Raise (or update) an alarm; logged at ERROR when it is raised, for the fleet's log watcher."""
@@ -216,10 +239,23 @@ class Agent:
     # --- the process ----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        async for raw in self.reader.scans():
-            await self.handle_scan(raw)
-            if self.stop.is_set():
-                break
+        """Scans are decided and shown in the order they were read. While one is being decided
+        the next ones are read and queued (up to PIPELINE_DEPTH): a queue of passengers then
+        costs the engine's thread one hop and one fsync per batch, not per scan."""
+        queued: asyncio.Queue[asyncio.Future[tuple[Decision, str | None, str | None]] | None] = asyncio.Queue(PIPELINE_DEPTH)
+        showing = asyncio.create_task(self._show_in_order(queued), name="show")
+        try:
+            async for raw in self.reader.scans():
+                await queued.put(self._submit(raw))
+                if self.stop.is_set():
+                    break
+        finally:
+            await queued.put(None)
+            await showing
+
+    async def _show_in_order(self, queued: asyncio.Queue[asyncio.Future[tuple[Decision, str | None, str | None]] | None]) -> None:
+        while (pending := await queued.get()) is not None:
+            await self._show(pending)
 
     async def _watchdog(self) -> None:
         """Ping systemd only while the engine's thread answers too: a scan stuck in SQLite (a
@@ -236,10 +272,7 @@ class Agent:
                     sd_notify("WATCHDOG=1")
             except asyncio.TimeoutError:
                 log.error("engine thread did not answer within %.0f s; withholding the watchdog ping", interval)
-            try:
-                await asyncio.wait_for(self.stop.wait(), interval)
-            except asyncio.TimeoutError:
-                pass
+            await sleep_unless(self.stop, interval)
 
     async def _maintenance(self) -> None:
         """Hourly: forget usage older than the history horizon and deny entries long expired, so
@@ -252,19 +285,12 @@ class Agent:
                     log.info("pruned %d usage rows and %d expired deny entries", *pruned)
             except Exception:
                 log.exception("cache maintenance failed")
-            try:
-                await asyncio.wait_for(self.stop.wait(), MAINTENANCE_INTERVAL_S)
-            except asyncio.TimeoutError:
-                pass
+            await sleep_unless(self.stop, MAINTENANCE_INTERVAL_S)
 
     async def _reader_connected(self, timeout_s: float = 5.0) -> None:
         """READY means a passenger can scan: wait (briefly) for the reader's port to be open."""
-        connected = getattr(self.reader, "connected", None)
-        if isinstance(connected, asyncio.Event):
-            try:
-                await asyncio.wait_for(connected.wait(), timeout_s)
-            except asyncio.TimeoutError:
-                log.warning("reader not connected after %.0f s; starting anyway, it keeps retrying", timeout_s)
+        if not await sleep_unless(self.reader.connected, timeout_s):
+            log.warning("reader not connected after %.0f s; starting anyway, it keeps retrying", timeout_s)
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Run until SIGTERM/SIGINT or until the reader ends; then finish the scan in hand and sync once."""

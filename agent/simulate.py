@@ -261,6 +261,7 @@ class Simulation:
                 bus = self.agents["bus-17"]
                 await self.wait(lambda: bus.syncer.feed("deny-list").status.changes > 0, "deny-list sync")  # type: ignore[union-attr]
                 await self.scan(Passenger("cecilia after revocation", "bus-17", people[3].barcode, 7, at_stop="DAN"))
+                await self.employer_scene(session)
                 for agent in self.agents.values():
                     agent.stop.set()
                 await asyncio.wait_for(asyncio.gather(*tasks), 30)
@@ -272,6 +273,43 @@ class Simulation:
             if self.server is not None:
                 self.server.terminate()
                 self.server.wait(10)
+
+    async def employer_scene(self, session: aiohttp.ClientSession) -> None:
+        """The employer story (JobTicket B2B API): an HR sync adds an employee, the monthly
+        roll-over issues her job ticket, she rides green; the next sync leaves her out, her
+        ticket is revoked, and after the deny-list sync the bus refuses it (7)."""
+        data = str(self.data)
+        company = server_cli("b2b", "company", "add", "--data", data, "--name", "ACME Logistics", "--product-id",
+                             "job-ticket", "--fare-amount", "49", "--currency", "SEK", "--zones", "A,B,C",
+                             "--modes", "bus,metro")["companyId"]
+        key = server_cli("b2b", "key", "add", "--data", data, "--company", str(company))
+        integration = server_cli("b2b", "integration", "add", "--data", data, "--company", str(company))["integrationId"]
+        b2b = self.base.replace("/api/v1", "/b2b")
+        auth = {"Authorization": basic_auth(key["keyId"], key["secret"])}
+
+        async def sync(sync_id: str, hr_ids: list[str]) -> None:
+            roster = [{"firstName": "Hanna", "lastName": hr_id, "email": f"{hr_id}@acme.example", "hrId": hr_id,
+                       "startDate": "2024-01-01"} for hr_id in hr_ids]
+            async with session.post(f"{b2b}/hr-integrations/{integration}/sync", headers=auth,
+                                    json={"syncId": sync_id, "employees": roster}) as response:
+                if response.status != 204:
+                    raise RuntimeError(f"HR sync failed: {response.status} {await response.text()}")
+
+        await sync("demo-1", ["hanna", "ivar"])
+        issued = server_cli("b2b", "rollover", "--data", data)["issued"]
+        async with session.get(f"{b2b}/employees", headers=auth, params={"email": "hanna@acme.example"}) as response:
+            [hanna] = (await response.json())["data"]["data"]
+        async with session.get(f"{b2b}/employees/{hanna['id']}/ticket", headers=auth) as response:
+            ticket = (await response.json())["data"]
+        self.say(f"employer: HR sync added 2 employees; the roll-over issued {issued} job tickets for "
+                 f"{ticket['ticketMonth']} (hanna's {ticket['ticketId']}, valid to {ticket['validUntil']})")
+        bus = self.agents["bus-17"]
+        await self.scan(Passenger("hanna: job ticket from her employer", "bus-17", ticket["mtb"], 0))
+        seen = bus.syncer.feed("deny-list").status.changes  # type: ignore[union-attr]
+        await sync("demo-2", ["ivar"])
+        self.say("employer: the next HR sync leaves hanna out: offboarded, her ticket revoked")
+        await self.wait(lambda: bus.syncer.feed("deny-list").status.changes > seen, "deny-list sync")  # type: ignore[union-attr]
+        await self.scan(Passenger("hanna after leaving the company", "bus-17", ticket["mtb"], 7))
 
     async def wait(self, condition: Any, what: str, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout

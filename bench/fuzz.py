@@ -330,7 +330,7 @@ class Fuzzer:
         import mtb
         from mtb import keys
         from agent.cache import Cache
-        from agent.context import Context, Geo, Validator
+        from agent.scan_context import Context, Geo, Validator
         from agent.engine import Engine, unreadable_id
         from server.models import TicketEvent
 

@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 import mtb  # noqa: E402
 from mtb import keys, signer  # noqa: E402
 from agent.cache import Cache  # noqa: E402
-from agent.context import Context, Geo, Policy, Service, Validator  # noqa: E402
-from agent.engine import Engine, TicketOutcome, ticket_event  # noqa: E402
+from agent.policy import Policy  # noqa: E402
+from agent.scan_context import Context, Geo, Service, Validator  # noqa: E402
+from agent.engine import Engine, TicketOutcome, scan_event_fields, ticket_event  # noqa: E402
 from agent.sync import ServerClient, Syncer  # noqa: E402
 from mtb.timeutil import format_extended  # noqa: E402
 from tests.e2e.conftest import ServerProcess  # noqa: E402
@@ -61,12 +62,12 @@ def fill_outbox(cache: Cache, count: int) -> float:
         for i in range(start, min(count, start + chunk)):
             ctx = Context(time=NOW - timedelta(seconds=count - i), validator=Validator("bench-bus", "vehicle", "door 1"),
                           geo=Geo(55.605 + i % 100 / 1e4, 13.0038, 12.0), zone="A", stop_area=f"SA{i % 400}",
-                          next_stop_area=f"SA{(i + 1) % 400}", mode_of_transport="bus",
+                          mode_of_transport="bus",
                           service=Service("5", f"trip-{i % 900}", "b-12"), operator_pid=PID)
             code = 0 if i % 10 else 8
             outcome = TicketOutcome(None, f"TICKET-{i % 50_000:06d}", code, "valid" if code == 0 else
                                     "accepted on this device 12 s ago (passback window 600 s)")
-            event = ticket_event(ctx, policy, outcome, scanned)
+            event = ticket_event(scan_event_fields(ctx, policy, scanned), outcome)
             rows.append((event["localEventId"], "validation", json.dumps(event, separators=(",", ":")), created))
         with cache.transaction():
             cache.conn.executemany("INSERT INTO outbox(local_event_id, event_type, body, created_at) VALUES (?,?,?,?)",

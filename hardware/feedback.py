@@ -19,7 +19,6 @@ nothing; a failed write is logged and the port is reopened on the next message.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
 import sys
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, TextIO, runtime_checkable
 
 import serial
+
+from .aio import Worker
 
 log = logging.getLogger(__name__)
 
@@ -119,19 +120,18 @@ class SerialFeedback:
         self.sent = 0
         self._port: serial.SerialBase | None = None
         self._lock = asyncio.Lock()
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"feedback-{url}")
+        self._worker = Worker(f"feedback-{url}")
 
     async def show(self, colour: str, text: str, lines: list[str] | None = None) -> None:
         message = encode_message(colour, text, lines, max_field=self.max_field)
         async with self._lock:
-            loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(self._executor, self._write, message)
+                await self._worker.run(self._write, message)
                 self.sent += 1
             except (serial.SerialException, OSError) as e:
                 self.failures += 1
                 log.warning("feedback %s: write failed (%s); will reopen on the next message", self.url, e)
-                await loop.run_in_executor(self._executor, self._drop_port)
+                await self._worker.run(self._drop_port)
 
     def _write(self, message: bytes) -> None:
         if self._port is None:
@@ -152,8 +152,8 @@ class SerialFeedback:
 
     async def close(self) -> None:
         async with self._lock:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_port)
-        self._executor.shutdown(wait=False)
+            await self._worker.run(self._drop_port)
+        self._worker.close(wait=False)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Protocol, runtime_checkable
 
 import pynmea2
 
+from .aio import sleep_unless
 from .readers import Reader, SerialReader
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,11 @@ class NmeaChecksumError(NmeaError):
 
 @runtime_checkable
 class PositionSource(Protocol):
-    """Where the device is now. ``run()`` does background work (returns at once if none)."""
+    """Where the device is now. ``run()`` does background work (returns at once if none).
+
+    ``current()`` answers at once: a :class:`Fix` (the agent reads ``lat``, ``long``, ``alt``
+    and ``valid``: a fix that is no longer current counts as none) or None.
+    """
 
     def current(self) -> Fix | None: ...
 
@@ -355,11 +360,8 @@ class SimulatedRoute:
     async def run(self) -> None:
         if self.tick is None:
             return
-        while not self.finished and not self._closed.is_set():
-            try:
-                await asyncio.wait_for(self._closed.wait(), self.tick)
-            except asyncio.TimeoutError:
-                self.advance()
+        while not self.finished and not await sleep_unless(self._closed, self.tick):
+            self.advance()
 
     async def close(self) -> None:
         self._closed.set()

@@ -34,6 +34,8 @@ from typing import Literal, Protocol, cast, runtime_checkable
 
 import serial
 
+from .aio import Worker, sleep_unless
+
 log = logging.getLogger(__name__)
 
 Framing = Literal["line", "length-prefixed"]
@@ -42,7 +44,13 @@ DEFAULT_MAX_LEN = 8192
 
 @runtime_checkable
 class Reader(Protocol):
-    """A source of scans: the agent iterates ``scans()`` and calls ``close()`` on shutdown."""
+    """A source of scans: the agent iterates ``scans()`` and calls ``close()`` on shutdown.
+
+    ``connected`` is set while the reader can take scans (its port is open); the agent waits
+    for it, briefly, before it tells systemd it is ready.
+    """
+
+    connected: asyncio.Event
 
     def scans(self) -> AsyncIterator[bytes]:
         """Yield one ``bytes`` per scan until closed."""
@@ -170,7 +178,7 @@ def make_framer(framing: Framing, max_len: int = DEFAULT_MAX_LEN) -> LineFramer 
 class SerialReader:
     """Scans from a serial device (or any pyserial URL such as ``loop://``).
 
-    Blocking pyserial calls run in a private one-thread executor with a short read timeout,
+    Blocking pyserial calls run on the reader's own thread (a ``Worker``) with a short read timeout,
     so the event loop never blocks and ``close()`` takes effect within ``read_timeout``.
     When the device fails (unplugged, other end closed) the port is closed and reopened with
     exponential back-off until it comes back; each transition is logged. A closed reader
@@ -202,7 +210,7 @@ class SerialReader:
         self.port: serial.Serial | None = None
         self._closed = False
         self._closing = asyncio.Event()  # wakes a back-off pause on close()
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"serial-{url}")
+        self._worker = Worker(f"serial-{url}")
         self._inflight: concurrent.futures.Future[bytes] | None = None
         self._open_failing = False
 
@@ -216,7 +224,7 @@ class SerialReader:
         while not self._closed:
             port = await self._open()
             if port is None:
-                await self._sleep(backoff)
+                await sleep_unless(self._closing, backoff)  # close() cuts the pause short
                 backoff = min(backoff * 2, self.backoff_max)
                 continue
             backoff = self.backoff_initial
@@ -242,9 +250,8 @@ class SerialReader:
                 self.framer.reset()
 
     async def _open(self) -> serial.Serial | None:
-        loop = asyncio.get_running_loop()
         try:
-            port = await loop.run_in_executor(self._executor, self._open_blocking)
+            port = await self._worker.run(self._open_blocking)
         except (serial.SerialException, OSError, ValueError) as e:
             # Warn once per outage, then stay quiet while backing off.
             level = logging.DEBUG if self._open_failing else logging.WARNING
@@ -265,7 +272,7 @@ class SerialReader:
         return cast(serial.Serial, port)
 
     async def _read(self, port: serial.Serial) -> bytes:
-        self._inflight = self._executor.submit(self._read_blocking, port)
+        self._inflight = self._worker.submit(self._read_blocking, port)
         return await asyncio.wrap_future(self._inflight)
 
     @staticmethod
@@ -288,13 +295,6 @@ class SerialReader:
         else:
             _quiet_close(port)
 
-    async def _sleep(self, seconds: float) -> None:
-        """Back-off pause that ``close()`` cuts short."""
-        try:
-            await asyncio.wait_for(self._closing.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
-
     async def close(self) -> None:
         self._closed = True
         self._closing.set()
@@ -305,7 +305,7 @@ class SerialReader:
             except (AttributeError, NotImplementedError, OSError, serial.SerialException):
                 pass
             self._release(port)
-        self._executor.shutdown(wait=False)
+        self._worker.close(wait=False)
 
 
 def _quiet_close(port: serial.Serial) -> None:
@@ -329,6 +329,8 @@ class SimulatedReader:
 
     def __init__(self, items: Iterable[bytes | str] = (), *, finish: bool = False, delay: float = 0.0) -> None:
         self.delay = delay
+        self.connected = asyncio.Event()
+        self.connected.set()  # nothing to open
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         for item in items:
             self._queue.put_nowait(_as_bytes(item))

@@ -31,28 +31,43 @@ _SEMANTIC_REFUSED = {tag: _refuse_semantic for tag in (0, 1, 2, 3, 4, 5, 25, 28,
                                                       37, 100, 256, 258, 260, 261, 270, 1004, 55799)}
 
 
-def loads_strict(data: bytes) -> Any:
-    """Decode exactly one CBOR item from ``data``; any problem is a :class:`CborError`."""
-    if not isinstance(data, (bytes, bytearray)):
-        raise CborError(f"expected bytes, got {type(data).__name__}")
-    stream = io.BytesIO(data)
-    try:
-        decoder = cbor2.CBORDecoder(
-            stream,
+class StrictDecoder:
+    """Decodes one CBOR item at a time, refusing what :func:`loads_strict` refuses.
+
+    One decoder serves every layer of an MTB (seven nested items): setting its options up is
+    most of the cost of a small item, so a scan pays it once. Not thread-safe: one per caller.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = cbor2.CBORDecoder(
+            io.BytesIO(b""),
             tag_hook=_refuse_tag,
             semantic_decoders=_SEMANTIC_REFUSED,
             max_depth=MAX_DEPTH,
             allow_duplicate_keys=False,
             strict_hashable_types=True,
         )
-        value = decoder.decode()
-    except CborError:
-        raise
-    except Exception as exc:  # cbor2 raises several types on hostile input; all mean "bad"
-        raise CborError(f"malformed CBOR: {exc}") from exc
-    if stream.tell() != len(data):
-        raise CborError(f"{len(data) - stream.tell()} trailing bytes after the CBOR item")
-    return value
+
+    def loads(self, data: bytes) -> Any:
+        """Decode exactly one CBOR item from ``data``; any problem is a :class:`CborError`."""
+        if not isinstance(data, (bytes, bytearray)):
+            raise CborError(f"expected bytes, got {type(data).__name__}")
+        stream = io.BytesIO(data)
+        self._decoder.fp = stream
+        try:
+            value = self._decoder.decode()
+        except CborError:
+            raise
+        except Exception as exc:  # cbor2 raises several types on hostile input; all mean "bad"
+            raise CborError(f"malformed CBOR: {exc}") from exc
+        if stream.tell() != len(data):
+            raise CborError(f"{len(data) - stream.tell()} trailing bytes after the CBOR item")
+        return value
+
+
+def loads_strict(data: bytes) -> Any:
+    """Decode exactly one CBOR item from ``data``; any problem is a :class:`CborError`."""
+    return StrictDecoder().loads(data)
 
 
 def dumps(value: Any, *, indefinite: bool = False) -> bytes:

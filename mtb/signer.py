@@ -65,11 +65,15 @@ def mint(key: ec.EllipticCurvePrivateKey, *, pid: int | str, kid: str, tickets: 
     return mtb.container(mtb.body(header_bytes, payload_bytes, signature), indefinite=indefinite)
 
 
-def device_sign(issuer_container: bytes, *, did: str, kid: str, device_key: bytes, at: datetime,
+def device_sign(issuer_container: bytes, *, did: str, kid: str, device_key: bytes, at: datetime | None,
                 indefinite: bool = False, extra_header: dict[str, Any] | None = None) -> bytes:
-    """Wrap an issuer MTB (any transport form) in a device layer signed with HS256 at ``at``."""
+    """Wrap an issuer MTB (any transport form) in a device layer signed with HS256 at ``at``;
+    ``at=None`` leaves 't' out, as real wallets do (the public pid-60 sample: {alg, did, kid})."""
     inner = mtb.decode(issuer_container).issuer.body
-    header = {"alg": "HS256", "did": did, "kid": kid, "t": format_basic(at), **(extra_header or {})}
+    header: dict[str, Any] = {"alg": "HS256", "did": did, "kid": kid}
+    if at is not None:
+        header["t"] = format_basic(at)
+    header.update(extra_header or {})
     header_bytes = cbor.dumps(header, indefinite=indefinite)
     signature = hs256(device_key, mtb.signed_data(header_bytes, inner))
     return mtb.container(mtb.body(header_bytes, inner, signature), indefinite=indefinite)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import device_api, openapi, ticket_api
+from . import console, device_api, openapi, ticket_api
 from .auth import auth_middleware
+from .b2b.app import install as install_b2b
 from .auth.api import api as auth_api
 from .auth.passwords import HashPool
 from .auth.ratelimit import RateLimiter
@@ -54,6 +55,9 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     app[BODY_TIMEOUT] = config.connections.body_timeout_seconds
     for surface in SURFACES:
         surface.add_routes(app.router, config.base_path)
+    install_b2b(app, ctx)  # the JobTicket B2B API, under its own base path (config b2b.base_path)
+    if config.console.enabled:
+        app.add_subapp(console.PREFIX, console.make_console(ctx))  # web pages, not an API surface
 
     async def close_store(_app: web.Application) -> None:
         ctx.hasher.close()

@@ -5,9 +5,10 @@
     python -m server --data DIR [--host 127.0.0.1] [--port 8080]      # serve (same as `serve`)
         [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]           # HTTPS, optionally mutual TLS
     python -m server init --data DIR [--pid 1234] [--name ORG] [--admin admin] [--base-path /api/v1]
-    python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin [--password-stdin]
+    python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin|support [--password-stdin]
     python -m server credentials list --data DIR
     python -m server credentials remove --data DIR --entity ID
+    python -m server b2b company|key|integration|webhook|rollover|deliver ...   # server/b2b/cli.py
 
 ``init`` prints the admin password once (only its argon2id hash is stored); ``credentials add``
 generates a password and prints it, or with ``--password-stdin`` reads one line from standard
@@ -28,6 +29,7 @@ from mtb.timeutil import utcnow
 
 from . import auth
 from .config import CONFIG_FILE, ServerConfig, load_config, save_config
+from .b2b import cli as b2b_cli
 from .keyring import create_key_material
 from .store import Credential, DuplicateCredential, open_store
 
@@ -56,8 +58,8 @@ def init_data_dir(data_dir: str | Path, *, pid: int = 1234, name: str | None = N
 
 def add_credential(data_dir: str | Path, entity: str, role: str, password: str | None = None, *,
                    replace: bool = False, config: ServerConfig | None = None) -> str:
-    if role not in auth.ROLES:
-        raise UsageError(f"role must be one of {', '.join(auth.ROLES)}")
+    if role not in auth.CREDENTIAL_ROLES:
+        raise UsageError(f"role must be one of {', '.join(auth.CREDENTIAL_ROLES)}")
     if not entity or len(entity) > 200 or any(c in entity for c in "/:?#% \t\n"):
         raise UsageError("entity id must be 1-200 characters without / : ? # % or spaces")
     config = config or load_config(data_dir)
@@ -173,17 +175,19 @@ def parser() -> argparse.ArgumentParser:
     creds.add_argument("action", choices=("add", "list", "remove"))
     creds.add_argument("--data", type=Path, required=True)
     creds.add_argument("--entity")
-    creds.add_argument("--role", choices=auth.ROLES)
+    creds.add_argument("--role", choices=auth.CREDENTIAL_ROLES,
+                       help="support: the operator console, read-only (no API token)")
     creds.add_argument("--password-stdin", action="store_true",
                        help="read the password (12+ characters) from standard input; default: generate one and print it")
     creds.add_argument("--replace", action="store_true", help="overwrite an existing credential")
     creds.set_defaults(func=_credentials)
+    b2b_cli.add_parser(sub)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("serve", "init", "credentials", "-h", "--help", "--version"):
+    if not argv or argv[0] not in ("serve", "init", "credentials", "b2b", "-h", "--help", "--version"):
         argv.insert(0, "serve")
     args = parser().parse_args(argv)
     try:

@@ -21,8 +21,11 @@ import json
 import os
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from .b2b.config import B2BConfig
 
 CONFIG_FILE = "config.json"
 ISSUER_KEY_FILE = "issuer-key.pem"
@@ -70,6 +73,27 @@ class RateLimitConfig(BaseModel):
         return (own.requests if own.requests is not None else self.requests,
                 own.window_seconds if own.window_seconds is not None else self.window_seconds,
                 own.block_seconds if own.block_seconds is not None else self.block_seconds)
+
+
+class ConsoleConfig(BaseModel):
+    """The operator console under ``/console`` (:mod:`server.console`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    timezone: str = "UTC"  # IANA name; every time on a page is shown in it (UTC on hover)
+    session_idle_seconds: int = Field(1800, ge=60)  # signed out after this long without a page
+    session_max_seconds: int = Field(12 * 3600, ge=300)  # and after this long in any case
+    page_size: int = Field(50, ge=5, le=500)  # rows of every list
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Stockholm)") from None
+        return value
 
 
 class LoginLimitConfig(BaseModel):
@@ -153,6 +177,8 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     blacklist_grace_seconds: int = Field(86400, ge=0)  # deny entries outlive validUntil by this
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    b2b: B2BConfig = Field(default_factory=B2BConfig)  # the JobTicket B2B API (server/b2b/)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     login_limit: LoginLimitConfig = Field(default_factory=LoginLimitConfig)
     password_hash: PasswordHashConfig = Field(default_factory=PasswordHashConfig)
     connections: ConnectionLimitConfig = Field(default_factory=ConnectionLimitConfig)

@@ -24,6 +24,8 @@ from aiohttp import web
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ROLES = ("val", "ins", "tvm", "pos", "admin")  # bobAuthZ values; admin may call every token endpoint
+SUPPORT = "support"  # a read-only credential of the operator console (server.console); never given a token
+CREDENTIAL_ROLES = (*ROLES, SUPPORT)  # what `python -m server credentials add --role` takes
 PUBLIC = "public"  # no credentials at all
 BASIC = "basic"  # HTTP Basic, checked by the handler itself
 

@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import serialization
 import mtb
 from mtb import cbor, keys, signer
 from agent.cache import Cache
-from agent.context import Context, Geo, Validator
+from agent.policy import Policy
+from agent.scan_context import Context, Geo, Validator
 from agent.engine import Decision, Engine
 
 from .conftest import NOW, ticket
@@ -271,12 +272,17 @@ def test_replayed_device_signed_mtb_outside_the_time_window(env):
     attack(env, captured, 4, time=NOW - timedelta(minutes=5), validator=Validator("door-4"))  # from the future
 
 
-def test_device_signature_without_time(env):
+def test_device_signature_without_time_is_4_where_the_policy_requires_it(env):
     bound = issue(env.key, bind_device="phone-1", dsp=PID)
     inner = mtb.decode(bound).issuer.body
     dh = cbor.dumps({"alg": "HS256", "did": "phone-1", "kid": "kdk-1"})
     sig = keys.hs256(keys.derive_device_key(KDK, "phone-1"), mtb.signed_data(dh, inner))
-    attack(env, mtb.container(mtb.body(dh, inner, sig)), 4, reason="no time")
+    strict = Engine(env.cache, Policy(require_device_time_by_pid={str(PID): True}))
+    try:
+        decision = strict.validate_sync(mtb.container(mtb.body(dh, inner, sig)), ctx())
+    finally:
+        strict.close()
+    assert decision.event_result == 4 and f"no time 't' (required for pid {PID})" in decision.event_reason
 
 
 def test_unknown_kdk(env):

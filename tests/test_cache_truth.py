@@ -4,6 +4,7 @@ private files; errors that name the file and the fix."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import resource
@@ -21,7 +22,7 @@ import pytest
 from agent.cache import Cache
 from agent.cache_file import CacheError, CacheInUse
 from agent.config import ConfigError, read_credentials
-from agent.context import Context, Validator
+from agent.scan_context import Context, Validator
 from agent.engine import Engine
 from agent.messages import OUT_OF_SERVICE
 from agent.runtime import Agent
@@ -62,7 +63,7 @@ def filled_cache(path: Path, issuer_key, scans: int = 300) -> list[str]:
             ids = []
             for i in range(scans):
                 raw = signer.mint(issuer_key, pid=1234, kid="1234:k1", tickets=[ticket(tid(i))])
-                ids.append(engine.validate_sync(raw, CTX.at(NOW + timedelta(seconds=i))).events[0]["localEventId"])
+                ids.append(engine.validate_sync(raw, dataclasses.replace(CTX, time=NOW + timedelta(seconds=i))).events[0]["localEventId"])
         finally:
             engine.close()
     return ids
@@ -121,7 +122,7 @@ def test_an_index_page_overwritten_is_moved_aside_and_every_queued_event_re_queu
     assert aside.stat().st_size > 0  # kept, never deleted
     with Cache(path) as cache:
         assert [e.local_event_id for e in cache.outbox()] == ids  # in their order
-        assert cache.accepted_uses(tid(7))[0].ticket_id == tid(7)  # the history came along
+        assert cache.last_uses(tid(7), "gate-1")[0].ticket_id == tid(7)  # the history came along
         assert cache.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert cache.keystore().issuer_keys == {}  # keys and lists come again from the server
     status = agent_cli("status", "--db", str(path))
@@ -137,7 +138,7 @@ def test_an_index_page_whose_header_is_overwritten_is_mended_by_reindex_at_start
         assert repair.startswith(f"cache {path} was damaged (") and repair.endswith("; repaired by REINDEX")
         assert cache.alarms()["cache"]["text"] == repair
         assert [e.local_event_id for e in cache.outbox()] == ids
-        assert len(cache.accepted_uses(tid(123))) == 1  # the index finds every use again
+        assert cache.last_uses(tid(123), "gate-1")[0] is not None  # the index finds every use again
         assert cache.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert not asides(tmp_path)
 

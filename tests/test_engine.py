@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import mtb
 from mtb import cbor, keys, signer
 from agent.cache import Cache
-from agent.context import Context, Geo, Policy, Validator
+from agent.policy import Policy
+from agent.scan_context import Context, Geo, Validator
 from agent.engine import Engine
 
 from .conftest import NOW, ticket
@@ -193,7 +194,7 @@ def test_outbox_survives_close_and_reopen(tmp_path, issuer_key):
     cache.close()
     reopened = Cache(path)
     assert [e.local_event_id for e in reopened.outbox()] == ids
-    assert [u.ticket_id for u in reopened.accepted_uses("T0")] == ["T0"]
+    assert reopened.last_uses("T0", "bus-17")[0].ticket_id == "T0"
     assert reopened.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     reopened.close()
 
@@ -208,8 +209,10 @@ async def test_async_validate_runs_off_the_event_loop(engine, issuer_key):
 def test_random_bytes_give_1_and_an_event(engine, cache, data):
     before = cache.outbox_count()
     decision = engine.validate_sync(data, ctx())
-    assert decision.event_result in (1, 4, 5, 6)
-    assert cache.outbox_count() == before + len(decision.events)
+    assert (decision.event_result, decision.colour) == (1, "red")
+    [event] = decision.events
+    assert event["ticketId"].startswith("unreadable:") and event["eventResult"] == 1
+    assert cache.outbox_count() == before + 1
 
 
 def test_an_old_cache_is_migrated_with_its_data(tmp_path, issuer_key):
@@ -224,6 +227,8 @@ def test_an_old_cache_is_migrated_with_its_data(tmp_path, issuer_key):
     MIGRATIONS[0](sqlite_utils.Database(conn))  # a cache as the first release made it
     conn.execute("PRAGMA user_version=1")
     conn.execute("INSERT INTO outbox(local_event_id, event_type, body, created_at) VALUES ('e1', 'validation', '{}', 'x')")
+    conn.execute("INSERT INTO deny_list(kind, value, expire, expire_epoch, server_id) "
+                 "VALUES ('ticket', 'T-DENIED', '2026-04-01T00:00:00Z', 1775001600.0, 17)")
     conn.close()
     cache = Cache(path)
     try:
@@ -232,5 +237,16 @@ def test_an_old_cache_is_migrated_with_its_data(tmp_path, issuer_key):
         plan = cache.conn.execute("EXPLAIN QUERY PLAN SELECT * FROM usage WHERE ticket_id='T' AND result=0 "
                                   "ORDER BY epoch DESC LIMIT 50").fetchall()
         assert "ticket_id=? AND result=?" in plan[0][3]  # a ticket refused 10,000 times is still one seek
+        deny_sql = cache.conn.execute("SELECT sql FROM sqlite_master WHERE name='deny_list'").fetchone()[0]
+        assert deny_sql.endswith("WITHOUT ROWID")  # the key is the table: no autoindex beside it
+        assert cache.conn.execute("SELECT count(*) FROM sqlite_master WHERE tbl_name='deny_list' "
+                                  "AND type='index'").fetchone()[0] == 0
+        assert cache.denied([("ticket", "T-DENIED")], NOW) == ("ticket", "T-DENIED") and cache.deny_high_water() == 0
     finally:
         cache.close()
+
+
+def test_a_ticket_not_yet_activated_is_3(engine, issuer_key):
+    decision = engine.validate_sync(issue(issuer_key, ticket(active=False)), ctx())
+    assert (decision.event_result, decision.event_reason) == (3, "ticket not activated")
+    assert code(engine, issue(issuer_key, ticket("T2", active=True)), validator=Validator("gate-2")) == 0

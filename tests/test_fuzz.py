@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, event as note, given, settings, strategies a
 import mtb
 from mtb import cbor, keys, signer
 from agent.cache import Cache
-from agent.context import Context, Geo, Validator
+from agent.scan_context import Context, Geo, Validator
 from agent.engine import Engine, unreadable_id
 from server.models import TicketEvent
 
@@ -264,11 +264,9 @@ def assert_forged(decision: Any) -> None:
 @settings(FUZZ, max_examples=500)
 @given(data=st.one_of(st.binary(max_size=600), st.text(max_size=300)))
 def test_decoder_raises_only_mtb_format_error(data):
-    try:
-        decoded = mtb.decode(data)
-    except mtb.MtbFormatError:
-        return
-    assert isinstance(decoded, mtb.Mtb)
+    with pytest.raises(mtb.MtbFormatError) as refused:  # random input never decodes, nor escapes otherwise
+        mtb.decode(data)
+    assert str(refused.value).strip()
 
 
 @settings(FUZZ, max_examples=300)
@@ -276,7 +274,7 @@ def test_decoder_raises_only_mtb_format_error(data):
                       st.binary(max_size=300).map(lambda b: zlib.compress(b"\xa2" + b))))
 def test_engine_random_bytes(engine, data):
     decision = scan(engine, data)
-    assert decision.event_result in {1, 5}
+    assert decision.event_result == 1
 
 
 @settings(FUZZ, max_examples=400)

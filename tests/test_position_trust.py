@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 import mtb
 from agent.cli import main
-from agent.context import Context, Geo, Service, Validator
+from agent.scan_context import Context, Geo, Service, Validator
 from agent.place import CONFIRM_FIXES, PositionTracker
 from agent.runtime import Agent
 from agent.stops import SAMPLE_STOPS, StopLocator, load_stops
@@ -143,7 +143,7 @@ def agent_made_events(engine, issuer_key) -> list[dict]:
     from mtb import keys
 
     full = Context(time=NOW, validator=Validator("bus-17", "vehicle", "door 2"), geo=Geo(59.33, 18.06, 12.5),
-                   zone="A", stop_area="CEN", next_stop_area="ODP", mode_of_transport="bus",
+                   zone="A", stop_area="CEN", mode_of_transport="bus",
                    service=Service("17", "17-0815", "B3"), operator_pid=1234, boot_id="b", monotonic=1.0)
     bound = signer.mint(issuer_key, pid=1234, kid="1234:k1", tickets=[ticket("BOUND")], bind_device="phone-1", dsp=1234)
     signed = signer.device_sign(bound, did="phone-1", kid="kdk-1", device_key=keys.derive_device_key(key, "phone-1"),

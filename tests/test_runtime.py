@@ -6,8 +6,10 @@ import functools
 import operator
 from datetime import timedelta
 
+import pytest
+
 from mtb import signer
-from agent.context import Validator
+from agent.scan_context import Validator
 from agent.runtime import Agent, PositionTracker
 from agent.stops import SAMPLE_STOPS, StopLocator, load_stops
 from mtb.timeutil import utcnow
@@ -103,7 +105,7 @@ async def test_inspection_details_failing_still_shows_the_decision(engine, issue
 def test_prune_forgets_old_usage_and_long_expired_deny_entries(engine, issuer_key):
     cache = engine.cache
     now = utcnow()
-    from agent.context import Context
+    from agent.scan_context import Context
 
     for days_ago in (40, 1):
         engine.validate_sync(live_ticket(issuer_key), Context(time=now - timedelta(days=days_ago),
@@ -116,3 +118,51 @@ def test_prune_forgets_old_usage_and_long_expired_deny_entries(engine, issuer_ke
     assert [u.device_id for u in cache.recent_uses("T1")] == ["g1"]
     assert {v for (v,) in cache.conn.execute("SELECT value FROM deny_list")} == {"LIFTED-TODAY", "ACTIVE"}
     assert cache.outbox_count() == 2  # the outbox is never pruned
+
+
+async def test_the_watchdog_is_silent_while_the_engine_hangs(engine, tmp_path, monkeypatch):
+    """systemd restarts an agent that stops pinging: a scan stuck in the engine (a hung disk)
+    must stop the pings, and they come back when the engine answers again."""
+    import asyncio
+    import socket
+    import threading
+
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a ping every 50 ms while all is well
+    loop = asyncio.get_running_loop()
+
+    async def pings(count: int) -> None:
+        for _ in range(count):
+            assert await asyncio.wait_for(loop.sock_recv(notify, 100), 5) == b"WATCHDOG=1"
+
+    agent = Agent(engine=engine, reader=SimulatedReader(), feedback=SimulatedFeedback(), validator=Validator("g"))
+    watchdog = asyncio.create_task(agent._watchdog())
+    started, release = threading.Event(), threading.Event()
+
+    def stuck() -> bool:
+        started.set()
+        return release.wait(30)
+
+    try:
+        await pings(2)
+        hung = engine.schedule(stuck)  # the engine's thread is stuck in one job
+        assert await loop.run_in_executor(None, started.wait, 5)
+        await asyncio.sleep(0.2)  # a probe answered just before the hang may still ping
+        while True:  # drain what was sent before the hang took hold
+            try:
+                notify.recv(100)
+            except BlockingIOError:
+                break
+        with pytest.raises(asyncio.TimeoutError):  # ten intervals without a ping
+            await asyncio.wait_for(loop.sock_recv(notify, 100), 0.5)
+        release.set()
+        assert await hung is True
+        await pings(2)
+    finally:
+        release.set()
+        agent.stop.set()
+        await watchdog
+        notify.close()

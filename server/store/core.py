@@ -205,8 +205,10 @@ class Store:
         return [_ticket(r) for r in rows], total
 
     def transition(self, ticket_id: str, from_state: str, to_state: str, *, at: datetime, actor: str,
-                   action: str, changes: dict[str, Any] | None = None, deny: DenyEntry | None = None) -> int | None:
-        """Compare-and-set the state; returns the deny-list entry id it added (or None)."""
+                   action: str, changes: dict[str, Any] | None = None, deny: DenyEntry | None = None,
+                   reason: str | None = None) -> int | None:
+        """Compare-and-set the state; returns the deny-list entry id it added (or None). The
+        log row keeps who (``actor``), why (``reason``, free text) and that deny-list entry."""
         sets, params = ["state = ?", "updated_at = ?"], [to_state, ts(at)]
         for name, value in (changes or {}).items():
             if name not in _CHANGEABLE:
@@ -218,9 +220,11 @@ class Store:
                                  [*params, ticket_id, from_state])
             if not changed:
                 raise StateConflict(f"ticket {ticket_id} is no longer {from_state}")
-            tx.execute("INSERT INTO ticket_log(ticket_id, at, action, from_state, to_state, actor) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (ticket_id, ts(at), action, from_state, to_state, actor))
-            return self.add_deny_in(tx, deny) if deny is not None else None
+            deny_id = self.add_deny_in(tx, deny) if deny is not None else None
+            tx.execute("INSERT INTO ticket_log(ticket_id, at, action, from_state, to_state, actor, reason, deny_id) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (ticket_id, ts(at), action, from_state, to_state, actor, reason, deny_id))
+            return deny_id
 
     def create_bundle(self, bundle: BundleRecord) -> None:
         with self.db.transaction() as tx:
@@ -239,8 +243,8 @@ class Store:
                             parent_id=row["parent_id"], request_id=row["request_id"])
 
     def ticket_log(self, ticket_id: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.db.query("SELECT at, action, from_state, to_state, actor FROM ticket_log "
-                                               "WHERE ticket_id = ? ORDER BY id", (ticket_id,))]
+        return [dict(r) for r in self.db.query("SELECT at, action, from_state, to_state, actor, reason, deny_id "
+                                               "FROM ticket_log WHERE ticket_id = ? ORDER BY id", (ticket_id,))]
 
     # --- events -----------------------------------------------------------------------------
 

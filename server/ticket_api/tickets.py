@@ -302,8 +302,10 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
 
 # --- transitions ------------------------------------------------------------------------------
 
-async def apply(ctx: Context, principal: Principal, ticket_id: str, action: str, now: datetime) -> TicketRecord:
-    """Run one action of the state machine; returns the ticket as it is afterwards."""
+async def apply(ctx: Context, principal: Principal, ticket_id: str, action: str, now: datetime, *,
+                reason: str | None = None) -> TicketRecord:
+    """Run one action of the state machine; returns the ticket as it is afterwards. ``reason``
+    (free text, e.g. typed in the console) is kept in the ticket's log with the actor."""
     rule = TRANSITIONS[action]
     ticket = await load_ticket(ctx, principal, ticket_id)
     if ticket.state in rule.noop_from:
@@ -326,7 +328,7 @@ async def apply(ctx: Context, principal: Principal, ticket_id: str, action: str,
         entry = DenyEntry(expire=lifted, ticket_id=ticket.ticket_id, reason=action, created_at=now)
     try:
         await ctx.run(ctx.store.transition, ticket.ticket_id, ticket.state, rule.target, at=now,
-                      actor=principal.key, action=action, changes=changes, deny=entry)
+                      actor=principal.key, action=action, changes=changes, deny=entry, reason=reason)
     except StateConflict as exc:
         raise ApiError(409, str(exc), code="invalid_state") from None
     updated = await ctx.run(ctx.store.get_ticket, ticket.ticket_id)

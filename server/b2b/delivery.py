@@ -1,0 +1,96 @@
+"""The webhook sender and the server's background jobs (roll-over, deliveries).
+
+:func:`deliver_due` sends every delivery due at ``now`` (the heads of their per-employee queues,
+see :meth:`B2BStore.due_deliveries`), at most ``webhook_concurrency`` at once, and records each
+attempt. ``now`` drives the schedule (so tests and ``b2b deliver --at`` can move time); the
+signature's ``t`` is always the wall clock, since that is what a receiver checks it against.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timezone
+
+import aiohttp
+
+from . import webhooks
+from .records import Delivery
+from .service import B2B, rollover
+
+log = logging.getLogger("server.b2b.webhooks")
+USER_AGENT = "jobticket-b2b-webhooks/1"
+
+
+async def _send(b2b: B2B, session: aiohttp.ClientSession, delivery: Delivery, now: datetime) -> bool:
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+               webhooks.HEADER: webhooks.signature(delivery.secret, delivery.body, int(time.time()))}
+    started = time.monotonic()
+    status: int | None = None
+    error: str | None = None
+    try:
+        timeout = aiohttp.ClientTimeout(total=b2b.config.webhook_timeout_seconds)
+        async with session.post(delivery.url, data=delivery.body, headers=headers, timeout=timeout,
+                                allow_redirects=False) as response:
+            status = response.status
+            await response.content.read(64 * 1024)
+            if not webhooks.success(status):
+                error = f"HTTP {status}"
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        error = f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
+    duration_ms = int((time.monotonic() - started) * 1000)
+    ok = webhooks.success(status)
+    next_at = None if ok else webhooks.after_failure(delivery.attempts + 1, delivery.created_at, now)
+    await b2b.run(b2b.store.record_attempt, delivery, now, status, error, duration_ms, next_at)
+    if not ok:
+        log.warning("webhook %s to %s failed (%s); %s", delivery.event_id, delivery.url, error,
+                    f"next try {next_at.isoformat()}" if next_at else "given up")
+    return ok
+
+
+async def deliver_due(b2b: B2B, session: aiohttp.ClientSession, now: datetime | None = None,
+                      *, max_rounds: int = 100_000) -> int:
+    """Send what is due at ``now`` (default: the wall clock), round after round while each
+    round finds work (the next event of an employee becomes due when the one before it is
+    delivered); the number of attempts made."""
+    limit = b2b.config.webhook_concurrency
+    attempts = 0
+    for _ in range(max_rounds):
+        at = now or datetime.now(timezone.utc)
+        due = await b2b.run(b2b.store.due_deliveries, at, limit)
+        if not due:
+            break
+        await asyncio.gather(*(_send(b2b, session, d, at) for d in due))
+        attempts += len(due)
+    return attempts
+
+
+async def webhook_worker(b2b: B2B, stop: asyncio.Event) -> None:
+    """Send due deliveries every ``webhook_poll_seconds``, or at once when a change wakes it."""
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            try:
+                await deliver_due(b2b, session)
+            except Exception:  # noqa: BLE001 - the worker outlives one bad round; the log says why
+                log.exception("webhook delivery round failed")
+            b2b.wake.clear()
+            await _wait(b2b.wake, b2b.config.webhook_poll_seconds)  # stopping sets wake too
+
+
+async def rollover_worker(b2b: B2B, stop: asyncio.Event) -> None:
+    """Run the roll-over every ``rollover_interval_seconds`` (and at start)."""
+    while not stop.is_set():
+        try:
+            result = await rollover(b2b, datetime.now(timezone.utc))
+            if result.issued or result.refreshed or result.revoked:
+                log.info("roll-over: %s", result.as_json())
+        except Exception:  # noqa: BLE001
+            log.exception("roll-over failed")
+        await _wait(stop, b2b.config.rollover_interval_seconds)
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except asyncio.TimeoutError:
+        pass

@@ -1,0 +1,157 @@
+"""What the B2B store hands out: plain records (the SQL is in :mod:`server.b2b.store`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from .calendar import Month
+from .reconcile import Current, HrData, Profile
+from .subscription import Dates, Plan, Status
+
+PERMISSIONS = ("view-employees", "add-employees", "update-employees", "remove-employees", "view-hr-integrations")
+SYNC_PERMISSIONS = ("view-employees", "add-employees", "update-employees", "remove-employees")
+
+
+class B2BStoreError(Exception):
+    pass
+
+
+class DuplicateSync(B2BStoreError):
+    """The ``syncId`` was applied already (by this request's twin, or earlier)."""
+
+
+@dataclass(frozen=True)
+class Product:
+    """The company's job-ticket product: what its employees' MTBs say and cost."""
+
+    product_id: str
+    zones: tuple[str, ...]
+    modes: tuple[str, ...]
+    fare: dict[str, Any]  # {amount, currency, vatAmount, vatPercent} per month
+    category: str | None = "adult"
+
+
+@dataclass(frozen=True)
+class Company:
+    id: int
+    name: str
+    api_enabled: bool
+    product: Product
+    plan: Plan
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    company_id: int
+    secret_hash: str
+    permissions: frozenset[str]
+    enabled: bool
+    name: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Integration:
+    id: int
+    company_id: int
+    name: str
+    status: str
+    last_sync_id: str | None
+    last_synced_at: datetime | None
+    added: int
+    updated: int
+    offboarded: int
+    errors: list[dict[str, Any]] | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    ticket_id: str
+    month: Month
+    valid_from: date
+    valid_until: date  # last day
+
+
+@dataclass(frozen=True)
+class Employee:
+    id: int
+    company_id: int
+    integration_id: int
+    hr_id: str
+    profile: Profile
+    hr: HrData
+    status: Status
+    dates: Dates
+    next_ticket_at: date | None
+    last_sync_id: str | None
+    last_synced: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    ticket: TicketRef | None = None  # the latest live ticket
+
+    def current(self) -> Current:
+        return Current(self.id, self.hr_id, self.profile, self.hr, self.status, self.dates,
+                       self.ticket.month if self.ticket else None)
+
+
+@dataclass(frozen=True)
+class Document:
+    id: int
+    company_id: int
+    employee_id: int
+    ticket_id: str
+    month: Month
+    name: str
+    file_type: str
+    downloadable: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: int
+    company_id: int
+    url: str
+    event_types: tuple[str, ...]
+    secret: str
+    enabled: bool
+    failing_since: datetime | None
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    endpoint_id: int
+    event_id: str
+    event_type: str
+    order_key: str
+    status: str  # pending, delivered, failed
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    body: bytes = b""
+    url: str = ""
+    secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Query:
+    """A page of a list: sort (API field name, already checked against the list's allow-list),
+    order, offset, limit, and the list's filters."""
+
+    sort_field: str
+    sort_order: str
+    offset: int
+    limit: int
+    filters: dict[str, Any] = field(default_factory=dict)

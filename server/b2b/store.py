@@ -1,0 +1,504 @@
+"""The B2B store: every SQL statement of the employer side, written once in the portable SQL
+of :mod:`server.store.database` (``?`` placeholders, ``ON CONFLICT``, ``RETURNING``, named
+computed columns), over the same :class:`~server.store.database.Database` as the core store;
+the tables are migration ``0003_b2b``.
+
+A change and the webhook events it causes commit together (:meth:`B2BStore._enqueue` runs
+inside the change's transaction): a crash loses neither, and an event is never sent for a
+change that rolled back.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from mtb.timeutil import parse_time
+
+from ..store.core import ts
+from ..store.database import Database, Row, Tx
+from . import webhooks
+from .calendar import Month
+from .reconcile import Change, HrData, Profile, SyncPlan, summary
+from .records import (ApiKey, Company, Delivery, Document, DuplicateSync, Employee, Endpoint, Integration, Product,
+                      Query, TicketRef)
+from .resources import document_event_payload, subscription_event_payload
+from .subscription import Dates, Plan
+
+EMPLOYEE_SORT = {"id": "id", "firstName": "first_name", "lastName": "last_name", "email": "email",
+                 "startAt": "start_at", "status": "status", "createdAt": "created_at", "updatedAt": "updated_at"}
+DOCUMENT_SORT = {"id": "id", "createdAt": "created_at", "documentName": "name", "ticketMonth": "month"}
+INTEGRATION_SORT = {"id": "id", "name": "name", "lastSyncedAt": "last_synced_at", "createdAt": "created_at"}
+ORDERS = {"asc": "ASC", "desc": "DESC"}
+_IN_CHUNK = 500
+
+
+def _d(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+def _day(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _t(value: str | None) -> datetime | None:
+    return None if value is None else parse_time(value)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _company(row: Row) -> Company:
+    product = Product(row["product_id"], tuple(json.loads(row["zones"])), tuple(json.loads(row["modes"])),
+                      json.loads(row["fare"]), row["category"])
+    return Company(row["id"], row["name"], bool(row["api_enabled"]), product,
+                   Plan(row["plan_type"], row["plan_contribution"]), parse_time(row["created_at"]))
+
+
+def _key(row: Row) -> ApiKey:
+    return ApiKey(row["key_id"], row["company_id"], row["secret_hash"], frozenset(json.loads(row["permissions"])),
+                  bool(row["enabled"]), row["name"], parse_time(row["created_at"]))
+
+
+def _integration(row: Row) -> Integration:
+    return Integration(row["id"], row["company_id"], row["name"], row["status"], row["last_sync_id"],
+                       _t(row["last_synced_at"]), row["added"], row["updated"], row["offboarded"],
+                       json.loads(row["errors"]) if row["errors"] else None, parse_time(row["created_at"]))
+
+
+def _employee(row: Row, ticket: TicketRef | None) -> Employee:
+    profile = Profile(row["first_name"], row["last_name"], row["email"], row["profile_image"], _d(row["date_of_birth"]),
+                      Plan(row["plan_type"], row["plan_contribution"], row["contract_signing_status"]))
+    hr = HrData(date.fromisoformat(row["start_at"]), _d(row["termination_date"]), _d(row["offboarded_on"]),
+                tuple((date.fromisoformat(a), _d(b)) for a, b in json.loads(row["absences"])))
+    dates = Dates(date.fromisoformat(row["start_at"]), _d(row["paused_at"]), _d(row["reactivated_at"]),
+                  _d(row["cancelled_at"]))
+    return Employee(row["id"], row["company_id"], row["integration_id"], row["hr_id"], profile, hr, row["status"],
+                    dates, _d(row["next_ticket_at"]), row["last_sync_id"], _t(row["last_synced"]),
+                    parse_time(row["created_at"]), parse_time(row["updated_at"]), ticket)
+
+
+def _ticket(row: Row) -> TicketRef:
+    return TicketRef(row["ticket_id"], Month.parse(row["month"]), date.fromisoformat(row["valid_from"]),
+                     date.fromisoformat(row["valid_until"]))
+
+
+def _document(row: Row) -> Document:
+    return Document(row["id"], row["company_id"], row["employee_id"], row["ticket_id"], Month.parse(row["month"]),
+                    row["name"], row["file_type"], bool(row["downloadable"]), parse_time(row["created_at"]),
+                    parse_time(row["updated_at"]))
+
+
+def _endpoint(row: Row) -> Endpoint:
+    return Endpoint(row["id"], row["company_id"], row["url"], tuple(json.loads(row["event_types"])), row["secret"],
+                    bool(row["enabled"]), _t(row["failing_since"]), _t(row["disabled_at"]), row["disabled_reason"],
+                    parse_time(row["created_at"]))
+
+
+def _delivery(row: Row) -> Delivery:
+    keys = row.keys()
+    return Delivery(row["id"], row["endpoint_id"], row["event_id"], row["type"], row["order_key"], row["status"],
+                    row["attempts"], _t(row["next_attempt_at"]), row["last_status_code"], row["last_error"],
+                    parse_time(row["created_at"]), _t(row["finished_at"]),
+                    row["body"].encode("utf-8") if "body" in keys else b"",
+                    row["url"] if "url" in keys else "", row["secret"] if "secret" in keys else "")
+
+
+_EMPLOYEE_WRITE = ("first_name", "last_name", "email", "profile_image", "date_of_birth", "plan_type",
+                   "plan_contribution", "contract_signing_status", "start_at", "termination_date", "offboarded_on",
+                   "absences", "status", "paused_at", "reactivated_at", "cancelled_at", "next_ticket_at")
+
+
+def _employee_values(change: Change, next_ticket_at: date | None) -> tuple[Any, ...]:
+    p, hr, d = change.profile, change.hr, change.dates
+    return (p.first_name, p.last_name, p.email, p.profile_image, _day(p.date_of_birth), p.plan.type,
+            p.plan.contribution, p.plan.contract_signing_status, _day(hr.start_at), _day(hr.termination_date),
+            _day(hr.offboarded_on), _json([[_day(a), _day(b)] for a, b in hr.absences]), change.after,
+            _day(d.paused_at), _day(d.reactivated_at), _day(d.cancelled_at), _day(next_ticket_at))
+
+
+class B2BStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = self.db.query(sql, params)
+        return rows[0] if rows else None
+
+    @staticmethod
+    def _insert_id(tx: Tx, sql: str, params: Sequence[Any]) -> int:
+        [row] = tx.returning(sql + " RETURNING id", [params])
+        return int(row["id"])
+
+    # --- companies, keys, integrations, endpoints (the operator's) --------------------------
+
+    def add_company(self, name: str, product: Product, plan: Plan, now: datetime, *, api_enabled: bool = True) -> int:
+        with self.db.transaction() as tx:
+            return self._insert_id(tx, "INSERT INTO b2b_companies(name, api_enabled, product_id, category, zones, modes, "
+                                       "fare, plan_type, plan_contribution, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   (name, int(api_enabled), product.product_id, product.category, _json(product.zones),
+                                    _json(product.modes), _json(product.fare), plan.type, plan.contribution, ts(now)))
+
+    def get_company(self, company_id: int) -> Company | None:
+        row = self._one("SELECT * FROM b2b_companies WHERE id = ?", (company_id,))
+        return _company(row) if row else None
+
+    def list_companies(self) -> list[Company]:
+        return [_company(r) for r in self.db.query("SELECT * FROM b2b_companies ORDER BY id")]
+
+    def set_company_api(self, company_id: int, enabled: bool) -> bool:
+        with self.db.transaction() as tx:
+            return tx.execute("UPDATE b2b_companies SET api_enabled = ? WHERE id = ?", (int(enabled), company_id)) > 0
+
+    def add_api_key(self, key: ApiKey) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO b2b_api_keys(key_id, company_id, secret_hash, permissions, enabled, name, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (key.key_id, key.company_id, key.secret_hash,
+                                                        _json(sorted(key.permissions)), int(key.enabled), key.name,
+                                                        ts(key.created_at)))
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        row = self._one("SELECT * FROM b2b_api_keys WHERE key_id = ?", (key_id,))
+        return _key(row) if row else None
+
+    def list_api_keys(self, company_id: int) -> list[ApiKey]:
+        return [_key(r) for r in self.db.query("SELECT * FROM b2b_api_keys WHERE company_id = ? ORDER BY created_at, "
+                                               "key_id", (company_id,))]
+
+    def set_api_key(self, key_id: str, *, enabled: bool | None = None, permissions: Iterable[str] | None = None) -> bool:
+        with self.db.transaction() as tx:
+            changed = 0
+            if enabled is not None:
+                changed = tx.execute("UPDATE b2b_api_keys SET enabled = ? WHERE key_id = ?", (int(enabled), key_id))
+            if permissions is not None:
+                changed = tx.execute("UPDATE b2b_api_keys SET permissions = ? WHERE key_id = ?",
+                                     (_json(sorted(permissions)), key_id))
+            return changed > 0
+
+    def add_integration(self, company_id: int, name: str, now: datetime) -> int:
+        with self.db.transaction() as tx:
+            return self._insert_id(tx, "INSERT INTO b2b_hr_integrations(company_id, name, status, created_at) "
+                                       "VALUES (?, ?, 'INITIAL SYNC PENDING', ?)", (company_id, name, ts(now)))
+
+    def get_integration(self, integration_id: int) -> Integration | None:
+        row = self._one("SELECT * FROM b2b_hr_integrations WHERE id = ?", (integration_id,))
+        return _integration(row) if row else None
+
+    def list_integrations(self, company_id: int, query: Query) -> tuple[list[Integration], int]:
+        column, order = INTEGRATION_SORT[query.sort_field], ORDERS[query.sort_order]
+        total = self.db.query("SELECT count(*) AS n FROM b2b_hr_integrations WHERE company_id = ?",
+                              (company_id,))[0]["n"]
+        rows = self.db.query(f"SELECT * FROM b2b_hr_integrations WHERE company_id = ? ORDER BY {column} {order}, "
+                             f"id {order} LIMIT ? OFFSET ?", (company_id, query.limit, query.offset))
+        return [_integration(r) for r in rows], total
+
+    def add_endpoint(self, company_id: int, url: str, event_types: Sequence[str], secret: str, now: datetime) -> int:
+        with self.db.transaction() as tx:
+            return self._insert_id(tx, "INSERT INTO b2b_webhook_endpoints(company_id, url, event_types, secret, enabled, "
+                                       "created_at) VALUES (?, ?, ?, ?, 1, ?)",
+                                   (company_id, url, _json(list(event_types)), secret, ts(now)))
+
+    def get_endpoint(self, endpoint_id: int) -> Endpoint | None:
+        row = self._one("SELECT * FROM b2b_webhook_endpoints WHERE id = ?", (endpoint_id,))
+        return _endpoint(row) if row else None
+
+    def list_endpoints(self, company_id: int | None = None) -> list[Endpoint]:
+        if company_id is None:
+            return [_endpoint(r) for r in self.db.query("SELECT * FROM b2b_webhook_endpoints ORDER BY id")]
+        return [_endpoint(r) for r in self.db.query("SELECT * FROM b2b_webhook_endpoints WHERE company_id = ? "
+                                                    "ORDER BY id", (company_id,))]
+
+    def set_endpoint_enabled(self, endpoint_id: int, enabled: bool, now: datetime) -> bool:
+        """Enabling clears the failure record and makes what it missed due at once."""
+        with self.db.transaction() as tx:
+            if not enabled:
+                return tx.execute("UPDATE b2b_webhook_endpoints SET enabled = 0, disabled_at = ?, disabled_reason = "
+                                  "'disabled by the operator' WHERE id = ?", (ts(now), endpoint_id)) > 0
+            changed = tx.execute("UPDATE b2b_webhook_endpoints SET enabled = 1, failing_since = NULL, disabled_at = NULL, "
+                                 "disabled_reason = NULL WHERE id = ?", (endpoint_id,))
+            tx.execute("UPDATE b2b_deliveries SET next_attempt_at = ? WHERE endpoint_id = ? AND status = 'pending'",
+                       (ts(now), endpoint_id))
+            return changed > 0
+
+    # --- employees --------------------------------------------------------------------------
+
+    def _tickets_of(self, employee_ids: Sequence[int]) -> dict[int, TicketRef]:
+        latest: dict[int, TicketRef] = {}
+        for start in range(0, len(employee_ids), _IN_CHUNK):
+            chunk = list(employee_ids[start:start + _IN_CHUNK])
+            for row in self.db.query(f"SELECT employee_id, ticket_id, month, valid_from, valid_until FROM b2b_tickets "
+                                     f"WHERE revoked_at IS NULL AND employee_id IN ({_marks(len(chunk))}) ORDER BY month",
+                                     chunk):
+                latest[row["employee_id"]] = _ticket(row)
+        return latest
+
+    def _employees(self, rows: list[Row]) -> list[Employee]:
+        tickets = self._tickets_of([r["id"] for r in rows])
+        return [_employee(r, tickets.get(r["id"])) for r in rows]
+
+    def get_employee(self, company_id: int, employee_id: int) -> Employee | None:
+        rows = self.db.query("SELECT * FROM b2b_employees WHERE id = ? AND company_id = ?", (employee_id, company_id))
+        return self._employees(rows)[0] if rows else None
+
+    def list_employees(self, company_id: int, query: Query) -> tuple[list[Employee], int]:
+        column, order = EMPLOYEE_SORT[query.sort_field], ORDERS[query.sort_order]
+        where, params = ["company_id = ?"], [company_id]
+        f = query.filters
+        if f.get("status"):
+            where.append(f"status IN ({_marks(len(f['status']))})")
+            params += f["status"]
+        if f.get("planType"):
+            where.append("plan_type = ?")
+            params.append(f["planType"])
+        if f.get("email"):
+            where.append("lower(email) = lower(?)")
+            params.append(f["email"])
+        if f.get("ids"):
+            where.append(f"id IN ({_marks(len(f['ids']))})")
+            params += f["ids"]
+        sql_where = " AND ".join(where)
+        total = self.db.query(f"SELECT count(*) AS n FROM b2b_employees WHERE {sql_where}", params)[0]["n"]
+        rows = self.db.query(f"SELECT * FROM b2b_employees WHERE {sql_where} ORDER BY {column} {order}, id {order} "
+                             "LIMIT ? OFFSET ?", [*params, query.limit, query.offset])
+        return self._employees(rows), total
+
+    def integration_employees(self, integration_id: int) -> list[Employee]:
+        return self._employees(self.db.query("SELECT * FROM b2b_employees WHERE integration_id = ?", (integration_id,)))
+
+    def live_employees(self) -> list[Employee]:
+        """Every employee whose subscription can still change with the day (not cancelled)."""
+        return self._employees(self.db.query("SELECT * FROM b2b_employees WHERE status <> 'cancelled' ORDER BY id"))
+
+    def ticket_mtb(self, company_id: int, employee_id: int) -> tuple[TicketRef, str] | None:
+        row = self._one("SELECT b.ticket_id, b.month, b.valid_from, b.valid_until, t.mtb FROM b2b_tickets b "
+                        "JOIN b2b_employees e ON e.id = b.employee_id JOIN tickets t ON t.ticket_id = b.ticket_id "
+                        "WHERE e.id = ? AND e.company_id = ? AND b.revoked_at IS NULL ORDER BY b.month DESC LIMIT 1",
+                        (employee_id, company_id))
+        return (_ticket(row), row["mtb"]) if row else None
+
+    # --- HR sync ----------------------------------------------------------------------------
+
+    def sync_hash(self, integration_id: int, sync_id: str) -> str | None:
+        row = self._one("SELECT body_hash FROM b2b_hr_syncs WHERE integration_id = ? AND sync_id = ?",
+                        (integration_id, sync_id))
+        return row["body_hash"] if row else None
+
+    def apply_sync(self, integration: Integration, sync_id: str, body_hash: str, plan: SyncPlan,
+                   next_ticket: dict[str, date | None], revoke_at: dict[str, datetime | None], now: datetime) -> None:
+        """Apply a reconciliation plan in one transaction: the sync record (its primary key makes
+        a concurrent twin with the same ``syncId`` fail with DuplicateSync), the employees, the
+        revocations it schedules or withdraws, the webhook events, the integration's counts.
+        ``next_ticket`` and ``revoke_at`` are by ``hrId``."""
+        counts = summary(plan)
+        with self.db.transaction() as tx:
+            added = tx.execute("INSERT INTO b2b_hr_syncs(integration_id, sync_id, body_hash, received_at, added, updated, "
+                               "offboarded) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                               (integration.id, sync_id, body_hash, ts(now), counts["added"], counts["updated"],
+                                counts["offboarded"]))
+            if not added:
+                raise DuplicateSync(sync_id)
+            for change in plan.changes:
+                self._write_change(tx, integration, change, next_ticket[change.hr_id], sync_id, now)
+                self._schedule_revocations(tx, change, revoke_at[change.hr_id], now)
+            tx.execute("UPDATE b2b_hr_integrations SET status = 'SYNCED', last_sync_id = ?, last_synced_at = ?, "
+                       "added = ?, updated = ?, offboarded = ?, errors = NULL WHERE id = ?",
+                       (sync_id, ts(now), counts["added"], counts["updated"], counts["offboarded"], integration.id))
+            if plan.unchanged:
+                tx.execute("UPDATE b2b_employees SET last_sync_id = ?, last_synced = ? WHERE integration_id = ? "
+                           "AND offboarded_on IS NULL", (sync_id, ts(now), integration.id))
+
+    def record_sync_error(self, integration_id: int, errors: list[dict[str, Any]], now: datetime) -> None:
+        """A refused sync leaves its errors on the integration (``GET /hr-integrations/{id}``)."""
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE b2b_hr_integrations SET errors = ?, status = CASE WHEN last_sync_id IS NULL "
+                       "THEN status ELSE 'SYNC FAILED' END WHERE id = ?", (_json(errors[:20]), integration_id))
+
+    def _write_change(self, tx: Tx, integration: Integration, change: Change, next_ticket_at: date | None,
+                      sync_id: str | None, now: datetime) -> None:
+        values = _employee_values(change, next_ticket_at)
+        if change.kind == "add":
+            employee_id = self._insert_id(
+                tx, f"INSERT INTO b2b_employees(company_id, integration_id, hr_id, {', '.join(_EMPLOYEE_WRITE)}, "
+                    f"last_sync_id, last_synced, created_at, updated_at) VALUES ({_marks(len(_EMPLOYEE_WRITE) + 7)})",
+                (integration.company_id, integration.id, change.hr_id, *values, sync_id, ts(now), ts(now), ts(now)))
+        else:
+            employee_id = change.employee_id  # type: ignore[assignment]
+            sets = ", ".join(f"{c} = ?" for c in _EMPLOYEE_WRITE)
+            sync = ", last_sync_id = ?, last_synced = ?" if sync_id is not None else ""
+            tx.execute(f"UPDATE b2b_employees SET {sets}{sync}, updated_at = ? WHERE id = ?",
+                       (*values, *((sync_id, ts(now)) if sync_id is not None else ()), ts(now), employee_id))
+        if change.subscription_changed:
+            payload = subscription_event_payload(employee_id, change.after, change.dates, next_ticket_at)
+            self._enqueue(tx, integration.company_id, webhooks.SUBSCRIPTION_CHANGED, employee_id, payload, now)
+
+    @staticmethod
+    def _schedule_revocations(tx: Tx, change: Change, revoke_at: datetime | None, now: datetime) -> None:
+        """A cancellation revokes the employee's live tickets at ``revoke_at`` (the end of the
+        last covered day; now when offboarded); a withdrawn cancellation withdraws them."""
+        if change.employee_id is None:
+            return
+        if revoke_at is None:
+            tx.execute("DELETE FROM b2b_revocations WHERE employee_id = ? AND done_at IS NULL", (change.employee_id,))
+            return
+        tx.execute("INSERT INTO b2b_revocations(ticket_id, employee_id, due_at, reason) "
+                   "SELECT ticket_id, employee_id, ?, ? FROM b2b_tickets WHERE employee_id = ? AND revoked_at IS NULL "
+                   "ON CONFLICT (ticket_id) DO UPDATE SET due_at = excluded.due_at, reason = excluded.reason "
+                   "WHERE b2b_revocations.done_at IS NULL",
+                   (ts(max(revoke_at, now)), change.event or "cancel", change.employee_id))
+
+    def apply_refresh(self, changes: Sequence[tuple[int, Change, date | None, datetime | None]], now: datetime) -> None:
+        """The roll-over's own changes (company id, change, nextTicketAt, revoke at), one transaction."""
+        with self.db.transaction() as tx:
+            for company_id, change, next_ticket_at, revoke_at in changes:
+                integration = Integration(0, company_id, "", "", None, None, 0, 0, 0, None, now)
+                self._write_change(tx, integration, change, next_ticket_at, None, now)
+                self._schedule_revocations(tx, change, revoke_at, now)
+
+    # --- monthly tickets and documents ------------------------------------------------------
+
+    def tickets_issued(self, employee_id: int, month: Month) -> int:
+        """How many tickets (live or revoked) the employee has had for ``month``."""
+        return self.db.query("SELECT count(*) AS n FROM b2b_tickets WHERE employee_id = ? AND month = ?",
+                             (employee_id, str(month)))[0]["n"]
+
+    def record_ticket(self, employee: Employee, ref: TicketRef, issued_at: datetime, document_name: str,
+                      pdf: bytes, next_ticket_at: date | None, revoke_at: datetime | None) -> Document | None:
+        """The month's ticket, its document and the ``new-employee-document-generated`` event,
+        together; None (nothing written) when the month already has a live ticket."""
+        with self.db.transaction() as tx:
+            added = tx.execute("INSERT INTO b2b_tickets(employee_id, month, ticket_id, valid_from, valid_until, issued_at) "
+                               "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                               (employee.id, str(ref.month), ref.ticket_id, _day(ref.valid_from), _day(ref.valid_until),
+                                ts(issued_at)))
+            if not added:
+                return None
+            document_id = self._insert_id(
+                tx, "INSERT INTO b2b_documents(company_id, employee_id, ticket_id, month, name, file_type, downloadable, "
+                    "content, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pdf', 1, ?, ?, ?)",
+                (employee.company_id, employee.id, ref.ticket_id, str(ref.month), document_name, pdf, ts(issued_at),
+                 ts(issued_at)))
+            tx.execute("UPDATE b2b_employees SET next_ticket_at = ?, updated_at = ? WHERE id = ?",
+                       (_day(next_ticket_at), ts(issued_at), employee.id))
+            if revoke_at is not None:  # issued during a scheduled cancellation: revoked with the others
+                tx.execute("INSERT INTO b2b_revocations(ticket_id, employee_id, due_at, reason) VALUES (?, ?, ?, "
+                           "'schedule-cancellation') ON CONFLICT DO NOTHING", (ref.ticket_id, employee.id, ts(revoke_at)))
+            document = Document(document_id, employee.company_id, employee.id, ref.ticket_id, ref.month, document_name,
+                                "pdf", True, issued_at, issued_at)
+            self._enqueue(tx, employee.company_id, webhooks.DOCUMENT_GENERATED, employee.id,
+                          document_event_payload(document), issued_at)
+            return document
+
+    def due_revocations(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
+        """(ticketId, reason) of revocations due at ``now``, oldest first."""
+        return [(r["ticket_id"], r["reason"]) for r in self.db.query(
+            "SELECT ticket_id, reason FROM b2b_revocations WHERE done_at IS NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
+            (ts(now), limit))]
+
+    def mark_revoked(self, ticket_id: str, now: datetime) -> None:
+        """After the Ticket API revoked it: the revocation is done, the ticket no longer live,
+        its document no longer downloadable."""
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE b2b_revocations SET done_at = ? WHERE ticket_id = ?", (ts(now), ticket_id))
+            tx.execute("UPDATE b2b_tickets SET revoked_at = ? WHERE ticket_id = ? AND revoked_at IS NULL",
+                       (ts(now), ticket_id))
+            tx.execute("UPDATE b2b_documents SET downloadable = 0, updated_at = ? WHERE ticket_id = ?", (ts(now), ticket_id))
+
+    def get_document(self, company_id: int, document_id: int) -> Document | None:
+        row = self._one("SELECT id, company_id, employee_id, ticket_id, month, name, file_type, downloadable, created_at, "
+                        "updated_at FROM b2b_documents WHERE id = ? AND company_id = ?", (document_id, company_id))
+        return _document(row) if row else None
+
+    def document_content(self, company_id: int, document_id: int) -> bytes | None:
+        row = self._one("SELECT content FROM b2b_documents WHERE id = ? AND company_id = ?", (document_id, company_id))
+        return bytes(row["content"]) if row and row["content"] is not None else None
+
+    def list_documents(self, company_id: int, query: Query) -> tuple[list[Document], int]:
+        column, order = DOCUMENT_SORT[query.sort_field], ORDERS[query.sort_order]
+        where, params = ["company_id = ?"], [company_id]
+        for name, clause in (("employeeId", "employee_id = ?"), ("ticketMonth", "month = ?")):
+            if query.filters.get(name) is not None:
+                where.append(clause)
+                params.append(query.filters[name])
+        sql_where = " AND ".join(where)
+        total = self.db.query(f"SELECT count(*) AS n FROM b2b_documents WHERE {sql_where}", params)[0]["n"]
+        rows = self.db.query(f"SELECT id, company_id, employee_id, ticket_id, month, name, file_type, downloadable, "
+                             f"created_at, updated_at FROM b2b_documents WHERE {sql_where} ORDER BY {column} {order}, "
+                             f"id {order} LIMIT ? OFFSET ?", [*params, query.limit, query.offset])
+        return [_document(r) for r in rows], total
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    def _enqueue(self, tx: Tx, company_id: int, event_type: str, employee_id: int | None, payload: dict[str, Any],
+                 now: datetime) -> None:
+        """One event and a delivery to each enabled-or-not endpoint of the company that takes
+        its type (a disabled endpoint gets it when re-enabled), in the caller's transaction."""
+        endpoints = [r["id"] for r in tx.query("SELECT id, event_types FROM b2b_webhook_endpoints WHERE company_id = ?",
+                                               (company_id,)) if event_type in json.loads(r["event_types"])]
+        if not endpoints:
+            return
+        event_id = str(uuid.uuid4())
+        body = webhooks.envelope(event_id, event_type, int(now.timestamp()), payload).decode("utf-8")
+        row_id = self._insert_id(tx, "INSERT INTO b2b_webhook_events(event_id, company_id, type, employee_id, "
+                                     "created_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                                 (event_id, company_id, event_type, employee_id, ts(now), body))
+        order_key = f"employee:{employee_id}" if employee_id is not None else f"event:{event_id}"
+        tx.executemany("INSERT INTO b2b_deliveries(endpoint_id, event_row, order_key, status, next_attempt_at, "
+                       "created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+                       [(endpoint_id, row_id, order_key, ts(now), ts(now)) for endpoint_id in endpoints])
+
+    _DELIVERY = ("SELECT d.*, ev.event_id, ev.type, ev.body, e.url, e.secret FROM b2b_deliveries d "
+                 "JOIN b2b_webhook_events ev ON ev.id = d.event_row JOIN b2b_webhook_endpoints e ON e.id = d.endpoint_id ")
+
+    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        """Deliveries due at ``now`` to enabled endpoints, each the oldest unfinished one of its
+        endpoint and employee (so events reach a receiver in order per employee). One delivery
+        worker per database (see the README)."""
+        rows = self.db.query(
+            self._DELIVERY + "WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND e.enabled = 1 AND NOT EXISTS "
+            "(SELECT 1 AS one FROM b2b_deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key "
+            "AND p.status = 'pending' AND p.id < d.id) ORDER BY d.next_attempt_at, d.id LIMIT ?", (ts(now), limit))
+        return [_delivery(r) for r in rows]
+
+    def record_attempt(self, delivery: Delivery, at: datetime, status_code: int | None, error: str | None,
+                       duration_ms: int, next_attempt_at: datetime | None) -> None:
+        """Log one attempt and move the delivery on: delivered on a 2xx, else due again at
+        ``next_attempt_at`` (None: failed for good). An endpoint failing for a day is disabled."""
+        ok = webhooks.success(status_code)
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO b2b_delivery_attempts(delivery_id, at, status_code, error, duration_ms) "
+                       "VALUES (?, ?, ?, ?, ?)", (delivery.id, ts(at), status_code, error, duration_ms))
+            status = "delivered" if ok else ("pending" if next_attempt_at is not None else "failed")
+            tx.execute("UPDATE b2b_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, "
+                       "last_status_code = ?, last_error = ?, finished_at = ? WHERE id = ?",
+                       (status, ts(next_attempt_at) if status == "pending" else None, status_code, error,
+                        ts(at) if status != "pending" else None, delivery.id))
+            if ok:
+                tx.execute("UPDATE b2b_webhook_endpoints SET failing_since = NULL WHERE id = ?", (delivery.endpoint_id,))
+                return
+            tx.execute("UPDATE b2b_webhook_endpoints SET failing_since = coalesce(failing_since, ?) WHERE id = ?",
+                       (ts(at), delivery.endpoint_id))
+            [row] = tx.query("SELECT failing_since FROM b2b_webhook_endpoints WHERE id = ?", (delivery.endpoint_id,))
+            if webhooks.should_disable(_t(row["failing_since"]), at):
+                tx.execute("UPDATE b2b_webhook_endpoints SET enabled = 0, disabled_at = ?, disabled_reason = ? "
+                           "WHERE id = ? AND enabled = 1",
+                           (ts(at), f"every delivery failed for 24 h (last: {error or status_code})",
+                            delivery.endpoint_id))
+
+    def deliveries(self, endpoint_id: int, limit: int = 100) -> list[Delivery]:
+        """The delivery log of an endpoint, newest first."""
+        return [_delivery(r) for r in self.db.query(self._DELIVERY + "WHERE d.endpoint_id = ? ORDER BY d.id DESC LIMIT ?",
+                                                    (endpoint_id, limit))]
+
+    def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.query("SELECT at, status_code, error, duration_ms FROM b2b_delivery_attempts "
+                                               "WHERE delivery_id = ? ORDER BY id", (delivery_id,))]
+
+    def pending_deliveries(self) -> int:
+        return self.db.query("SELECT count(*) AS n FROM b2b_deliveries WHERE status = 'pending'")[0]["n"]

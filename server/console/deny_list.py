@@ -1,0 +1,25 @@
+"""The deny list as the devices get it, newest first: what each entry names (ticket, traveller
+or token), why and by whom it was added, when, and until when it holds."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from .page import console_of, render
+from .queries import DENY_KINDS, DENY_STATUSES
+from .render import Pager, choice, page_number
+
+routes = web.RouteTableDef()
+KINDS = ("all", *DENY_KINDS)
+
+
+@routes.get("/deny-list", name="console.deny_list")
+async def deny_list(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    kind = choice(request, "kind", KINDS, "all")
+    status = choice(request, "status", DENY_STATUSES, "all")
+    number, size = page_number(request), console.ctx.config.console.page_size
+    now = console.now()
+    rows, total = await console.ctx.run(console.queries.deny_entries, None if kind == "all" else kind, status, now,
+                                        (number - 1) * size, size)
+    return render(request, "deny_list.html", rows=rows, pager=Pager(number, size, total, request.rel_url), kind=kind,
+                  kinds=KINDS, deny_status=status, statuses=DENY_STATUSES, now=now)

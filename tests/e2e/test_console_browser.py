@@ -1,0 +1,206 @@
+"""The operator console in a real browser: Playwright driving Debian's Chromium against the
+server as a real process on 127.0.0.1, with a real agent syncing to it.
+
+An operator signs in (a wrong password first), finds a ticket issued in the test, sees its
+validations arrive once the agent has synced, revokes it from the page, finds the deny-list
+entry, sees the agent refuse the ticket (result 7) after its next sync, and signs out; a form
+without its CSRF token does nothing; a support user sees the buttons but cannot press them.
+A screenshot of each page goes to the test's own folder (``tmp_path``).
+
+Without Chromium or the playwright package the test is skipped with a loud reason; under
+``CI=true`` (``.ci/run`` installs both) it fails instead.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server import cli
+
+from ..server.conftest import PASSWORD, make_data_dir
+from .conftest import ServerProcess
+from .test_agent_server import issue
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 20_000
+
+
+def browser_unavailable(reason: str) -> None:
+    message = (f"console browser tests not possible: {reason}. Install Debian's Chromium (apt-get install "
+               f"chromium) and the playwright package (pip install -e '.[test]'); never `playwright install`")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; CI=true, so this is a failure, not a skip", pytrace=False)
+    pytest.skip(f"SKIPPED WITHOUT A BROWSER: {message}")
+
+
+@pytest.fixture
+async def chromium(tmp_path: Path) -> Any:
+    """A Chromium of Debian's with a fresh profile, driven by Playwright."""
+    if shutil.which(CHROMIUM) is None:
+        browser_unavailable(f"{CHROMIUM} not found")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError as exc:
+        browser_unavailable(f"playwright not importable ({exc})")
+    async with async_playwright() as driver:
+        context = await driver.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
+@pytest.fixture
+def console_server(tmp_path: Path) -> Any:
+    data = make_data_dir(tmp_path / "server", console={"timezone": "Europe/Berlin"},
+                         rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1, "roles": {}})
+    cli.add_credential(data, "support1", "support", PASSWORD)
+    process = ServerProcess(data).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def backoffice_of(console_server: ServerProcess) -> Any:
+    import aiohttp
+
+    from ..server.conftest import Api, Deployment
+
+    async with aiohttp.ClientSession() as session:
+        yield Api(Deployment(console_server.data_dir, console_server), session)  # type: ignore[arg-type]
+
+
+async def shot(page: Any, folder: Path, name: str) -> None:
+    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+async def sign_in(page: Any, origin: str, user: str, password: str = PASSWORD) -> None:
+    await page.goto(origin + "/console/login")
+    await page.get_by_label("User name").fill(user)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def timeline_text(page: Any) -> str:
+    return await page.locator("table.timeline").inner_text()
+
+
+async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
+        chromium, console_server, backoffice_of, make_agent, tmp_path):
+    origin = console_server.origin
+    ticket_id, barcode = await issue(backoffice_of, "trav-browser")
+    other_id, _ = await issue(backoffice_of, "trav-browser-2")
+    agent = make_agent(origin)
+    await agent.syncer.sync_once()
+    page = await chromium.new_page()
+
+    # a wrong password is refused; the right one lands on the tickets
+    await page.goto(origin + "/console/tickets")
+    assert page.url.startswith(origin + "/console/login")
+    await sign_in(page, origin, "admin", "not the password")
+    await page.get_by_text("Wrong user name or password").wait_for()
+    await shot(page, tmp_path, "01-login-refused")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name="Tickets").wait_for()
+    assert page.url == origin + "/console/tickets"
+    await page.keyboard.press("Tab")  # the keyboard's first stop is the skip link, then the sections
+    assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "Tickets"
+    await shot(page, tmp_path, "02-tickets")
+
+    # find the ticket: no validation yet
+    await page.get_by_label("Search by").select_option("traveller")
+    await page.get_by_label("Id").fill("trav-browser")
+    await page.get_by_role("button", name="Search").click()
+    await page.get_by_role("link", name=ticket_id).click()
+    await page.get_by_role("heading", level=1, name=f"Ticket {ticket_id}").wait_for()
+    assert "Validation" not in await timeline_text(page)
+
+    # the agent scans it (accepted, then passback) and syncs: the validations are on the page
+    first = await agent.handle_scan(barcode.encode())
+    second = await agent.handle_scan(barcode.encode())
+    assert (first.event_result, second.event_result) == (0, 8)
+    await agent.syncer.upload_pending()
+    await page.reload()
+    story = await timeline_text(page)
+    assert story.count("Validation") == 2
+    assert "0 · accepted" in story and "8 · passback: used again too soon" in story
+    assert await page.locator("svg.qr").count() == 1
+    await shot(page, tmp_path, "03-ticket-validated")
+
+    # revoke it from the page, with a reason
+    await page.get_by_label("Reason").last.fill("phone reported stolen")
+    await page.get_by_role("button", name="Revoke").click()
+    await page.get_by_text("Ticket revoked.").wait_for()
+    assert "revoked" in await page.locator("h1").inner_text()
+    assert "admin: “phone reported stolen”" in await timeline_text(page)
+    await shot(page, tmp_path, "04-ticket-revoked")
+
+    # the deny list has it, with who and why
+    await page.get_by_role("navigation", name="Sections").get_by_role("link", name="Deny list").click()
+    row = page.locator("tbody tr", has_text=ticket_id)
+    assert await row.count() == 1
+    row_text = await row.inner_text()
+    assert "revoke: “phone reported stolen”" in row_text and "admin" in row_text and "in force" in row_text
+    await shot(page, tmp_path, "05-deny-list")
+
+    # the agent, after its next sync, refuses the ticket: result 7, on the page too
+    await agent.syncer.refresh_feeds()
+    refused = await agent.handle_scan(barcode.encode())
+    assert refused.event_result == 7, refused.event_reason
+    await agent.syncer.upload_pending()
+    await page.goto(origin + f"/console/tickets/{ticket_id}")
+    assert "7 · on the deny list" in await timeline_text(page)
+    await page.locator("table.timeline").screenshot(path=str(tmp_path / "06-ticket-timeline.png"))
+
+    await page.get_by_role("link", name="Activity").click()
+    await page.get_by_role("heading", name="Validations per minute, by result").wait_for()
+    assert await page.locator("svg.chart rect").count() >= 3  # results 0, 7 and 8 this minute (or two minutes)
+    await shot(page, tmp_path, "07-activity")
+
+    # a form without its CSRF token does nothing
+    await page.goto(origin + f"/console/tickets/{other_id}")
+    freeze = page.locator("form", has=page.get_by_role("button", name="Freeze"))
+    await freeze.locator("input[name=csrf]").evaluate("field => field.remove()")
+    await freeze.get_by_label("Reason").fill("no token in this form")
+    await freeze.get_by_role("button", name="Freeze").click()
+    await page.get_by_text("security token (CSRF) was missing or wrong").wait_for()
+    await shot(page, tmp_path, "08-csrf-refused")
+    assert (await backoffice_of.get(f"/ticket/{other_id}", role="admin")).body["state"] == "active"
+
+    # on a phone: nothing wider than the screen
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.goto(origin + f"/console/tickets/{ticket_id}")
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await shot(page, tmp_path, "09-ticket-on-a-phone")
+    await page.set_viewport_size({"width": 1280, "height": 900})
+
+    # sign out: the pages ask for a sign-in again
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_text("You are signed out.").wait_for()
+    await page.goto(origin + "/console/deny-list")
+    assert page.url.startswith(origin + "/console/login")
+
+    # a support user sees the buttons but cannot press them
+    await sign_in(page, origin, "support1")
+    await page.goto(origin + f"/console/tickets/{other_id}")
+    for name in ("Freeze", "Refund", "Revoke"):
+        button = page.get_by_role("button", name=name)
+        assert await button.is_visible() and await button.is_disabled(), name
+    await page.get_by_text("can look but not change").wait_for()
+    await shot(page, tmp_path, "10-support-read-only")
+    assert (await backoffice_of.get(f"/ticket/{other_id}", role="admin")).body["state"] == "active"
+    for name in ("01-login-refused", "02-tickets", "03-ticket-validated", "04-ticket-revoked", "05-deny-list",
+                 "06-ticket-timeline", "07-activity", "08-csrf-refused", "09-ticket-on-a-phone", "10-support-read-only"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000, name
