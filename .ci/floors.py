@@ -12,11 +12,18 @@ import tomllib
 from pathlib import Path
 
 FLOOR = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*>=\s*([0-9][^,;\s]*)")
+SELF = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*\[([^\]]*)\]\s*$")  # e.g. mtb-validator[postgresql]
 
 
 def floors(pyproject: Path) -> list[str]:
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-    requirements = project["dependencies"] + project.get("optional-dependencies", {}).get("test", [])
+    extras = project.get("optional-dependencies", {})
+    requirements = project["dependencies"] + extras.get("test", [])
+    for requirement in list(requirements):  # the test extra may pull in others of this project's extras
+        own = SELF.match(requirement)
+        if own and own[1] == project["name"]:
+            requirements.remove(requirement)
+            requirements += [r for extra in own[2].split(",") for r in extras.get(extra.strip(), [])]
     pins = []
     for requirement in requirements:
         match = FLOOR.match(requirement)

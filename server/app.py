@@ -5,33 +5,36 @@
 OpenAPI operation) in its own package; the OpenAPI document (:mod:`server.openapi`) is built
 from the same declarations.
 
-Middlewares, outermost first: errors (every failure becomes a JSON body) -> auth (token,
-credential still valid, rate limit, role).
+Middlewares, outermost first: metrics (requests by route and status, latency) -> errors (every
+failure becomes a JSON body) -> auth (token, credential still valid, rate limit, role).
 """
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from . import console, device_api, openapi, ticket_api
+from . import console, device_api, fleet, openapi, ops, ticket_api
 from .auth import auth_middleware
 from .b2b.app import install as install_b2b
 from .auth.api import api as auth_api
 from .auth.passwords import HashPool
-from .auth.ratelimit import RateLimiter
+from .auth.ratelimit import DatabaseLimiter, Limiter, RateLimiter
+from .auth.tokens import TokenCache
 from .clients import TrustedProxies
 from .config import ServerConfig, load_config
 from .context import CTX, Context
+from .device_api.feeds import Feeds
 from .endpoint import Api
 from .errors import BODY_TIMEOUT, error_middleware
 from .keyring import KeyRing
 from .serving import make_runner
 from .store import Store, StoreRunner, open_store
 
-SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api)
+SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api, fleet.api, ops.api)
 
 
 def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None) -> web.Application:
@@ -41,15 +44,15 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
         if not config.data_dir:
             raise ValueError("make_app needs a keyring or a config loaded from a data directory")
         keyring = KeyRing.load(config.data_dir, config)
-    rl, ll = config.rate_limit, config.login_limit
-    limiter = RateLimiter(rl.requests, rl.window_seconds, rl.block_seconds,
-                          roles={role: rl.for_role(role) for role in rl.roles}) if rl.enabled else None
-    login_limiter = RateLimiter(ll.failures, ll.window_seconds, ll.block_seconds) if ll.enabled else None
+    run = StoreRunner(store)
+    limiter, login_limiter = make_limiters(config, store, run)
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
-    ctx = Context(config=config, keyring=keyring, store=store, run=StoreRunner(store), limiter=limiter,
+    ctx = Context(config=config, keyring=keyring, store=store, run=run, limiter=limiter,
                   login_limiter=login_limiter, hasher=HashPool(config.password_hash),
-                  proxies=TrustedProxies(config.trusted_proxies), apis=SURFACES, endpoints=endpoints)
-    app = web.Application(middlewares=[error_middleware, auth_middleware(ctx)],
+                  proxies=TrustedProxies(config.trusted_proxies), metrics=ops.Metrics(),
+                  feeds=Feeds(run, store, config.uses_horizon_seconds), tokens=TokenCache(),
+                  apis=SURFACES, endpoints=endpoints)
+    app = web.Application(middlewares=[ops.metrics_middleware(ctx.metrics), error_middleware, auth_middleware(ctx)],
                           client_max_size=config.max_body_bytes)
     app[CTX] = ctx
     app[BODY_TIMEOUT] = config.connections.body_timeout_seconds
@@ -59,12 +62,39 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     if config.console.enabled:
         app.add_subapp(console.PREFIX, console.make_console(ctx))  # web pages, not an API surface
 
+    async def start_feeds(_app: web.Application) -> None:
+        await ctx.feeds.start()
+
+    async def stop_feeds(_app: web.Application) -> None:
+        await ctx.feeds.stop()
+
+    app.on_startup.append(start_feeds)
+    app.on_shutdown.append(stop_feeds)
+
     async def close_store(_app: web.Application) -> None:
         ctx.hasher.close()
         ctx.run.close()
 
     app.on_cleanup.append(close_store)
     return app
+
+
+def make_limiters(config: ServerConfig, store: Store, run: StoreRunner) -> tuple[Limiter | None, Limiter | None]:
+    """The request limiter and the login-failure limiter (None when off): in the database when
+    several processes share it (``shared_limits``; default: on PostgreSQL), else in this
+    process's memory."""
+    shared = config.shared_limits if config.shared_limits is not None else store.db.dialect != "sqlite"
+
+    def limiter(requests: int, window: float, block: float, roles: Any = None) -> Limiter:
+        if shared:
+            return DatabaseLimiter(run, store, requests, window, block, roles=roles)
+        return RateLimiter(requests, window, block, roles=roles)
+
+    rl, ll = config.rate_limit, config.login_limit
+    requests = limiter(rl.requests, rl.window_seconds, rl.block_seconds,
+                       {role: rl.for_role(role) for role in rl.roles}) if rl.enabled else None
+    logins = limiter(ll.failures, ll.window_seconds, ll.block_seconds) if ll.enabled else None
+    return requests, logins
 
 
 def app_from_data_dir(data_dir: str | Path, **overrides: object) -> web.Application:
@@ -74,7 +104,7 @@ def app_from_data_dir(data_dir: str | Path, **overrides: object) -> web.Applicat
     if overrides:
         config = ServerConfig.model_validate({**config.model_dump(), **overrides})
         config.data_dir = str(data_dir)
-    return make_app(config, open_store(data_dir / config.database))
+    return make_app(config, open_store(config.database_target(), pool_size=config.database_pool_size))
 
 
 @dataclass

@@ -10,7 +10,8 @@ A data directory holds everything one deployment needs (``python -m server init`
                                       last one is current
 ``participant-metadata.json``         the BoB participant list served by the API; add other
                                       participants' entries here (reloaded when it changes)
-``server.sqlite3``                    the store (tickets, events, deny-list, credentials)
+``server.sqlite3``                    the store (tickets, events, deny list, credentials), unless
+                                      ``database`` names a PostgreSQL URL
 ``stops.txt`` (optional)              the operator's GTFS stops, served at ``GET /stops``
 ====================================  =====================================================
 """
@@ -21,11 +22,13 @@ import json
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from .b2b.config import B2BConfig
+from .store import is_database_url
 
 CONFIG_FILE = "config.json"
 ISSUER_KEY_FILE = "issuer-key.pem"
@@ -157,7 +160,7 @@ class ParticipantGrant(BaseModel):
 
 
 class ServerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # a refused value may be a secret
 
     pid: int = Field(1234, ge=0)
     organisation_name: str = "Bundled ticket server"
@@ -166,7 +169,10 @@ class ServerConfig(BaseModel):
     base_path: str = "/api/v1"
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    database: str = "server.sqlite3"  # relative to the data directory
+    # A SQLite file (relative to the data directory) or a PostgreSQL URL, postgresql://user@host/db
+    # (no password in it: libpq reads PGPASSWORD or ~/.pgpass)
+    database: str = "server.sqlite3"
+    database_pool_size: int = Field(8, ge=1, le=200)  # PostgreSQL connections (and store threads) per process
     token_lifetime_seconds: int = Field(3600, ge=10)
     # No token is honoured longer than this after its iat, whatever its exp says (another
     # participant's server chooses its own exp).
@@ -177,6 +183,17 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     blacklist_grace_seconds: int = Field(86400, ge=0)  # deny entries outlive validUntil by this
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    # The uses feed keeps accepted uses this long: the longest passback or travel-speed horizon
+    uses_horizon_seconds: int = Field(3600, ge=60, le=7 * 86400)
+    # A long-poll (wait=S) is held at most this long, whatever S asks (then an empty page)
+    long_poll_max_seconds: int = Field(55, ge=0, le=55)
+    # A device that has not reported its state for this long is silent (fleet view, metrics)
+    device_silent_seconds: int = Field(900, ge=10)
+    # Rate-limit windows and blocks in the database, shared by every server process on it
+    # (None: yes on PostgreSQL, no on SQLite; `serve --workers N` with N > 1 sets it)
+    shared_limits: bool | None = None
+    # Who may read GET {base}/metrics (Prometheus has no BoB token): networks, default loopback only
+    metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     b2b: B2BConfig = Field(default_factory=B2BConfig)  # the JobTicket B2B API (server/b2b/)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     login_limit: LoginLimitConfig = Field(default_factory=LoginLimitConfig)
@@ -190,6 +207,21 @@ class ServerConfig(BaseModel):
     # Where the key files live; set by load_config() from the directory read, never saved.
     data_dir: str | None = Field(None, exclude=True)
 
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        return check_database(value)
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _metrics_allow(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+    def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(n, strict=False) for n in self.metrics_allow]
+
     @field_validator("base_path")
     @classmethod
     def _base_path(cls, value: str) -> str:
@@ -199,6 +231,12 @@ class ServerConfig(BaseModel):
         if any(c in value for c in "{}?#% "):
             raise ValueError("base_path must be a plain path")
         return value
+
+    def database_target(self) -> str:
+        """What :func:`server.store.open_store` opens: the URL, or the file in the data directory."""
+        if is_database_url(self.database):
+            return self.database
+        return str(Path(self.data_dir or ".") / self.database)
 
     @field_validator("participants")
     @classmethod
@@ -228,6 +266,20 @@ class ServerConfig(BaseModel):
             self.issuer_kid = f"{self.pid}:issuer-1"
         if not self.authtoken_kid:
             self.authtoken_kid = f"{self.pid}:auth-1"
+
+
+def check_database(value: str) -> str:
+    """A SQLite path or a PostgreSQL URL without a password (secrets stay off command lines and out
+    of config files: libpq takes the password from ``PGPASSWORD`` or ``~/.pgpass``)."""
+    if is_database_url(value):
+        parts = urlsplit(value)
+        if parts.password is not None or "password=" in parts.query:
+            raise ValueError("put the PostgreSQL password in PGPASSWORD or ~/.pgpass (PGPASSFILE), not in the URL")
+        if not parts.path.strip("/") and "dbname=" not in parts.query:
+            raise ValueError("the PostgreSQL URL names no database (postgresql://user@host/DBNAME)")
+    elif "://" in value:
+        raise ValueError("database must be a SQLite file name or a postgresql:// URL")
+    return value
 
 
 def load_config(data_dir: str | Path) -> ServerConfig:

@@ -23,6 +23,9 @@ class Context:
     login_limiter: Any = None  # a Limiter of failed logins per (client, entity), or None when off
     hasher: Any = None  # server.auth.passwords.HashPool: every password hash of a login runs there
     proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    metrics: Any = None  # server.ops.Metrics
+    feeds: Any = None  # server.device_api.feeds.Feeds: the deny list's and the uses feed's watches
+    tokens: Any = None  # server.auth.tokens.TokenCache: verified tokens until they expire
     apis: tuple[Api, ...] = ()  # the surfaces served under config.base_path
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by operation id: what the middleware checks
     cache: dict[str, Any] = field(default_factory=dict)

@@ -113,6 +113,7 @@ def error_response(err: ApiError) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        _refuse_unstorable_url(request)
         return await handler(request)
     except ApiError as err:
         return error_response(err)
@@ -130,6 +131,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:  # noqa: BLE001 - the one place that turns the unexpected into a 500
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(ApiError(500, "internal server error"))
+
+
+def _refuse_unstorable_url(request: web.Request) -> None:
+    """A NUL in a path segment or a query parameter is a 400 naming it, on every store."""
+    if "\x00" in request.path:
+        refuse_unstorable_text(request.path, "(path)")
+    for name, value in request.query.items():
+        refuse_unstorable_text(name, name)
+        refuse_unstorable_text(value, name)
 
 
 def is_json(content_type: str) -> bool:
@@ -159,30 +169,46 @@ async def read_json(request: web.Request, timeout: float | None = None) -> Any:
                        details=[{"field": "(body)", "message": "empty body"}])
     try:
         value = json.loads(raw, parse_constant=_refuse_constant)
-        if _SURROGATE_ESCAPE.search(raw):
-            _refuse_lone_surrogates(value)
-        return value
     except (ValueError, UnicodeError) as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise ApiError(400, f"malformed JSON body{where}", code="malformed_json",
                        details=[{"field": "(body)", "message": str(exc)[:200]}]) from None
+    if _UNSTORABLE_ESCAPE.search(raw):
+        _refuse_unstorable(value)
+    return value
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+# "\ud800" (a lone surrogate) and "\u0000" are valid JSON but not storable text: neither can be
+# encoded as UTF-8 for every store (PostgreSQL text holds no NUL) and sent back the same.
+_UNSTORABLE_ESCAPE = re.compile(rb"\\[uU](?:[dD][89a-fA-F]|0000)")
 
 
-def _refuse_lone_surrogates(value: Any) -> None:
-    """``"\\ud800"`` is valid JSON but not text: it could be neither stored nor sent back."""
-    stack = [value]
+def _refuse_unstorable(value: Any) -> None:
+    stack: list[tuple[str, Any]] = [("", value)]
     while stack:
-        item = stack.pop()
+        where, item = stack.pop()
         if isinstance(item, str):
-            item.encode("utf-8")  # raises UnicodeEncodeError on a lone surrogate
+            refuse_unstorable_text(item, where or "(body)", status=400, code="malformed_json")
         elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            for key, member in item.items():
+                path = f"{where}.{key}" if where else str(key)
+                refuse_unstorable_text(key, path, status=400, code="malformed_json")
+                stack.append((path, member))
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend((f"{where}[{i}]", member) for i, member in enumerate(item))
+
+
+def refuse_unstorable_text(text: str, field: str, *, status: int = 400, code: str = "bad_parameter") -> None:
+    """400 naming ``field`` when ``text`` holds a NUL or a lone surrogate (text no store keeps)."""
+    field = field.encode("utf-8", "backslashreplace").decode("utf-8")  # the name itself may be the culprit
+    if "\x00" in text:
+        raise ApiError(status, f"{field} contains a NUL character", code=code,
+                       details=[{"field": field, "message": "NUL (U+0000) is not allowed in text"}])
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(status, f"{field} is not valid text", code=code,
+                       details=[{"field": field, "message": "lone surrogate"}]) from None
 
 
 def _refuse_constant(name: str) -> Any:

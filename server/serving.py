@@ -191,8 +191,10 @@ def raise_open_file_limit(wanted: int) -> int:
 
 
 def run(app: web.Application, host: str, port: int, *, access_log: logging.Logger | None = None,
-        ssl_context: Any = None) -> None:
-    """Serve until SIGINT or SIGTERM, then close connections and the store."""
+        ssl_context: Any = None, reuse_port: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM, then close connections and the store. ``reuse_port``: one
+    of several worker processes on the port (``serve --workers N``). A request whose client
+    hung up is cancelled (a long-poll a device abandoned holds nothing)."""
     limits = app[CTX].config.connections
     fds = raise_open_file_limit(limits.total + 256)
     if fds < limits.total + 64:
@@ -200,9 +202,9 @@ def run(app: web.Application, host: str, port: int, *, access_log: logging.Logge
                     limits.total)
 
     async def serve() -> None:
-        runner = make_runner(app, access_log=access_log)
+        runner = make_runner(app, access_log=access_log, handler_cancellation=True)
         await runner.setup()
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

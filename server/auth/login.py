@@ -30,22 +30,22 @@ async def check_login(ctx: Any, request: web.Request, entity_id: str, password: 
     burnt and it fails."""
     client = client_address(request, ctx.proxies)
     pair = f"login:{client}:{entity_id}"
-    check_not_blocked(ctx.limiter, entity_id)  # the credential itself is over its request rate
-    take_slot(ctx.login_limiter, pair, "too many failed logins")
+    await check_not_blocked(ctx.limiter, entity_id)  # the credential itself is over its request rate
+    await take_slot(ctx.login_limiter, pair, "too many failed logins")
     try:
         cred = await ctx.run(ctx.store.get_credential, entity_id) if named else None
         verdict = await ctx.hasher.verify(password, cred.password_hash if cred else None)
     except ApiError as busy:  # 503: nothing was checked, so the attempt does not count
         if ctx.login_limiter is not None:
-            ctx.login_limiter.release(pair)
+            await ctx.login_limiter.release(pair)
         raise busy
     if not verdict.ok or cred is None:
         log.info("failed login for %r from %s", entity_id[:200], client)
         raise ApiError(401, "invalid credentials", code="invalid_credentials", headers=BASIC_CHALLENGE)
     if ctx.login_limiter is not None:
-        ctx.login_limiter.forget(pair)
+        await ctx.login_limiter.forget(pair)
     if verdict.rehash:  # weaker than the configured parameters (or the first release's scrypt)
         stronger = await ctx.hasher.hash(password)
         await ctx.run(ctx.store.set_password_hash, entity_id, stronger, cred.password_hash)
-    check_rate(ctx, entity_id, cred.role)
+    await check_rate(ctx, entity_id, cred.role)
     return cred

@@ -18,7 +18,7 @@ from ..config import ParticipantGrant
 from ..context import PRINCIPAL
 from ..endpoint import Endpoint, Handler
 from ..errors import ApiError
-from .tokens import TOKEN_HEADER, verify_token
+from .tokens import TOKEN_HEADER
 
 
 def auth_middleware(ctx: Any) -> Any:
@@ -33,15 +33,15 @@ def auth_middleware(ctx: Any) -> Any:
             return await handler(request)  # public document, or Basic (checked in the handler)
         now = datetime.now(timezone.utc)
         config = ctx.config
-        principal = verify_token(request.headers.get(TOKEN_HEADER), ctx.keyring, now, config.clock_skew_seconds,
-                                 config.max_token_lifetime_seconds)
+        principal = ctx.tokens.verify(request.headers.get(TOKEN_HEADER), ctx.keyring, now, config.clock_skew_seconds,
+                                      config.max_token_lifetime_seconds)
         if principal.pid == config.pid:
             cred = await ctx.run(ctx.store.get_credential, principal.sub)
             if cred is None or cred.role != principal.role:
                 raise ApiError(401, "the credential behind this token was removed or changed", code="invalid_token")
         else:
             check_grant(config.grant_for(principal.pid), principal, writes=request.method not in READS)
-        check_rate(ctx, principal.key, principal.role)
+        await check_rate(ctx, principal.key, principal.role)
         if principal.role not in endpoint.roles:
             raise ApiError(403, f"role {principal.role!r} may not call this endpoint "
                                 f"(allowed: {', '.join(endpoint.roles)})", code="wrong_role")
@@ -65,18 +65,18 @@ def check_grant(grant: ParticipantGrant, principal: Any, *, writes: bool) -> Non
                             "only known entities may write", code="unknown_entity")
 
 
-def check_not_blocked(limiter: Any, key: str) -> None:
-    wait = limiter.blocked(key) if limiter is not None else None
+async def check_not_blocked(limiter: Any, key: str) -> None:
+    wait = await limiter.blocked(key) if limiter is not None else None
     if wait is not None:
         raise ApiError(429, f"blocked for {wait} s after too many requests", headers={"Retry-After": str(wait)})
 
 
-def take_slot(limiter: Any, key: str, what: str, role: str | None = None) -> None:
-    wait = limiter.hit(key, role) if limiter is not None else None
+async def take_slot(limiter: Any, key: str, what: str, role: str | None = None) -> None:
+    wait = await limiter.hit(key, role) if limiter is not None else None
     if wait is not None:
         raise ApiError(429, f"{what}; retry after {wait} s", headers={"Retry-After": str(wait)})
 
 
-def check_rate(ctx: Any, key: str, role: str | None = None) -> None:
+async def check_rate(ctx: Any, key: str, role: str | None = None) -> None:
     """Count a request of credential ``key`` against its role's limit (None: the default one)."""
-    take_slot(ctx.limiter, key, f"rate limit exceeded for {key!r}", role)
+    await take_slot(ctx.limiter, key, f"rate limit exceeded for {key!r}", role)

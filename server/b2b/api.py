@@ -61,10 +61,10 @@ async def authenticate(b2b: B2B, request: web.Request) -> Caller:
     return Caller(key, company, base)
 
 
-def check_rate(b2b: B2B, key: ApiKey) -> None:
+async def check_rate(b2b: B2B, key: ApiKey) -> None:
     if b2b.limiter is None:
         return
-    wait = b2b.limiter.hit(f"b2b:{key.key_id}")
+    wait = await b2b.limiter.hit(f"b2b:{key.key_id}")
     if wait is not None:
         raise ApiError(429, f"rate limit exceeded for this API key; retry after {wait} s",
                        headers={"Retry-After": str(wait)})
@@ -87,7 +87,7 @@ def endpoint(method: str, path: str, *, op: str, permissions: tuple[str, ...], s
             b2b = b2b_of(request)
             caller = await authenticate(b2b, request) if permissions else None
             if caller is not None:
-                check_rate(b2b, caller.key)
+                await check_rate(b2b, caller.key)
                 missing = [p for p in permissions if p not in caller.key.permissions]
                 if missing:
                     raise ApiError(403, f"this API key lacks the permission {', '.join(missing)}",

@@ -60,7 +60,7 @@ def _at(text: str | None) -> datetime:
 
 def _store(data: Path) -> tuple[ServerConfig, B2BStore]:
     config = load_config(data)
-    return config, B2BStore(open_store(data / config.database).db)
+    return config, B2BStore(open_store(config.database_target()).db)
 
 
 def _print(value: Any) -> None:
@@ -70,7 +70,7 @@ def _print(value: Any) -> None:
 def open_b2b(data: Path) -> B2B:
     """The B2B service on a data directory, outside the server (jobs run from the CLI)."""
     config = load_config(data)
-    store = open_store(data / config.database)
+    store = open_store(config.database_target())
     ctx = Context(config=config, keyring=KeyRing.load(data, config), store=store, run=StoreRunner(store),
                   limiter=None)
     return B2B.create(ctx)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from datetime import datetime, timezone
+import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,19 @@ from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, json_response, read_json
 from ..models import EVENT_MODELS, DeviceKeyRequest
 from ..params import MAX_PAGE, body_model, page_headers, paging, param, q_int, q_page, q_sort, sort_param
+from ..store import NewEvent
 from ..ticket_api import tickets
 from ..ticket_api.schemas import TicketEventResult
 from . import events
-from .schemas import BlacklistEntry, DeviceKey, IngestResult, Kdk, Participant
+from .feeds import MAX_WAIT_SECONDS
+from .schemas import BlacklistEntry, DeviceKey, IngestResult, Kdk, Participant, Use
 
 api = Api("Device API", "What validators and inspection devices call (BoB Validation and Inspection APIs)")
 
 DEVICES = ("val", "ins")
 EVERY_ROLE = ("val", "ins", "pos", "tvm")
 DENY_MAX = 10_000
+USES_DEFAULT = 1000
 IF_NONE_MATCH = Param("If-None-Match", "header", {"type": "string"})
 NOT_MODIFIED = Reply(None, "Not modified (If-None-Match matched the ETag)")
 
@@ -93,38 +97,111 @@ async def post_device_key(request: web.Request) -> web.Response:
 
 
 DENY_SORT = {"blacklistEntryId": "id"}
+WAIT = param("wait", "query", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
+             "long-poll: when nothing is beyond the id yet, answer as soon as something commits, or after "
+             "this many seconds (at most the server's long_poll_max_seconds) with an empty page")
+
+
+async def _long_poll(request: web.Request, feed: str, after: int, read: Any) -> Any:
+    """``read()`` now; when it finds nothing and the request may wait, again once the feed moves."""
+    page = await read()
+    wait = min(q_int(request, "wait", 0, 0, MAX_WAIT_SECONDS) or 0, ctx_of(request).config.long_poll_max_seconds)
+    if not page[0] and wait:
+        if await ctx_of(request).feeds[feed].wait_beyond(after, wait) > after:
+            page = await read()
+    return page
 
 
 @api.endpoint("GET", "/blacklist", op="getBlacklist", roles=EVERY_ROLE,
-              summary="Deny-list entries with id > blacklistEntryId, oldest first",
+              summary="Deny-list entries with id > blacklistEntryId, oldest first; wait=S long-polls",
               description="Pages like every other list (page/pageSize or offset/limit, sortField/sortOrder, "
                           "X-Total-Count, Link rel=next): 100 entries a page unless asked; a device (val, ins) "
                           f"may ask for up to {DENY_MAX}, every other role for up to 100. A device follows the "
-                          "feed by asking for ids above the last one it holds.",
+                          "feed by asking for ids above the last one it holds: ids are never reused and commit "
+                          "in id order, so nothing is skipped. With wait=S an empty answer is held until an "
+                          "entry commits (on any server process) or S seconds pass.",
               params=(param("blacklistEntryId", "query", {"type": "integer", "minimum": 0, "default": 0,
                                                           "maximum": 2 ** 62}, "only entries with a larger id"),
                       sort_param(DENY_SORT, "blacklistEntryId"),
-                      *paging(DENY_MAX, f"at most 100, or {DENY_MAX} for val and ins")),
+                      *paging(DENY_MAX, f"at most 100, or {DENY_MAX} for val and ins"), WAIT),
               replies={200: Reply(list[BlacklistEntry], headers=("X-Total-Count", "Link"))})
 async def get_blacklist(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     after = q_int(request, "blacklistEntryId", 0, 0, 2 ** 62) or 0
     _, sort_order = q_sort(request, DENY_SORT, "blacklistEntryId", "asc")
     offset, limit = q_page(request, DENY_MAX if principal_of(request).role in DEVICES else MAX_PAGE)
-    entries, total = await ctx.run(ctx.store.deny_page, after, offset=offset, limit=limit, sort_order=sort_order)
+    rows, total = await _long_poll(request, "deny", after, lambda: ctx.run(
+        ctx.store.deny_page, after, offset=offset, limit=limit, sort_order=sort_order))
     out = []
-    for entry in entries:
-        item: dict[str, Any] = {"blacklistEntryId": entry.entry_id}
-        for key, value in (("ticketId", entry.ticket_id), ("travellerId", entry.traveller_id),
-                           ("tokenId", entry.token_id)):
-            if value is not None:
-                item[key] = value
-        item["expire"] = format_extended(entry.expire)
+    for row in rows:  # stored in the wire form: no time parsed and formatted again
+        item: dict[str, Any] = {"blacklistEntryId": row["id"]}
+        for key, column in (("ticketId", "ticket_id"), ("travellerId", "traveller_id"), ("tokenId", "token_id")):
+            if row[column] is not None:
+                item[key] = row[column]
+        item["expire"] = row["expire"]
         out.append(item)
     return json_response(out, headers=page_headers(request, offset, limit, total))
 
 
+@api.endpoint("GET", "/uses", op="getUses", roles=DEVICES,
+              summary="Accepted uses (validations) with id > useId, oldest first, within the uses horizon; "
+                      "wait=S long-polls",
+              description="For passback and travel-speed checks across devices: every accepted validation "
+                          "(eventResult 0) any device uploaded, per ticket, while it is younger than "
+                          "uses_horizon_seconds. Pulled by id like the deny list (an id once given is never "
+                          "followed by a smaller one) and pushed like it with wait=S.",
+              params=(param("useId", "query", {"type": "integer", "minimum": 0, "default": 0}),
+                      param("limit", "query", {"type": "integer", "minimum": 1, "maximum": DENY_MAX,
+                                               "default": USES_DEFAULT}), WAIT),
+              replies={200: Reply(list[Use])})
+async def get_uses(request: web.Request) -> web.Response:
+    ctx = ctx_of(request)
+    after = q_int(request, "useId", 0, 0, 2 ** 62) or 0
+    limit = q_int(request, "limit", USES_DEFAULT, 1, DENY_MAX) or USES_DEFAULT
+    watch = ctx.feeds["uses"]
+
+    async def read() -> tuple[list[tuple[int, str]], None]:
+        since = _now() - timedelta(seconds=ctx.config.uses_horizon_seconds)
+        return await ctx.run(ctx.store.uses_since, after, await watch.current(), since, limit), None
+
+    page, _ = await _long_poll(request, "uses", after, read)
+    # the stored entries are the wire form: the id goes in front, nothing is parsed
+    body = "[" + ",".join(f'{{"useId":{use_id},{entry[1:]}' for use_id, entry in page) + "]"
+    return web.Response(text=body, content_type="application/json")
+
+
 # --- event ingest -----------------------------------------------------------------------------
+
+def use_entry(event: NewEvent, device: str) -> str:
+    """The uses-feed entry (wire JSON, without its id) of an accepted validation."""
+    entry: dict[str, Any] = {"ticketId": event.ticket_id, "time": format_extended(event.event_time),
+                             "device": device}
+    stop, zone, geo = event.body.get("stopArea"), event.body.get("zone"), event.body.get("geo")
+    if isinstance(stop, dict) and "stopAreaId" in stop:
+        entry["stopAreaId"] = stop["stopAreaId"]
+    if isinstance(zone, dict) and "zoneId" in zone:
+        entry["zoneId"] = zone["zoneId"]
+    if isinstance(geo, dict) and "lat" in geo and "long" in geo:
+        entry["geo"] = {"lat": geo["lat"], "long": geo["long"]}
+    return json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+
+
+def _with_uses(items: list[events.Normalised], kind: str, device: str) -> list[NewEvent]:
+    """The events to store, each accepted validation with its uses-feed entry."""
+    out = []
+    for item in items:
+        if kind == "validation" and item.event.event_result == 0:
+            item.event.use = use_entry(item.event, device)
+        out.append(item.event)
+    return out
+
+
+def _count(ctx: Any, kind: str, stored: list[tuple[int, bool]]) -> None:
+    duplicates = sum(1 for _, dup in stored if dup)
+    ctx.metrics.count_events(kind, len(stored) - duplicates, duplicates)
+    if duplicates < len(stored):
+        ctx.feeds["uses"].poke()
+
 
 def _batch(kind: str) -> Any:
     async def handler(request: web.Request) -> web.Response:
@@ -137,7 +214,8 @@ def _batch(kind: str) -> Any:
                            details=[{"field": "(body)", "message": f"at most {ctx.config.max_batch_events}"}])
         parsed = events.parse_batch(data, kind)
         stored = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind, _now(),
-                               [p.event for p in parsed])
+                               _with_uses(parsed, kind, principal.key))
+        _count(ctx, kind, stored)
         results = []
         for item, (event_id, dup) in zip(parsed, stored):
             result: dict[str, Any] = {"localEventId": item.event.local_event_id, "eventId": str(event_id),
@@ -157,7 +235,8 @@ def _single(kind: str) -> Any:
         ticket_id = request.match_info["ticketId"]
         item = events.parse_single(await read_json(request), kind, ticket_id)
         [(event_id, duplicate)] = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind,
-                                                _now(), [item.event])
+                                                _now(), _with_uses([item], kind, principal.key))
+        _count(ctx, kind, [(event_id, duplicate)])
         stored = await ctx.run(ctx.store.get_event, event_id)
         assert stored is not None
         location = ctx.url(f"/ticket/{tickets.segment(stored.ticket_id)}/event/{event_id}")

@@ -42,6 +42,23 @@ class BlacklistEntry(BaseModel):
                         description="ISO 8601 extended UTC; an entry whose expire has passed lifts the ticket")
 
 
+class Geo(BaseModel):
+    lat: float
+    long: float
+
+
+class Use(BaseModel):
+    """One accepted use of a ticket, as the uses feed gives it."""
+
+    useId: int
+    ticketId: str
+    time: str = Field(json_schema_extra={"format": "date-time"}, description="when it was used (the event's time)")
+    device: str = Field(description="the credential of the device that accepted it")
+    stopAreaId: str | None = None
+    zoneId: str | None = None
+    geo: Geo | None = None
+
+
 class IngestResult(BaseModel):
     localEventId: str | None = None
     eventId: str

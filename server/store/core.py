@@ -13,16 +13,17 @@ only grow, never reused; allocations are serialised so they commit in id order),
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from mtb.timeutil import format_extended, parse_time
 
 from .database import Database, Row, Tx, migrate
-from .records import (EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord, Credential, DenyEntry,
-                      DuplicateCredential, DuplicateManifest, EventRecord, NewEvent, StateConflict, TicketQuery,
-                      TicketRecord)
+from .records import (DEVICE_SORT_FIELDS, EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord,
+                      Credential, DenyEntry, DeviceReport, DuplicateCredential, DuplicateManifest, EventRecord,
+                      LimitState, NewEvent, StateConflict, TicketQuery, TicketRecord)
 
 _TICKET_COLUMNS = ("ticket_id", "pid", "bundle_id", "manifest_id", "settlement_id", "issued_at",
                    "valid_from", "valid_until", "fare", "state", "payload", "mtb", "product_id",
@@ -33,7 +34,9 @@ _JSON_COLUMNS = {"fare", "refunded_amount", "recovered_amount"}
 _CHANGEABLE = {"refunded_amount", "recovered_amount", "replaced_by"}
 _EVENT_COLUMNS = "sub, local_event_id, ticket_id, kind, event_time, event_result, poster_pid, received_at, body"
 _IN_CHUNK = 500
-DENY_SEQUENCE = "deny_list"
+T = TypeVar("T")
+DENY_SEQUENCE = "deny_list"  # the lock deny ids are taken under, and the channel that says one committed
+USES_LOCK = "uses"  # held shared by ingests (they commit in any order), exclusively by a horizon read
 
 
 def ts(value: datetime | None) -> str | None:
@@ -259,6 +262,7 @@ class Store:
         """
         received = ts(received_at)
         with self.db.transaction() as tx:
+            tx.share(USES_LOCK)
             known = self._known_events(tx, sub, [e.local_event_id for e in events if e.local_event_id is not None])
             fresh: list[int] = []  # positions of the events to insert
             for index, event in enumerate(events):
@@ -283,6 +287,9 @@ class Store:
                     known[lid] = row["id"]
             if raced:
                 known.update(self._known_events(tx, sub, raced))
+            uses = [(events[i].ticket_id, event_id, ts(events[i].event_time), events[i].use)
+                    for i, event_id in new_ids.items() if events[i].use is not None]
+            tx.executemany("INSERT INTO uses(ticket_id, event_id, used_at, entry) VALUES (?, ?, ?, ?)", uses)
         return [(new_ids[i], False) if i in new_ids else (known[e.local_event_id], True)  # type: ignore[index]
                 for i, e in enumerate(events)]
 
@@ -336,6 +343,7 @@ class Store:
     def add_deny_in(tx: Tx, entry: DenyEntry) -> int:
         """Add an entry inside ``tx``; its id is larger than every id committed before it."""
         tx.serialize(DENY_SEQUENCE)
+        tx.notify(DENY_SEQUENCE)
         created = entry.created_at or entry.expire
         [row] = tx.returning("INSERT INTO deny_list(ticket_id, traveller_id, token_id, expire, reason, created_at) "
                              "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -347,15 +355,132 @@ class Store:
         with self.db.transaction() as tx:
             return self.add_deny_in(tx, entry)
 
+    def deny_newest(self) -> int:
+        return self.db.query("SELECT coalesce(max(id), 0) AS newest FROM deny_list")[0]["newest"]
+
     def deny_since(self, after_id: int, limit: int) -> list[DenyEntry]:
-        return self.deny_page(after_id, limit=limit)[0]
+        return [_deny_entry(r) for r in self.db.query("SELECT * FROM deny_list WHERE id > ? ORDER BY id LIMIT ?",
+                                                      (after_id, limit))]
 
     def deny_page(self, after_id: int, *, offset: int = 0, limit: int = 100,
-                  sort_order: str = "asc") -> tuple[list[DenyEntry], int]:
-        """Entries with id > ``after_id`` by id (``asc``: the feed order), a page of them, and
-        how many there are."""
+                  sort_order: str = "asc") -> tuple[list[Row], int]:
+        """Entries with id > ``after_id`` by id (``asc``: the feed order), a page of them as stored
+        (times already in the wire form: nothing to parse and format again), and how many there are."""
         order = SORT_ORDERS[sort_order]
         total = self.db.query("SELECT count(*) AS n FROM deny_list WHERE id > ?", (after_id,))[0]["n"]
-        rows = self.db.query(f"SELECT * FROM deny_list WHERE id > ? ORDER BY id {order} LIMIT ? OFFSET ?",
-                             (after_id, limit, offset))
-        return [_deny_entry(r) for r in rows], total
+        rows = self.db.query(f"SELECT id, ticket_id, traveller_id, token_id, expire FROM deny_list WHERE id > ? "
+                             f"ORDER BY id {order} LIMIT ? OFFSET ?", (after_id, limit, offset))
+        return rows, total
+
+    # --- the uses feed ----------------------------------------------------------------------
+
+    def uses_horizon(self) -> int:
+        """The largest use id below which every id has committed (or never will): ingests may
+        commit out of id order, so this waits for the ones in flight (they hold the lock shared).
+        A database whose writers commit one at a time has nothing in flight to wait for."""
+        if self.db.commits_in_id_order:
+            return self.db.query("SELECT coalesce(max(id), 0) AS newest FROM uses")[0]["newest"]
+        with self.db.transaction() as tx:
+            tx.serialize(USES_LOCK)
+            return tx.query("SELECT coalesce(max(id), 0) AS newest FROM uses")[0]["newest"]
+
+    def uses_since(self, after_id: int, upto_id: int, since: datetime, limit: int) -> list[tuple[int, str]]:
+        """``(id, entry)`` of the uses with after_id < id <= upto_id, at or after ``since``."""
+        return [(r["id"], r["entry"]) for r in self.db.query(
+            "SELECT id, entry FROM uses WHERE id > ? AND id <= ? AND used_at >= ? ORDER BY id LIMIT ?",
+            (after_id, upto_id, ts(since), limit))]
+
+    def prune_uses(self, before: datetime) -> int:
+        with self.db.transaction() as tx:
+            return tx.execute("DELETE FROM uses WHERE used_at < ?", (ts(before),))
+
+    # --- rate limits ------------------------------------------------------------------------
+
+    @staticmethod
+    def _limit_state(row: Row | None) -> LimitState | None:
+        if row is None:
+            return None
+        blocked = row["blocked_until_ms"]
+        return LimitState(hits=[int(t) / 1000 for t in row["hits"].split()],
+                          blocked_until=None if blocked is None else blocked / 1000,
+                          keep_until=row["keep_until_ms"] / 1000)
+
+    def get_limit(self, key: str) -> LimitState | None:
+        return self._limit_state(self._one("SELECT * FROM rate_limits WHERE limit_key = ?", (key,)))
+
+    def change_limit(self, key: str, change: Callable[[LimitState], T]) -> T:
+        """Read ``key``'s state, let ``change`` modify it, write it back: one transaction under a
+        lock on the key, so concurrent processes take slots one after the other. Not durable:
+        rate-limit state may lose its last moments in a crash."""
+        with self.db.transaction(durable=False) as tx:
+            tx.serialize(f"rate_limits:{key}")
+            rows = tx.query("SELECT * FROM rate_limits WHERE limit_key = ?", (key,))
+            state = self._limit_state(rows[0] if rows else None) or LimitState()
+            result = change(state)
+            # milliseconds, rounded down (a block never reads longer than it was set) but kept longer
+            blocked = None if state.blocked_until is None else math.floor(state.blocked_until * 1000)
+            tx.execute("INSERT INTO rate_limits(limit_key, hits, blocked_until_ms, keep_until_ms) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (limit_key) DO UPDATE SET hits = excluded.hits, "
+                       "blocked_until_ms = excluded.blocked_until_ms, keep_until_ms = excluded.keep_until_ms",
+                       (key, " ".join(str(math.floor(t * 1000)) for t in state.hits), blocked,
+                        math.ceil(state.keep_until * 1000)))
+        return result
+
+    def sweep_limits(self, now: float) -> int:
+        """Drop the states that no longer say anything (windows passed, blocks over)."""
+        with self.db.transaction(durable=False) as tx:
+            return tx.execute("DELETE FROM rate_limits WHERE keep_until_ms < ?", (round(now * 1000),))
+
+    # --- the fleet --------------------------------------------------------------------------
+
+    def report_device(self, report: DeviceReport) -> None:
+        """Keep ``report`` as the device's latest (one row per device)."""
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO devices(device, last_contact, software_version, outbox_depth, alarm_count, state) "
+                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+                       "last_contact = excluded.last_contact, software_version = excluded.software_version, "
+                       "outbox_depth = excluded.outbox_depth, alarm_count = excluded.alarm_count, "
+                       "state = excluded.state",
+                       (report.device, ts(report.last_contact), report.software_version, report.outbox_depth,
+                        report.alarm_count, report.state))
+
+    def list_devices(self, *, silent_since: datetime, silent: bool | None = None, alarm: bool | None = None,
+                     sort_field: str = "lastContact", sort_order: str = "asc", offset: int = 0,
+                     limit: int = 100) -> tuple[list[DeviceReport], int]:
+        """Devices, filtered: ``silent`` (no contact since ``silent_since``) and ``alarm``."""
+        column, order = DEVICE_SORT_FIELDS[sort_field], SORT_ORDERS[sort_order]
+        where: list[str] = []
+        params: list[Any] = []
+        if silent is not None:
+            where.append("last_contact < ?" if silent else "last_contact >= ?")
+            params.append(ts(silent_since))
+        if alarm is not None:
+            where.append("alarm_count > 0" if alarm else "alarm_count = 0")
+        sql_where = " AND ".join(where) or "1 = 1"
+        total = self.db.query(f"SELECT count(*) AS n FROM devices WHERE {sql_where}", params)[0]["n"]
+        rows = self.db.query(f"SELECT * FROM devices WHERE {sql_where} ORDER BY {column} {order}, device {order} "
+                             "LIMIT ? OFFSET ?", [*params, limit, offset])
+        return [DeviceReport(r["device"], parse_time(r["last_contact"]), r["software_version"], r["outbox_depth"],
+                             r["alarm_count"], r["state"]) for r in rows], total
+
+    def device_counts(self, silent_since: datetime) -> dict[str, int]:
+        """Devices by state: silent (no contact since ``silent_since``), else alarm, else ok."""
+        [row] = self.db.query("SELECT count(*) AS total, "
+                              "coalesce(sum(CASE WHEN last_contact < ? THEN 1 ELSE 0 END), 0) AS silent, "
+                              "coalesce(sum(CASE WHEN last_contact >= ? AND alarm_count > 0 THEN 1 ELSE 0 END), 0) "
+                              "AS alarm FROM devices", (ts(silent_since), ts(silent_since)))
+        silent, alarm = int(row["silent"]), int(row["alarm"])
+        return {"silent": silent, "alarm": alarm, "ok": int(row["total"]) - silent - alarm}
+
+    # --- operations -------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """One round trip to the database (``/health``)."""
+        self.db.query("SELECT 1 AS one")
+
+    def fleet_gauges(self, now: datetime, silent_since: datetime) -> dict[str, Any]:
+        """What ``/metrics`` reads from the database at each scrape."""
+        [deny] = self.db.query("SELECT count(*) AS active, (SELECT coalesce(max(id), 0) FROM deny_list) AS newest "
+                               "FROM deny_list WHERE expire > ?", (ts(now),))
+        return {"deny_active": deny["active"], "deny_newest_id": deny["newest"],
+                "devices": self.device_counts(silent_since)}

@@ -1,5 +1,5 @@
 """The seam between the store's SQL and a database: a :class:`Database` gives transactions
-and reads; a backend module (:mod:`server.store.sqlite`, later PostgreSQL) implements it.
+and reads; a backend module (:mod:`server.store.sqlite`, :mod:`server.store.postgres`) implements it.
 
 The queries (:mod:`server.store.core`, and each API surface's own store module) are written once,
 in the SQL both SQLite (3.35+) and PostgreSQL speak: ``?`` placeholders (a backend rewrites
@@ -15,7 +15,7 @@ each, and recorded in ``schema_migrations``; a database newer than the code is r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib import resources
@@ -43,15 +43,32 @@ class Tx(Protocol):
         allocate ids of one sequence commit in id order (readers of a feed by id never skip
         an id that commits late)."""
 
+    def share(self, name: str) -> None:
+        """Hold lock ``name`` shared until this transaction ends: writers that may commit out of
+        id order hold it together; a horizon read (``serialize`` then the largest id) waits for
+        them, so every id at or below it has committed or never will."""
+
+    def notify(self, channel: str) -> None:
+        """Tell the processes listening on ``channel`` (:meth:`Database.listen`) when this
+        transaction commits."""
+
 
 class Database(Protocol):
     dialect: str  # "sqlite" or "postgresql": the migrations directory
     concurrency: int  # how many store calls may run at once (threads of the store runner)
+    commits_in_id_order: bool  # one writer at a time (SQLite): what is visible has no id still in flight
 
-    def transaction(self) -> AbstractContextManager[Tx]: ...
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[Tx]:
+        """``durable=False``: the commit need not wait for the disk (state that may lose its
+        last moments in a crash, such as rate-limit windows)."""
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """A read outside any explicit transaction (one statement, its own snapshot)."""
+
+    def listen(self, channel: str, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``callback`` (from another thread) whenever a transaction that notified
+        ``channel`` commits, in any process; returns a function that stops listening, or None
+        when the backend cannot tell other processes (the caller polls instead)."""
 
     def close(self) -> None: ...
 
@@ -105,9 +122,9 @@ def migrate(db: Database, *, now: str) -> int:
     in ``schema_migrations`` commit together, so a crash leaves the schema at a known version."""
     available = migrations(db.dialect)
     with db.transaction() as tx:
+        tx.serialize("schema_migrations")  # first: two processes starting at once create it once
         tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                    "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-        tx.serialize("schema_migrations")
     applied = db.query("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")[0]["v"]
     for migration in pending(applied, available, db.dialect):
         with db.transaction() as tx:

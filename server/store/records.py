@@ -14,6 +14,10 @@ class StoreError(Exception):
     pass
 
 
+class DatabaseUnavailable(StoreError):
+    """The database cannot be reached (the message says why, without a password)."""
+
+
 class StateConflict(StoreError):
     """A compare-and-set on a ticket's state found another state."""
 
@@ -82,6 +86,7 @@ class NewEvent:
     event_time: datetime
     event_result: int | None
     body: dict[str, Any]
+    use: str | None = None  # its uses-feed entry (wire JSON without the id) when it is an accepted use
 
 
 @dataclass
@@ -112,6 +117,15 @@ class DenyEntry:
 
 
 @dataclass
+class LimitState:
+    """One rate-limit key's state (:mod:`server.auth.ratelimit` owns the rule that changes it)."""
+
+    hits: list[float] = field(default_factory=list)  # times of the slots taken, oldest first
+    blocked_until: float | None = None
+    keep_until: float = 0.0  # after this the state says nothing any more and may be dropped
+
+
+@dataclass
 class TicketQuery:
     now: datetime
     traveller_id: str | None = None  # None: every traveller (admins only)
@@ -126,8 +140,22 @@ class TicketQuery:
     limit: int = 100
 
 
+@dataclass
+class DeviceReport:
+    """A device's latest state report (``state``: the report, JSON text as served back)."""
+
+    device: str
+    last_contact: datetime
+    software_version: str | None
+    outbox_depth: int
+    alarm_count: int
+    state: str
+
+
 # API sort field -> column. The only names that ever reach an ORDER BY.
 TICKET_SORT_FIELDS = {"issuedAt": "issued_at", "validFrom": "valid_from", "validUntil": "valid_until",
                       "ticketId": "ticket_id"}
 EVENT_SORT_FIELDS = {"eventId": "id", "time": "event_time", "receivedAt": "received_at"}
+DEVICE_SORT_FIELDS = {"lastContact": "last_contact", "deviceId": "device", "outboxDepth": "outbox_depth",
+                      "alarms": "alarm_count"}
 SORT_ORDERS = {"asc": "ASC", "desc": "DESC"}

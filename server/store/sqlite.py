@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,17 @@ class SqliteTx:
     def serialize(self, name: str) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already holds the one write lock."""
 
+    def share(self, name: str) -> None:
+        """Nothing to do: writers commit one at a time, in id order."""
+
+    def notify(self, channel: str) -> None:
+        """Nothing to send: other processes on the file poll (see :meth:`SqliteDatabase.listen`)."""
+
 
 class SqliteDatabase:
     dialect = "sqlite"
     concurrency = 1
+    commits_in_id_order = True
 
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -57,7 +64,9 @@ class SqliteDatabase:
         self._db.execute("PRAGMA foreign_keys = ON")
 
     @contextmanager
-    def transaction(self) -> Iterator[SqliteTx]:
+    def transaction(self, *, durable: bool = True) -> Iterator[SqliteTx]:
+        """(``durable`` changes nothing here: WAL with synchronous=NORMAL already commits
+        without waiting for the disk.)"""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -71,6 +80,10 @@ class SqliteDatabase:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
+
+    def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        """SQLite cannot tell other processes: None, so the caller polls."""
+        return None
 
     def close(self) -> None:
         with self._lock:

@@ -331,6 +331,8 @@ async def apply(ctx: Context, principal: Principal, ticket_id: str, action: str,
                       actor=principal.key, action=action, changes=changes, deny=entry, reason=reason)
     except StateConflict as exc:
         raise ApiError(409, str(exc), code="invalid_state") from None
+    if entry is not None and ctx.feeds is not None:  # (a CLI's context serves no long-polls)
+        ctx.feeds["deny"].poke()  # this process's long-polls at once (other processes: NOTIFY or their poll)
     updated = await ctx.run(ctx.store.get_ticket, ticket.ticket_id)
     assert updated is not None
     return updated

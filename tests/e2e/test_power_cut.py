@@ -46,7 +46,8 @@ def test_power_cuts_lose_nothing_and_the_server_gets_each_event_once(tmp_path: P
     # Power cuts during the sync too: uploaders killed mid-batch, until at least one was caught
     # after the server stored a batch and before the device deleted it (sent again, deduplicated).
     server_db = server.data_dir / "server.sqlite3"
-    cut.cut_uploads(6, server.origin + "/api/v1", "val1", PASSWORD, server_db, batch_size=250,
+    # many small batches: many windows between the server's store and the device's ack for a cut to land in
+    cut.cut_uploads(6, server.origin + "/api/v1", "val1", PASSWORD, server_db, batch_size=20,
                     until_resent=1, max_rounds=40)
     assert figures.other_exits == [], cut.stderr_text()
     assert figures.upload_kills >= 3

@@ -24,6 +24,7 @@ SERVER_CONFIG: dict[str, Any] = {
     "rate_limit": {"requests": 10_000_000, "window_seconds": 60, "block_seconds": 1, "roles": {}},
     "login_limit": {"failures": 10_000_000, "window_seconds": 60, "block_seconds": 1},
     "connections": {"per_address": 2000, "total": 4000},
+    "long_poll_max_seconds": 1,  # a generated wait=55 would outlast the run's request timeout
 }
 
 

@@ -1,17 +1,27 @@
 """Fixtures for the ticket server tests: a real data directory (made by the init function),
 a real server on 127.0.0.1 (its own event loop in a thread), real tokens over real HTTP.
 
+Every server test runs on both store backends (the ``backend`` parameter): SQLite, and
+PostgreSQL in a fresh database of a real server: ``MTB_TEST_POSTGRES`` (a URL whose user may
+create databases), else a throwaway cluster started here when PostgreSQL is installed
+(:mod:`tests.pgcluster`). Without either, the PostgreSQL runs are skipped with the reason, and
+under ``CI=true`` they fail instead.
+
 The session server has a rate limit too high to trip; ``make_server`` starts others (e.g.
 with a tight rate limit) that stop at the end of the test.
 """
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import os
+import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
@@ -21,13 +31,94 @@ from mtb import keys
 from server import cli
 from server.app import app_from_data_dir
 from server.config import load_config
+from server.store import Store, open_store
 from server.thread import ServerThread
+from tests import pgcluster
 
 PID = 1234
 OTHER_PID = 4321  # a second participant, added to the participant metadata by the fixture
 ROLES = ("val", "ins", "pos", "tvm", "admin")
 PASSWORD = "correct horse battery staple"
 FARE = {"amount": 100.0, "currency": "SEK", "vatAmount": 6.0, "vatPercent": 6.0}
+
+
+BACKENDS = ("sqlite", "postgresql")
+POSTGRES_ENV = "MTB_TEST_POSTGRES"
+
+
+class PostgresServer:
+    """Fresh databases on one PostgreSQL server, dropped at the end of the session."""
+
+    def __init__(self, admin_url: str):
+        self.admin_url = admin_url
+        self.created: list[str] = []
+        self._numbers = itertools.count()
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def create(self) -> str:
+        """The URL of a new, empty database."""
+        name = f"mtb_test_{os.getpid()}_{next(self._numbers)}"
+        self._admin(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        parts = urlsplit(self.admin_url)
+        return urlunsplit(parts._replace(path="/" + name))
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def postgres_unavailable(reason: str) -> None:
+    message = (f"PostgreSQL runs not possible: {reason}. Install PostgreSQL (apt-get install postgresql) or set "
+               f"{POSTGRES_ENV}=postgresql://user@host/db (a user that may create databases)")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; CI=true, so this is a failure, not a skip", pytrace=False)
+    pytest.skip(f"SKIPPED ON POSTGRESQL: {message}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    url = os.environ.get(POSTGRES_ENV)
+    cluster = None
+    if not url:
+        try:
+            cluster = pgcluster.start_temporary()
+        except RuntimeError as exc:
+            postgres_unavailable(str(exc))
+        url = cluster.url  # type: ignore[union-attr]
+    server = PostgresServer(url)
+    try:
+        server._admin("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any connection failure is "not available"
+        postgres_unavailable(f"cannot connect to {url}: {exc}")
+    yield server
+    server.drop_all()
+    if cluster is not None:
+        cluster.stop()
+        shutil.rmtree(cluster.directory.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store backend this run of a server test uses."""
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres_server")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def database_for(backend: str, request: pytest.FixtureRequest) -> Any:
+    """``database_for()`` -> the ``database`` setting of a new deployment on this run's backend
+    (a fresh PostgreSQL database, or the default SQLite file)."""
+    def make() -> dict[str, str]:
+        if backend == "sqlite":
+            return {}
+        return {"database": request.getfixturevalue("postgres_server").create()}
+    return make
 
 
 class Deployment:
@@ -37,6 +128,25 @@ class Deployment:
         self.config = load_config(data_dir)
         self.base = self.server.origin + self.config.base_path
         self._tokens: dict[str, str] = {}
+
+    def store(self) -> Store:
+        """The deployment's store, opened a second time (as another process would)."""
+        return open_store(self.config.database_target(), pool_size=1)
+
+    def rows(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """A read of the deployment's database (portable SQL, ``?`` placeholders), as tuples."""
+        store = self.store()
+        try:
+            return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in store.db.query(sql, params)]
+        finally:
+            store.close()
+
+    def tables(self) -> list[str]:
+        if self.config.database_target().startswith("postgresql://"):
+            sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        else:
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        return sorted(r[0] for r in self.rows(sql))
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -86,8 +196,8 @@ def make_data_dir(path: Path, **config: Any) -> Path:
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    data_dir = make_data_dir(tmp_path_factory.mktemp("server") / "data",
+def deployment(tmp_path_factory: pytest.TempPathFactory, database_for: Any) -> Iterator[Deployment]:
+    data_dir = make_data_dir(tmp_path_factory.mktemp("server") / "data", **database_for(),
                              rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1, "roles": {}})
     server = ServerThread(app_from_data_dir(data_dir)).start()
     deployment = Deployment(data_dir, server)
@@ -99,11 +209,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Any]:
+def make_server(tmp_path: Path, database_for: Any) -> Iterator[Any]:
     started: list[ServerThread] = []
 
     def start(**config: Any) -> Deployment:
-        data_dir = make_data_dir(tmp_path / f"data{len(started)}", **config)
+        data_dir = make_data_dir(tmp_path / f"data{len(started)}", **{**database_for(), **config})
         server = ServerThread(app_from_data_dir(data_dir)).start()
         started.append(server)
         return Deployment(data_dir, server)
@@ -184,6 +294,20 @@ async def api(deployment: Deployment) -> Any:
         yield Api(deployment, session)
 
 
+@pytest.fixture
+async def api_for() -> Any:
+    """``await api_for(deployment)``: a client for a deployment of ``make_server``."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def make(deployment: Deployment) -> Api:
+        sessions.append(aiohttp.ClientSession())
+        return Api(deployment, sessions[-1])
+
+    yield make
+    for session in sessions:
+        await session.close()
+
+
 def event(ticket_id: str = "T-foreign", local_id: str = "L1", **extra: Any) -> dict[str, Any]:
     """A full BoB ticketEvent."""
     body = {
@@ -204,3 +328,11 @@ def event(ticket_id: str = "T-foreign", local_id: str = "L1", **extra: Any) -> d
 @pytest.fixture
 def make_event() -> Any:
     return event
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say it loudly when the PostgreSQL runs did not happen: SQLite alone was tested."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "SKIPPED ON POSTGRESQL" in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_sep("!", f"{len(skipped)} PostgreSQL runs SKIPPED: the server store was tested on "
+                                        "SQLite only (the reason is in the summary)", red=True, bold=True)

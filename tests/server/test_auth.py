@@ -206,4 +206,36 @@ async def test_every_token_route_is_401_without_or_with_a_bad_token(api):
             reply = await api.call(route.method, _concrete(route.path), role=None, token=token, json_body={})
             assert reply.status == 401, (route.method, route.path, reply)
         checked += 1
-    assert checked == len(routes) - 2
+    unguarded = {r.operation_id for r in routes if r.public or r.basic}
+    assert unguarded == {"getOpenApi", "getAuthToken", "getHealth", "getMetrics"}
+    assert checked == len(routes) - len(unguarded)
+
+
+def test_verified_tokens_are_cached_until_they_expire_and_never_beyond(tmp_path, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    from server.auth import tokens
+    from server.config import load_config
+    from server.errors import ApiError
+    from server.keyring import KeyRing
+
+    from .conftest import make_data_dir
+    data = make_data_dir(tmp_path / "d")
+    ring = KeyRing.load(data, load_config(data))
+    now = datetime.now(timezone.utc)
+    verified = []
+    real = tokens.verify_token
+    monkeypatch.setattr(tokens, "verify_token", lambda *a: verified.append(a[0]) or real(*a))
+    cache = tokens.TokenCache(size=2)
+    token = tokens.issue_token(ring, "val1", "val", now, 60)
+    assert cache.verify(token, ring, now, 0, 86400) == cache.verify(token, ring, now, 0, 86400)
+    assert len(verified) == 1  # the second use did not verify the signature again
+    with pytest.raises(ApiError) as tampered:  # other text, other key: verified, and refused
+        cache.verify(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"), ring, now, 0, 86400)
+    assert tampered.value.status == 401
+    with pytest.raises(ApiError) as expired:  # from the cache, expiry still holds
+        cache.verify(token, ring, now + timedelta(seconds=61), 0, 86400)
+    assert expired.value.code == "token_expired"
+    for sub in ("a", "b", "c"):
+        cache.verify(tokens.issue_token(ring, sub, "val", now, 60), ring, now, 0, 86400)
+    assert len(cache._principals) == 2  # bounded

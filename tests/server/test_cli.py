@@ -5,7 +5,6 @@ import base64
 import json
 import os
 import socket
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from server.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,9 +39,11 @@ def get(url: str, headers: dict | None = None) -> tuple[int, dict]:
         return exc.code, json.load(exc)
 
 
-def test_init_credentials_and_serve(tmp_path):
+def test_init_credentials_and_serve(tmp_path, database_for):
     data = tmp_path / "data"
-    out = run("init", "--data", str(data), "--pid", "77", "--name", "CLI Transit")
+    database = database_for().get("database")  # PostgreSQL: a URL given once, to init, kept in config.json
+    out = run("init", "--data", str(data), "--pid", "77", "--name", "CLI Transit",
+              *(["--database", database] if database else []))
     assert out.returncode == 0, out.stderr
     shown = json.loads(out.stdout)
     password = shown["adminPassword"]
@@ -51,9 +54,10 @@ def test_init_credentials_and_serve(tmp_path):
     assert config["pid"] == 77 and config["rate_limit"]["requests"] == 100
     metadata = json.loads((data / "participant-metadata.json").read_text())
     assert metadata[0]["pid"] == 77 and metadata[0]["organisationName"] == "CLI Transit"
-    db = sqlite3.connect(data / "server.sqlite3")
-    [(stored,)] = db.execute("SELECT password_hash FROM credentials WHERE entity_id = 'admin'").fetchall()
-    db.close()
+    store = open_store(database or data / "server.sqlite3")
+    stored = store.get_credential("admin").password_hash
+    store.close()
+    assert config["database"] == (database or "server.sqlite3")
     assert password not in stored and stored.startswith("$argon2id$")
     assert password not in "".join(p.read_text(errors="ignore") for p in data.iterdir() if p.is_file())
 
@@ -130,3 +134,13 @@ async def test_start_helper_serves_a_data_dir_on_a_free_port(tmp_path):
                 assert r.status == 429  # the override took effect
     finally:
         await server.close()
+
+
+def test_a_database_url_with_a_password_is_refused_before_anything_is_written(tmp_path):
+    for args in (("init", "--data", str(tmp_path / "d"), "--database", "postgresql://u:hunter2@127.0.0.1/db"),
+                 ("init", "--data", str(tmp_path / "d"), "--database", "postgresql://u@127.0.0.1/db?password=x"),
+                 ("init", "--data", str(tmp_path / "d"), "--database", "mysql://u@127.0.0.1/db")):
+        out = run(*args)
+        assert out.returncode == 1 and out.stderr.startswith("error:") and "Traceback" not in out.stderr, out.stderr
+        assert "hunter2" not in out.stderr and not (tmp_path / "d" / "config.json").exists()
+    assert "PGPASSWORD" in run(*args[:-1], "postgresql://u:pw@127.0.0.1/db").stderr

@@ -66,12 +66,7 @@ def api_login_status(deployment: Deployment, entity: str) -> int:
 
 
 def rows_of(deployment: Deployment, sql: str, params: tuple = ()) -> list[tuple]:
-    from server.store import open_store
-    store = open_store(deployment.data_dir / deployment.config.database)
-    try:
-        return [tuple(r) for r in store.db.query(sql, params)]
-    finally:
-        store.close()
+    return deployment.rows(sql, params)
 
 
 # --- sign-in, sessions --------------------------------------------------------------------------
@@ -151,8 +146,7 @@ async def test_a_removed_credential_or_an_expired_session_is_signed_out(clients,
 
     client = await clients("admin")
     token_hash = rows_of(deployment, "SELECT token_hash FROM console_sessions ORDER BY created_at DESC")[0][0]
-    from server.store import open_store
-    store = open_store(deployment.data_dir / deployment.config.database)
+    store = deployment.store()
     try:
         with store.db.transaction() as tx:
             tx.execute("UPDATE console_sessions SET expires_at = ? WHERE token_hash = ?",

@@ -2,7 +2,6 @@
 the single-event forms (201 + Location, 303 on a repeat) and the events under a ticket."""
 from __future__ import annotations
 
-import sqlite3
 import uuid
 
 import pytest
@@ -10,12 +9,8 @@ import pytest
 from .conftest import PID
 
 
-def count_rows(deployment, sql: str = "SELECT count(*) FROM events", params=()) -> int:
-    db = sqlite3.connect(deployment.data_dir / deployment.config.database)
-    try:
-        return db.execute(sql, params).fetchone()[0]
-    finally:
-        db.close()
+def count_rows(deployment, sql: str = "SELECT count(*) AS n FROM events", params=()) -> int:
+    return deployment.rows(sql, params)[0][0]
 
 
 def uid() -> str:

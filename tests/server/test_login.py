@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import sqlite3
 from collections import Counter
 from pathlib import Path
 
@@ -27,20 +26,16 @@ WRONG = "not-the-password"
 
 
 def stored_hash(d: Deployment, entity: str) -> str:
-    db = sqlite3.connect(d.data_dir / d.config.database)
-    try:
-        return db.execute("SELECT password_hash FROM credentials WHERE entity_id = ?", (entity,)).fetchone()[0]
-    finally:
-        db.close()
+    return d.rows("SELECT password_hash FROM credentials WHERE entity_id = ?", (entity,))[0][0]
 
 
 def set_hash(d: Deployment, entity: str, value: str) -> None:
-    db = sqlite3.connect(d.data_dir / d.config.database)
+    store = d.store()
     try:
-        db.execute("UPDATE credentials SET password_hash = ? WHERE entity_id = ?", (value, entity))
-        db.commit()
+        with store.db.transaction() as tx:
+            tx.execute("UPDATE credentials SET password_hash = ? WHERE entity_id = ?", (value, entity))
     finally:
-        db.close()
+        store.close()
 
 
 async def login(api: Api, entity: str, password: str = PASSWORD, forwarded_for: str | None = None) -> int:

@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
-from server.auth.ratelimit import RateLimiter
+from server.auth.ratelimit import DatabaseLimiter, RateLimiter
+from server.store import StoreRunner, open_store
 
 from .conftest import Api
 
@@ -60,38 +62,68 @@ class Clock:
         return self.t
 
 
-def test_window_is_rolling():
-    clock = Clock()
-    limiter = RateLimiter(3, 60, 300, clock=clock)
+@pytest.fixture(params=("memory", "database"))
+def make_limiter(request, tmp_path, database_for):
+    """Either storage of the one rule: in memory, or in the store of this run's backend."""
+    opened = []
+
+    def make(requests, window, block, *, roles=None):
+        clock = Clock()
+        if request.param == "memory":
+            return RateLimiter(requests, window, block, clock=clock, roles=roles), clock
+        store = open_store(database_for().get("database") or tmp_path / "limits.db")
+        run = StoreRunner(store)
+        opened.append(run)
+        return DatabaseLimiter(run, store, requests, window, block, clock=clock, roles=roles), clock
+
+    yield make
+    for run in opened:
+        run.close()
+
+
+async def test_window_is_rolling(make_limiter):
+    limiter, clock = make_limiter(3, 60, 300)
     for step in (0, 20, 40):
         clock.t = 1000 + step
-        assert limiter.hit("a") is None
+        assert await limiter.hit("a") is None
     clock.t = 1059
-    assert limiter.hit("b") is None  # per key
+    assert await limiter.hit("b") is None  # per key
     clock.t = 1060.5  # the first hit (t=1000) left the window: room for one
-    assert limiter.hit("a") is None
+    assert await limiter.hit("a") is None
     clock.t = 1061
-    assert limiter.hit("a") == 300  # 4 in the last 60 s: blocked
+    assert await limiter.hit("a") == 300  # 4 in the last 60 s: blocked
+    assert await limiter.blocked("a") == 300 and await limiter.blocked("b") is None
     clock.t = 1200
-    assert limiter.hit("a") == 161  # still blocked, counting down
+    assert await limiter.hit("a") == 161  # still blocked, counting down
     clock.t = 1361
-    assert limiter.hit("a") is None  # block over, fresh window
+    assert await limiter.hit("a") is None  # block over, fresh window
 
 
-def test_without_a_block_retry_after_is_when_the_window_frees_up():
-    clock = Clock()
-    limiter = RateLimiter(2, 10, 0, clock=clock)
-    assert limiter.hit("a") is None and limiter.hit("a") is None
+async def test_without_a_block_retry_after_is_when_the_window_frees_up(make_limiter):
+    limiter, clock = make_limiter(2, 10, 0)
+    assert await limiter.hit("a") is None and await limiter.hit("a") is None
     clock.t += 4
-    assert limiter.hit("a") == 6
+    assert await limiter.hit("a") == 6
 
 
-def test_a_role_has_its_own_limit_and_block():
+async def test_a_role_has_its_own_limit_and_block(make_limiter):
+    limiter, _ = make_limiter(2, 60, 300, roles={"val": (4, 60, 30)})
+    assert [await limiter.hit("bus-1", "val") for _ in range(5)] == [None] * 4 + [30]
+    assert [await limiter.hit("shop-1", "pos") for _ in range(3)] == [None, None, 300]  # no own limit: the default
+    assert [await limiter.hit("login-failures:x") for _ in range(3)] == [None, None, 300]
+
+
+async def test_the_database_limiter_forgets_what_no_longer_counts(tmp_path):
+    store = open_store(tmp_path / "limits.db")
+    run = StoreRunner(store)
     clock = Clock()
-    limiter = RateLimiter(2, 60, 300, clock=clock, roles={"val": (4, 60, 30)})
-    assert [limiter.hit("bus-1", "val") for _ in range(5)] == [None] * 4 + [30]
-    assert [limiter.hit("shop-1", "pos") for _ in range(3)] == [None, None, 300]  # no own limit: the default
-    assert [limiter.hit("login-failures:x") for _ in range(3)] == [None, None, 300]
+    limiter = DatabaseLimiter(run, store, 2, 10, 30, clock=clock)
+    for key in ("a", "b", "b", "b"):
+        await limiter.hit(key)  # a: one hit; b: blocked until 1030
+    clock.t += DatabaseLimiter.SWEEP_SECONDS + 1  # both over: swept at the next hit
+    assert await limiter.hit("c") is None
+    assert [r["limit_key"] for r in store.db.query("SELECT limit_key FROM rate_limits")] == ["c"]
+    run.close()
 
 
 def test_device_roles_get_their_own_default_limit():

@@ -4,7 +4,6 @@ integers, Content-Type, the deny-list pages like every other list."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from typing import Any
 
@@ -18,19 +17,11 @@ def uid() -> str:
 
 
 def stored_body(d: Deployment, event_id: str) -> dict[str, Any]:
-    db = sqlite3.connect(d.data_dir / d.config.database)
-    try:
-        return json.loads(db.execute("SELECT body FROM events WHERE id = ?", (int(event_id),)).fetchone()[0])
-    finally:
-        db.close()
+    return json.loads(d.rows("SELECT body FROM events WHERE id = ?", (int(event_id),))[0][0])
 
 
 def count_events(d: Deployment) -> int:
-    db = sqlite3.connect(d.data_dir / d.config.database)
-    try:
-        return db.execute("SELECT count(*) FROM events").fetchone()[0]
-    finally:
-        db.close()
+    return d.rows("SELECT count(*) AS n FROM events")[0][0]
 
 
 @pytest.mark.parametrize("sent,served", [
@@ -193,9 +184,9 @@ async def test_the_deny_list_pages_like_every_other_list(make_server):
         tids = [await api.ticket_id(f"trav-deny-{i}") for i in range(3)]
         for tid in tids:
             assert (await api.put(f"/ticket/{tid}/revoke", role="pos")).status == 200
-        from server.store import DenyEntry, open_store
+        from server.store import DenyEntry
         from datetime import datetime, timedelta, timezone
-        store = open_store(d.data_dir / d.config.database)
+        store = d.store()
         try:
             later = datetime.now(timezone.utc) + timedelta(days=1)
             for i in range(250):

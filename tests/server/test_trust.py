@@ -3,7 +3,6 @@ claims of any token, path ids, and the path segments the server writes."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from typing import Any
@@ -39,11 +38,7 @@ def raw_token(d: Any, claims_json: str) -> str:
 
 
 def deny_count(d: Any) -> int:
-    db = sqlite3.connect(d.data_dir / d.config.database)
-    try:
-        return db.execute("SELECT count(*) FROM deny_list").fetchone()[0]
-    finally:
-        db.close()
+    return d.rows("SELECT count(*) AS n FROM deny_list")[0][0]
 
 
 async def test_another_participant_cannot_make_itself_admin(api, deployment):
