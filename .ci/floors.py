@@ -19,11 +19,9 @@ def floors(pyproject: Path) -> list[str]:
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     extras = project.get("optional-dependencies", {})
     requirements = project["dependencies"] + extras.get("test", [])
-    for requirement in list(requirements):  # the test extra may pull in others of this project's extras
-        own = SELF.match(requirement)
-        if own and own[1] == project["name"]:
-            requirements.remove(requirement)
-            requirements += [r for extra in own[2].split(",") for r in extras.get(extra.strip(), [])]
+    # The test extra's own-extra reference (mtb-validator[postgresql]) is left to pip: pinning
+    # psycopg[binary] to its floor sends pip's resolver backtracking for many minutes.
+    requirements = [r for r in requirements if not ((own := SELF.match(r)) and own[1] == project["name"])]
     pins = []
     for requirement in requirements:
         match = FLOOR.match(requirement)
