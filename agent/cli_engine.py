@@ -14,8 +14,8 @@ from .cache import Cache
 from .cache_file import CacheError
 from .cli import SecretOnCommandLine, UsageError, iso, print_json, read_input, read_secret, scanned_bytes
 from .config import load_config
-from .policy import Policy
-from .scan_context import Context, Geo, Validator
+from mtb.policy import Policy
+from mtb.scan_context import Context, Geo, Validator
 from .engine import Engine
 from .place import implausible
 from .stops import DEFAULT_RADIUS_M, StopArea, StopLocator, load_stops

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .policy import Policy
+from mtb.policy import Policy
 from .sync.tls import TlsSettings, parse_pin
 
 

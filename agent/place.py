@@ -18,8 +18,8 @@ from datetime import datetime
 
 from hardware import Fix, PositionSource
 
-from .checks import distance_m
-from .scan_context import Geo
+from mtb.travel import distance_m
+from mtb.scan_context import Geo
 from .stops import StopArea, StopLocator
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from hardware.aio import sleep_unless
 from .cache import Cache
 from .cache_file import CacheError, explain
 from .clock import ClockWatch
-from .scan_context import Context, Service, Validator
+from mtb.scan_context import Context, Service, Validator
 from .engine import Decision, Engine
 from .logs import configure_logging
 from .messages import OUT_OF_SERVICE

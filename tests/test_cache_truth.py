@@ -22,7 +22,7 @@ import pytest
 from agent.cache import Cache
 from agent.cache_file import CacheError, CacheInUse
 from agent.config import ConfigError, read_credentials
-from agent.scan_context import Context, Validator
+from mtb.scan_context import Context, Validator
 from agent.engine import Engine
 from agent.messages import OUT_OF_SERVICE
 from agent.runtime import Agent

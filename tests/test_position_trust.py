@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 import mtb
 from agent.cli import main
-from agent.scan_context import Context, Geo, Service, Validator
+from mtb.scan_context import Context, Geo, Service, Validator
 from agent.place import CONFIRM_FIXES, PositionTracker
 from agent.runtime import Agent
 from agent.stops import SAMPLE_STOPS, StopLocator, load_stops

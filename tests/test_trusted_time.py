@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from agent.cache import Cache, Use
 from agent.clock import ClockWatch
-from agent.scan_context import Context, Validator
+from mtb.scan_context import Context, Validator
 from agent.engine import Engine
 from agent.messages import OUT_OF_SERVICE
 from agent.runtime import Agent
