@@ -12,20 +12,32 @@ Without Chromium or the playwright package the test is skipped with a loud reaso
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from server import cli
+from server.store import DeviceReport, open_store
 
 from ..server.conftest import PASSWORD, make_data_dir
 from .conftest import ServerProcess
 from .test_agent_server import issue
 
 CHROMIUM = "/usr/bin/chromium"
+
+
+def device_state(version: str = "1.4.0", depth: int = 0, alarms: list | None = None, **extra: Any) -> dict:
+    """A state report as a device sends it at each sync (POST /device/state)."""
+    return {"softwareVersion": version, "outbox": {"depth": depth, "parked": 0},
+            "listAgesSeconds": {"denyList": 2.0, "uses": 2.0, "participantMetadata": 40.0}, "alarms": alarms or [],
+            "cache": {"ok": True}, **extra}
+
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 20_000
@@ -169,6 +181,25 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     assert await page.locator("svg.chart rect").count() >= 3  # results 0, 7 and 8 this minute (or two minutes)
     await shot(page, tmp_path, "07-activity")
 
+    # the fleet: the devices' state reports, one device silent for an hour
+    reported = dict(depth=0, alarms=[], clockSkewSeconds=0.3)
+    assert (await backoffice_of.post("/device/state", device_state(**reported), role="val")).status == 200
+    alarm = [{"kind": "clock-jump", "message": "clock moved 400 s"}]
+    assert (await backoffice_of.post("/device/state", device_state(depth=14, alarms=alarm), role="ins")).status == 200
+    store = open_store(console_server.data_dir / "server.sqlite3")
+    try:
+        store.report_device(DeviceReport("val2", datetime.now(timezone.utc) - timedelta(hours=1), "1.3.9", 7, 0,
+                                         json.dumps(device_state(version="1.3.9", depth=7))))
+    finally:
+        store.close()
+    await page.get_by_role("navigation", name="Sections").get_by_role("link", name="Fleet").click()
+    assert "(silent)" in await page.locator("tbody tr", has_text="val2").inner_text()
+    await shot(page, tmp_path, "11-fleet")
+    await page.get_by_role("link", name="val1").click()
+    await page.get_by_role("heading", name="Recent events").wait_for()
+    assert "7 · on the deny list" in await page.locator("section", has_text="Recent events").inner_text()
+    await shot(page, tmp_path, "12-device")
+
     # a form without its CSRF token does nothing
     await page.goto(origin + f"/console/tickets/{other_id}")
     freeze = page.locator("form", has=page.get_by_role("button", name="Freeze"))
@@ -202,5 +233,5 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     await shot(page, tmp_path, "10-support-read-only")
     assert (await backoffice_of.get(f"/ticket/{other_id}", role="admin")).body["state"] == "active"
     for name in ("01-login-refused", "02-tickets", "03-ticket-validated", "04-ticket-revoked", "05-deny-list",
-                 "06-ticket-timeline", "07-activity", "08-csrf-refused", "09-ticket-on-a-phone", "10-support-read-only"):
+                 "06-ticket-timeline", "07-activity", "08-csrf-refused", "09-ticket-on-a-phone", "10-support-read-only", "11-fleet", "12-device"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, name

@@ -18,7 +18,7 @@ from server.app import app_from_data_dir
 from server.thread import ServerThread
 
 from .conftest import PASSWORD, Deployment, make_data_dir
-from .console_client import ConsoleClient, client_session
+from .console_client import ConsoleClient, assert_times_in_zone, client_session
 
 
 @pytest.fixture(scope="session")
@@ -389,15 +389,7 @@ async def test_times_are_in_the_operators_zone_with_utc_on_hover(make_server):
         client = ConsoleClient(deployment.server.origin, session)
         await client.sign_in("admin")
         page = await client.get(ticket_path(ticket_id))
-    times = re.findall(r'<time datetime="([^"]+)Z" title="([^"]+) UTC">([^<]+)</time>', page.text)
-    assert times
-    for iso, utc_text, local_text in times:
-        utc = datetime.fromisoformat(iso).replace(tzinfo=timezone.utc)
-        assert utc_text == utc.strftime("%Y-%m-%d %H:%M:%S")
-        from zoneinfo import ZoneInfo
-        local = utc.astimezone(ZoneInfo("Europe/Stockholm"))
-        assert local_text == local.strftime("%Y-%m-%d %H:%M:%S ") + local.tzname()
-    assert "Times are shown in Europe/Stockholm" in page.text
+    assert assert_times_in_zone(page.text, "Europe/Stockholm")
 
 
 def test_an_unknown_time_zone_is_refused_at_start(tmp_path):
