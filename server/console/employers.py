@@ -124,7 +124,7 @@ async def employees(request: web.Request) -> web.StreamResponse:
     rows, total = await b2b.run(b2b.store.list_employees, company.id,
                                 Query("lastName", "asc", (number - 1) * size, size, filters))
     counts = (await b2b.run(b2b.store.status_counts)).get(company.id, {})
-    return render(request, "employees.html", company=company, rows=rows, counts=counts, status=status,
+    return render(request, "employees.html", company=company, rows=rows, counts=counts, shown=status,
                   statuses=EMPLOYEE_STATUSES, pager=Pager(number, size, total, request.rel_url))
 
 
