@@ -3,32 +3,48 @@ server as a real process on 127.0.0.1, with a real agent syncing to it.
 
 An operator signs in (a wrong password first), finds a ticket issued in the test, sees its
 validations arrive once the agent has synced, revokes it from the page, finds the deny-list
-entry, sees the agent refuse the ticket (result 7) after its next sync, and signs out; a form
-without its CSRF token does nothing; a support user sees the buttons but cannot press them.
-A screenshot of each page goes to the test's own folder (``tmp_path``).
+entry, sees the agent refuse the ticket (result 7) after its next sync, looks at the fleet and a
+device, and signs out; a form without its CSRF token does nothing; a support user sees the
+buttons but cannot press them. On the employer side: the companies, a company, its employees,
+an integration's sync runs, and a webhook delivery that failed, retried from the page and then
+delivered to a receiver on 127.0.0.1. Every page is also checked at a phone's width. A
+screenshot of each page goes to the test's own folder (``tmp_path``).
 
 Without Chromium or the playwright package the test is skipped with a loud reason; under
 ``CI=true`` (``.ci/run`` installs both) it fails instead.
 """
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import os
 import shutil
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from server import cli
-from server.store import DeviceReport, open_store
+from server.b2b import keys, webhooks
+from server.b2b.cli import run_rollover
+from server.b2b.records import PERMISSIONS, Product
+from server.b2b.store import B2BStore
+from server.b2b.subscription import Plan
+from server.config import load_config
+from server.store import DeviceReport, Store, open_store
 
+from ..b2b.conftest import row
+from ..b2b.test_b2b_webhooks import Receiver
 from ..server.conftest import PASSWORD, make_data_dir
-from .conftest import ServerProcess
+from .conftest import ServerProcess, free_port
 from .test_agent_server import issue
 
 CHROMIUM = "/usr/bin/chromium"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
 
 
 def device_state(version: str = "1.4.0", depth: int = 0, alarms: list | None = None, **extra: Any) -> dict:
@@ -73,8 +89,12 @@ async def chromium(tmp_path: Path) -> Any:
 
 @pytest.fixture
 def console_server(tmp_path: Path) -> Any:
+    # The webhook sender runs in the server but looks for due deliveries only when woken (a
+    # change, or "retry now"): a retry that arrives was the button's doing, not the schedule's.
     data = make_data_dir(tmp_path / "server", console={"timezone": "Europe/Berlin"},
-                         rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1, "roles": {}})
+                         rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1, "roles": {}},
+                         b2b={"timezone": "Europe/Berlin", "webhook_poll_seconds": 3600,
+                              "rollover_interval_seconds": 3600})
     cli.add_credential(data, "support1", "support", PASSWORD)
     process = ServerProcess(data).start()
     yield process
@@ -93,6 +113,28 @@ async def backoffice_of(console_server: ServerProcess) -> Any:
 
 async def shot(page: Any, folder: Path, name: str) -> None:
     await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def server_store(server: ServerProcess) -> Store:
+    """The server's database, opened by the test as another process would."""
+    return open_store(load_config(server.data_dir).database_target(), pool_size=1)
+
+
+async def fits_a_phone(page: Any, url: str) -> None:
+    """At a phone's width nothing is wider than the screen (wide tables scroll in their own region)."""
+    await page.goto(url)
+    wide = await page.evaluate("""() => [...document.querySelectorAll('body *')].filter(
+        e => e.getBoundingClientRect().right > window.innerWidth + 0.5 && !e.closest('.scroll'))
+        .map(e => e.tagName + '.' + e.className + ': ' + e.textContent.slice(0, 60))""")
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (url, wide)
+
+
+async def until(condition: Callable[[], bool], rounds: int = 400) -> None:
+    for _ in range(rounds):  # bounded: 20 s at most
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the condition never held")
 
 
 async def sign_in(page: Any, origin: str, user: str, password: str = PASSWORD) -> None:
@@ -186,19 +228,28 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     assert (await backoffice_of.post("/device/state", device_state(**reported), role="val")).status == 200
     alarm = [{"kind": "clock-jump", "message": "clock moved 400 s"}]
     assert (await backoffice_of.post("/device/state", device_state(depth=14, alarms=alarm), role="ins")).status == 200
-    store = open_store(console_server.data_dir / "server.sqlite3")
+    store = server_store(console_server)
     try:
-        store.report_device(DeviceReport("val2", datetime.now(timezone.utc) - timedelta(hours=1), "1.3.9", 7, 0,
+        now = datetime.now(timezone.utc)
+        store.report_device(DeviceReport("val2", now - timedelta(hours=1), "1.3.9", 7, 0,
                                          json.dumps(device_state(version="1.3.9", depth=7))))
+        store.report_device(DeviceReport("4321:val-of-4321", now, "2.0.1", 0, 0,
+                                         json.dumps(device_state(version="2.0.1", clockSkewSeconds=-71.5))))
     finally:
         store.close()
     await page.get_by_role("navigation", name="Sections").get_by_role("link", name="Fleet").click()
-    assert "(silent)" in await page.locator("tbody tr", has_text="val2").inner_text()
+    silent = await page.locator("tbody tr", has_text="val2").inner_text()
+    assert "(silent)" in silent and "60 min ago" in silent
+    assert "clock-jump" in await page.locator("tbody tr", has_text="ins1").inner_text()
+    assert "participant 4321" in await page.locator("tbody tr", has_text="val-of-4321").inner_text()
     await shot(page, tmp_path, "11-fleet")
     await page.get_by_role("link", name="val1").click()
     await page.get_by_role("heading", name="Recent events").wait_for()
     assert "7 · on the deny list" in await page.locator("section", has_text="Recent events").inner_text()
+    assert await page.locator("section", has_text="State history").locator("tbody tr").count() == 1
     await shot(page, tmp_path, "12-device")
+    await page.get_by_role("navigation", name="Sections").get_by_role("link", name="Deny list").click()
+    assert "Devices without it" in await page.locator("thead").inner_text()
 
     # a form without its CSRF token does nothing
     await page.goto(origin + f"/console/tickets/{other_id}")
@@ -211,11 +262,12 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     assert (await backoffice_of.get(f"/ticket/{other_id}", role="admin")).body["state"] == "active"
 
     # on a phone: nothing wider than the screen
-    await page.set_viewport_size({"width": 390, "height": 844})
-    await page.goto(origin + f"/console/tickets/{ticket_id}")
-    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await page.set_viewport_size(PHONE)
+    for path in ("/console/fleet", "/console/devices/val1", "/console/deny-list", "/console/activity",
+                 f"/console/tickets/{ticket_id}"):
+        await fits_a_phone(page, origin + path)
     await shot(page, tmp_path, "09-ticket-on-a-phone")
-    await page.set_viewport_size({"width": 1280, "height": 900})
+    await page.set_viewport_size(DESKTOP)
 
     # sign out: the pages ask for a sign-in again
     await page.get_by_role("button", name="Sign out").click()
@@ -233,5 +285,115 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     await shot(page, tmp_path, "10-support-read-only")
     assert (await backoffice_of.get(f"/ticket/{other_id}", role="admin")).body["state"] == "active"
     for name in ("01-login-refused", "02-tickets", "03-ticket-validated", "04-ticket-revoked", "05-deny-list",
-                 "06-ticket-timeline", "07-activity", "08-csrf-refused", "09-ticket-on-a-phone", "10-support-read-only", "11-fleet", "12-device"):
+                 "06-ticket-timeline", "07-activity", "08-csrf-refused", "09-ticket-on-a-phone", "10-support-read-only",
+                 "11-fleet", "12-device"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, name
+
+
+async def sync(backoffice: Any, origin: str, integration: int, key: tuple[str, str], sync_id: str,
+               employees: list[dict[str, Any]]) -> int:
+    """An HR sync as the employer's HR platform sends it (B2B API, HTTP Basic with the API key)."""
+    auth = base64.b64encode(":".join(key).encode()).decode()
+    async with backoffice.session.post(f"{origin}/b2b/hr-integrations/{integration}/sync",
+                                       json={"syncId": sync_id, "employees": employees},
+                                       headers={"Authorization": f"Basic {auth}"}) as reply:
+        return reply.status
+
+
+async def test_an_operator_sees_the_employers_and_retries_a_failed_webhook(chromium, console_server, backoffice_of,
+                                                                         tmp_path):
+    origin = console_server.origin
+    store = server_store(console_server)
+    b2b = B2BStore(store.db)
+    receiver = Receiver(fail=1)  # the employer's receiver: down for the first request
+    try:
+        now = datetime.now(timezone.utc)
+        fare = {"amount": 49.0, "currency": "EUR", "vatAmount": 3.21, "vatPercent": 7.0}
+        acme = b2b.add_company("ACME Logistics", Product("job-ticket", ("A", "B"), ("bus", "tram"), fare), Plan(), now)
+        b2b.add_company("Nordhafen Hospital", Product("job-ticket", ("A",), ("bus",), fare),
+                        Plan("split-pay-plan", 29.0), now)
+        integration = b2b.add_integration(acme, "Personio", now)
+        key, secret = keys.new_key(acme, list(PERMISSIONS), now, name="HR platform")
+        b2b.add_api_key(key)
+        next_month = (date.today().replace(day=1) + timedelta(days=32)).replace(day=1)
+        staff = [row("E-101", "Anna", "Müller"), row("E-102", "Bo", "Berg"),
+                 row("E-104", "Dana", "Ode", absences=[{"startDate": next_month.isoformat(), "endDate": None}]),
+                 row("E-103", "Cem", "Çelik")]
+        auth = (key.key_id, secret)
+        assert await sync(backoffice_of, origin, integration, auth, "2026-11-roster-1", staff) == 204
+        bad = [{**staff[0], "email": "anna at example"}, *staff[1:]]
+        assert await sync(backoffice_of, origin, integration, auth, "2026-11-roster-2", bad) == 422
+        await run_rollover(console_server.data_dir, datetime.now(timezone.utc))  # this month's tickets
+        # the webhook endpoints: the receiver (down for its first request) and one that never answers
+        receiver.secret = webhooks.new_secret()
+        endpoint = b2b.add_endpoint(acme, await receiver.start(), [webhooks.SUBSCRIPTION_CHANGED], receiver.secret,
+                                    now)
+        b2b.add_endpoint(acme, f"http://127.0.0.1:{free_port()}/hooks", [webhooks.SUBSCRIPTION_CHANGED],
+                         webhooks.new_secret(), now)
+        assert await sync(backoffice_of, origin, integration, auth, "2026-11-roster-3", staff[:3]) == 204  # Cem left
+        await until(lambda: receiver.statuses == [500])  # the sender tried at once; the next try is 15 s or more away
+        [delivery] = b2b.deliveries(endpoint)
+        assert delivery.status == "pending" and delivery.next_attempt_at > datetime.now(timezone.utc)
+
+        page = await chromium.new_page()
+        await sign_in(page, origin, "admin")
+        await page.get_by_role("navigation", name="Sections").get_by_role("link", name="Employers").click()
+        await page.get_by_role("heading", name="Employers").wait_for()
+        assert "Nordhafen Hospital" in await page.locator("tbody").inner_text()
+        await shot(page, tmp_path, "13-employers")
+        await page.get_by_role("link", name="ACME Logistics").click()
+        await page.get_by_role("heading", name="HR integrations").wait_for()
+        integrations = await page.locator("section", has_text="HR integrations").inner_text()
+        assert "SYNCED" in integrations and "2026-11-roster-3" in integrations
+        await shot(page, tmp_path, "14-company")
+        await page.get_by_role("link", name="All 4 employees").click()
+        employees = await page.locator("tbody").inner_text()
+        assert "scheduled-pause" in employees and "cancelled" in employees and "active" in employees
+        await shot(page, tmp_path, "15-employees")
+        await page.get_by_role("link", name="ACME Logistics").click()
+        await page.get_by_role("link", name="Personio").click()
+        runs = await page.locator("section", has_text="Sync runs").locator("tbody tr").all_inner_texts()
+        assert [r.split("\t")[1].strip() for r in runs] == ["applied", "refused", "applied"]
+        assert "employees[0].email" in runs[1]
+        await shot(page, tmp_path, "16-sync-runs")
+
+        # the delivery log: the failed attempt, retried now from the page, then delivered
+        await page.get_by_role("link", name="ACME Logistics").click()
+        await page.get_by_role("link", name=receiver_url_of(b2b, endpoint)).click()
+        entry = page.locator("tbody tr", has_text=delivery.event_id)
+        assert "HTTP 500" in await entry.inner_text()
+        await shot(page, tmp_path, "17-webhook-log")
+        await entry.get_by_role("button", name="Retry now").click()
+        await page.get_by_text("The delivery is due now").wait_for()
+        await until(lambda: receiver.statuses == [500, 204])
+        await page.reload()
+        assert "delivered" in await page.locator("tbody tr", has_text=delivery.event_id).inner_text()
+        await shot(page, tmp_path, "18-webhook-retried")
+
+        await page.set_viewport_size(PHONE)
+        company = f"/console/employers/{acme}"
+        for path in ("/console/employers", company, f"{company}/employees", f"{company}/integrations/{integration}",
+                     f"{company}/webhooks/{endpoint}"):
+            await fits_a_phone(page, origin + path)
+        await page.goto(origin + f"{company}/employees")
+        await shot(page, tmp_path, "19-employees-on-a-phone")
+        await page.set_viewport_size(DESKTOP)
+
+        # a support user sees the retry button of the endpoint that never answers, but cannot press it
+        await page.get_by_role("button", name="Sign out").click()
+        await sign_in(page, origin, "support1")
+        await page.goto(origin + company)
+        await page.get_by_role("link", name="/hooks").click()
+        button = page.get_by_role("button", name="Retry now")
+        assert await button.is_visible() and await button.is_disabled()
+        await shot(page, tmp_path, "20-webhook-support-read-only")
+    finally:
+        await receiver.stop()
+        store.close()
+    for name in ("13-employers", "14-company", "15-employees", "16-sync-runs", "17-webhook-log", "18-webhook-retried",
+                 "19-employees-on-a-phone", "20-webhook-support-read-only"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000, name
+
+
+def receiver_url_of(b2b: B2BStore, endpoint: int) -> str:
+    return b2b.get_endpoint(endpoint).url  # type: ignore[union-attr]
