@@ -549,7 +549,8 @@ class B2BStore:
     def status_counts(self) -> dict[int, dict[str, int]]:
         """Employees by company and subscription status."""
         counts: dict[int, dict[str, int]] = {}
-        for r in self.db.query("SELECT company_id, status, count(*) AS n FROM b2b_employees GROUP BY company_id, status"):
+        for r in self.db.query("SELECT company_id, status, count(*) AS n FROM b2b_employees "
+                               "GROUP BY company_id, status"):
             counts.setdefault(r["company_id"], {})[r["status"]] = int(r["n"])
         return counts
 

@@ -48,8 +48,9 @@ async def test_the_fleet_page_shows_every_device_and_marks_the_silent_ones(make_
     api = await api_for(d)
     alarm = [{"kind": "clock-skew", "message": "device clock 95 s ahead"}]
     assert (await api.post("/device/state", state(depth=3), role="val")).status == 200
-    assert (await api.post("/device/state", state(version="1.5.0", depth=40, alarms=alarm, clockSkewSeconds=95.0),
-                           role="ins")).status == 200
+    ages = {"denyList": 3.0, "uses": 1200.0, "participantMetadata": None}
+    assert (await api.post("/device/state", state(version="1.5.0", depth=40, alarms=alarm, clockSkewSeconds=95.0,
+                                                  listAgesSeconds=ages), role="ins")).status == 200
     now = datetime.now(timezone.utc)
     report(d, DeviceReport("val2", now - timedelta(hours=1), "1.3.9", 7, 0, SILENT),  # heard from an hour ago
            DeviceReport("4321:val-of-4321", now, "2.0.0", 0, 0, json.dumps(state(version="2.0.0"))))
@@ -65,10 +66,11 @@ async def test_the_fleet_page_shows_every_device_and_marks_the_silent_ones(make_
         ins = row_of(page.text, "ins1")
         assert "<td>ins</td>" in ins and "clock-skew" in ins and "1.5.0" in ins and "40, oldest 12 s" in ins
         assert '<span class="stale">1 parked</span>' in ins
-        assert '<span class="stale">+95.0 s</span>' in ins  # beyond clock_skew_seconds (60)
-        assert "denyList 3 s" in ins and '<span class="stale">participantMetadata never</span>' in ins
+        assert '<span class="stale">+95.0 s (over 60 s)</span>' in ins  # beyond clock_skew_seconds
+        assert "<span>denyList 3 s</span>" in ins and '<span class="stale">participantMetadata never</span>' in ins
+        assert '<span class="stale">uses 20 min (old)</span>' in ins  # older than device_silent_seconds
         val = row_of(page.text, "val1")
-        assert '<span class="">-0.4 s</span>' in val and "none" in val and "(silent)" not in val
+        assert "<span>-0.4 s</span>" in val and "none" in val and "(silent)" not in val
         assert "<td>participant 4321</td>" in row_of(page.text, "4321:val-of-4321")
         foreign = await client.get("/console/devices/" + quote("4321:val-of-4321", safe=""))
         assert foreign.status == 200 and "a device of participant 4321" in foreign.text
@@ -91,7 +93,8 @@ async def test_the_fleet_is_paged(make_server):
         first = await client.get("/console/fleet?sort=device")
         second = await client.get("/console/fleet?sort=device&page=2")
     assert devices_on(first.text) == [f"val-{i:02d}" for i in range(5)] and "1&ndash;5 of 7" in first.text
-    assert devices_on(second.text) == ["val-05", "val-06"] and 'href="/console/fleet?sort=device&amp;page=1"' in second.text
+    assert devices_on(second.text) == ["val-05", "val-06"]
+    assert 'href="/console/fleet?sort=device&amp;page=1"' in second.text
 
 
 async def test_a_devices_page_has_its_state_its_events_and_its_history(make_server, api_for, make_event):
@@ -157,8 +160,10 @@ async def test_the_deny_list_counts_the_devices_that_still_have_to_fetch_an_entr
     store = d.store()
     try:
         expire = now + timedelta(days=1)
-        older = store.add_deny(DenyEntry(expire, ticket_id="T-older", reason="revoke", created_at=now - timedelta(minutes=10)))
-        newer = store.add_deny(DenyEntry(expire, ticket_id="T-newer", reason="revoke", created_at=now - timedelta(minutes=2)))
+        older = store.add_deny(DenyEntry(expire, ticket_id="T-older", reason="revoke",
+                                         created_at=now - timedelta(minutes=10)))
+        newer = store.add_deny(DenyEntry(expire, ticket_id="T-newer", reason="revoke",
+                                         created_at=now - timedelta(minutes=2)))
     finally:
         store.close()
     no_age = {k: v for k, v in state().items() if k != "listAgesSeconds"}
