@@ -127,5 +127,13 @@ class FleetQueries:
         missing = self._count("SELECT count(*) AS n FROM deny_list WHERE created_at > ?", (oldest,)) if oldest else 0
         return DenyFetching(int(row["devices"]), int(row["reporting"]), int(row["behind"]), missing)
 
+    def fetched_before(self, instant: datetime) -> list[str]:
+        """When each device that last fetched the deny list before ``instant`` did, oldest first,
+        in the stored form (which sorts as time does). Devices that keep up fetched after the
+        newest entries, so this is short on a page of new entries; an entry lacks on as many
+        devices as fetched before it was added (``bisect_left(found, ts(created_at))``)."""
+        return [r["deny_fetched_at"] for r in self.db.query(
+            "SELECT deny_fetched_at FROM devices WHERE deny_fetched_at < ? ORDER BY deny_fetched_at", (ts(instant),))]
+
 
 __all__ = ["DEVICE_SHOWS", "DEVICE_SORTS", "DenyFetching", "DeviceEvent", "DeviceRow", "FleetQueries"]

@@ -77,7 +77,6 @@ class DenyRow:
     created_at: datetime
     actor: str | None  # who did it, when a ticket's change of state added it
     note: str | None  # the reason they gave
-    devices_missing: int = 0  # devices whose last deny-list fetch (by their state report) came before it
 
     @property
     def kind(self) -> str:
@@ -178,9 +177,8 @@ class ConsoleQueries:
     def deny_entries(self, kind: str | None, status: str, now: datetime, offset: int,
                      limit: int) -> tuple[list[DenyRow], int]:
         """Deny-list entries, newest first, with who added them and why when a ticket's change
-        of state did, and how many devices still have to fetch each. ``kind``: what the entry
-        names (ticket, traveller, token; None: all); ``status``: in force (``expire`` still
-        ahead), expired, or all."""
+        of state did. ``kind``: what the entry names (ticket, traveller, token; None: all);
+        ``status``: in force (``expire`` still ahead), expired, or all."""
         where: list[str] = []
         params: list[Any] = []
         if kind is not None:
@@ -195,13 +193,11 @@ class ConsoleQueries:
         total = self._count(f"SELECT count(*) AS n FROM deny_list d WHERE {sql_where}", params)
         rows = self.db.query(
             "SELECT d.id AS id, d.ticket_id AS ticket_id, d.traveller_id AS traveller_id, d.token_id AS token_id, "
-            "d.expire AS expire, d.reason AS reason, d.created_at AS created_at, l.actor AS actor, l.reason AS note, "
-            "(SELECT count(*) FROM devices v WHERE v.deny_fetched_at < d.created_at) AS missing "
+            "d.expire AS expire, d.reason AS reason, d.created_at AS created_at, l.actor AS actor, l.reason AS note "
             f"FROM deny_list d LEFT JOIN ticket_log l ON l.deny_id = d.id WHERE {sql_where} "
             "ORDER BY d.id DESC LIMIT ? OFFSET ?", [*params, limit, offset])
         return [DenyRow(r["id"], r["ticket_id"], r["traveller_id"], r["token_id"], parse_time(r["expire"]),
-                        r["reason"], parse_time(r["created_at"]), r["actor"], r["note"], int(r["missing"]))
-                for r in rows], total
+                        r["reason"], parse_time(r["created_at"]), r["actor"], r["note"]) for r in rows], total
 
     # --- activity ---------------------------------------------------------------------------
 
