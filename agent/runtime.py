@@ -22,7 +22,7 @@ from hardware.aio import sleep_unless
 
 from .cache import Cache
 from .clock import ClockWatch
-from .scan_context import Context, Geo, Service, Validator
+from mtb.scan_context import Context, Geo, Service, Validator
 from .engine import Decision, Engine
 from .logs import configure_logging
 from .stops import StopArea, StopLocator
