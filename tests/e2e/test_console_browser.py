@@ -2,13 +2,17 @@
 server as a real process on 127.0.0.1, with a real agent syncing to it.
 
 An operator signs in (a wrong password first), finds a ticket issued in the test, sees its
-validations arrive once the agent has synced, revokes it from the page, finds the deny-list
-entry, sees the agent refuse the ticket (result 7) after its next sync, looks at the fleet and a
-device, and signs out; a form without its CSRF token does nothing; a support user sees the
-buttons but cannot press them. On the employer side: the companies, a company, its employees,
-an integration's sync runs, and a webhook delivery that failed, retried from the page and then
-delivered to a receiver on 127.0.0.1. Every page is also checked at a phone's width. A
-screenshot of each page goes to the test's own folder (``tmp_path``).
+validations arrive once the agent has synced (and an inspector's handheld's inspection), revokes
+it from the page, finds the deny-list entry, sees the agent refuse the ticket (result 7) after
+its next sync, looks at the fleet and a device, freezes and thaws another ticket with the
+keyboard alone, and signs out; a form without its CSRF token does nothing; a support user sees
+the buttons but cannot press them. On the employer side: the companies, a company, its
+employees, an integration's sync runs, and a webhook delivery that failed, retried from the page
+and then delivered to a receiver on 127.0.0.1. Every page is checked in the browser for WCAG
+basics (a name on every control, AA contrast of every text, a text alternative on every picture,
+every time in the operator's zone with UTC on hover), at a desktop's and at a phone's width
+(nothing wider than the screen). A screenshot of each page goes to the test's own folder
+(``tmp_path``).
 
 Without Chromium or the playwright package the test is skipped with a loud reason; under
 ``CI=true`` (``.ci/run`` installs both) it fails instead.
@@ -39,12 +43,14 @@ from server.store import DeviceReport, Store, open_store
 from ..b2b.conftest import row
 from ..b2b.test_b2b_webhooks import Receiver
 from ..server.conftest import PASSWORD, make_data_dir
+from ..server.console_client import assert_times_in_zone
 from .conftest import ServerProcess, free_port
 from .test_agent_server import issue
 
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
+ZONE = "Europe/Berlin"  # the operators' time zone (console.timezone)
 
 
 def device_state(version: str = "1.4.0", depth: int = 0, alarms: list | None = None, **extra: Any) -> dict:
@@ -91,9 +97,9 @@ async def chromium(tmp_path: Path) -> Any:
 def console_server(tmp_path: Path) -> Any:
     # The webhook sender runs in the server but looks for due deliveries only when woken (a
     # change, or "retry now"): a retry that arrives was the button's doing, not the schedule's.
-    data = make_data_dir(tmp_path / "server", console={"timezone": "Europe/Berlin"},
+    data = make_data_dir(tmp_path / "server", console={"timezone": ZONE},
                          rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1, "roles": {}},
-                         b2b={"timezone": "Europe/Berlin", "webhook_poll_seconds": 3600,
+                         b2b={"timezone": ZONE, "webhook_poll_seconds": 3600,
                               "rollover_interval_seconds": 3600})
     cli.add_credential(data, "support1", "support", PASSWORD)
     process = ServerProcess(data).start()
@@ -111,7 +117,72 @@ async def backoffice_of(console_server: ServerProcess) -> Any:
         yield Api(Deployment(console_server.data_dir, console_server), session)  # type: ignore[arg-type]
 
 
+# WCAG checks run in the page on everything it shows: a language and a title; every control
+# with a name (its label, aria-label or its text); every image and picture with a text
+# alternative; every piece of text at AA contrast against what is behind it (4.5:1, 3:1 when
+# large; disabled controls are exempt); every time with its UTC time in its title.
+PAGE_PROBLEMS = r"""() => {
+  const problems = [];
+  const shown = e => { const r = e.getBoundingClientRect(), s = getComputedStyle(e);
+                       return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'; };
+  const what = e => e.outerHTML.slice(0, 120);
+  if (!document.documentElement.lang) problems.push('the page has no language');
+  if (!document.title.trim()) problems.push('the page has no title');
+  if (document.querySelectorAll('h1').length !== 1) problems.push('not exactly one h1');
+  if (!document.querySelector('main')) problems.push('no main landmark');
+  const textOf = ids => (ids || '').split(/\s+/).map(id => document.getElementById(id)?.textContent || '').join(' ');
+  for (const e of document.querySelectorAll('input:not([type=hidden]), select, textarea, button')) {
+    const name = [...(e.labels || [])].map(l => l.textContent).join(' ') + (e.getAttribute('aria-label') || '')
+      + textOf(e.getAttribute('aria-labelledby')) + (e.tagName === 'BUTTON' ? e.textContent : '') + (e.title || '');
+    if (!name.trim()) problems.push('a control without a name: ' + what(e));
+  }
+  for (const e of document.querySelectorAll('img')) if (!e.hasAttribute('alt')) problems.push('no alt: ' + what(e));
+  for (const e of document.querySelectorAll('svg')) {
+    if (e.closest('[aria-hidden=true]')) continue;
+    if (!(e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.querySelector(':scope > title')))
+      problems.push('a picture without a text alternative: ' + what(e));
+  }
+  const rgba = c => { const v = (c.match(/[\d.]+/g) || [0, 0, 0, 0]).map(Number);
+                      return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1]; };
+  const over = (top, below) => [0, 1, 2].map(i => top[i] * top[3] + below[i] * (1 - top[3]));
+  const channel = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const luminance = c => 0.2126 * channel(c[0]) + 0.7152 * channel(c[1]) + 0.0722 * channel(c[2]);
+  const behind = e => {
+    const layers = [];
+    for (let x = e; x; x = x.parentElement) {
+      const c = rgba(getComputedStyle(x).backgroundColor);
+      if (c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+    }
+    return layers.reverse().reduce((below, layer) => over(layer, below), [255, 255, 255]);
+  };
+  const seen = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const e = walker.currentNode.parentElement;
+    if (!walker.currentNode.textContent.trim() || seen.has(e)) continue;
+    seen.add(e);
+    if (!shown(e) || e.closest(':disabled, title, desc, option')) continue;
+    const s = getComputedStyle(e), back = behind(e);
+    const ink = over(rgba(e instanceof SVGElement ? s.fill : s.color), back);
+    const [hi, lo] = [luminance(ink), luminance(back)].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05), size = parseFloat(s.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(s.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5))
+      problems.push(`contrast ${ratio.toFixed(2)}: ${e.tagName}.${e.getAttribute('class')} `
+                    + `"${e.textContent.trim().slice(0, 40)}"`);
+  }
+  for (const e of document.querySelectorAll('time'))
+    if (!/Z$/.test(e.dateTime) || !/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/.test(e.title))
+      problems.push('a time without its UTC time: ' + what(e));
+  return problems;
+}"""
+
+
 async def shot(page: Any, folder: Path, name: str) -> None:
+    """The page passes the checks above, its times are in the operator's zone, and its
+    screenshot is saved."""
+    assert await page.evaluate(PAGE_PROBLEMS) == [], (name, page.url)
+    assert_times_in_zone(await page.content(), ZONE)
     await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
@@ -127,6 +198,24 @@ async def fits_a_phone(page: Any, url: str) -> None:
         e => e.getBoundingClientRect().right > window.innerWidth + 0.5 && !e.closest('.scroll'))
         .map(e => e.tagName + '.' + e.className + ': ' + e.textContent.slice(0, 60))""")
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (url, wide)
+    assert await page.evaluate(PAGE_PROBLEMS) == [], url
+
+
+FOCUS = """() => { const e = document.activeElement, s = getComputedStyle(e);
+    return {outlined: s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2,
+            what: e.tagName + '#' + e.id + ' ' + (e.textContent || '').trim().slice(0, 40)}; }"""
+
+
+async def tab_until(page: Any, predicate: str, presses: int = 100) -> None:
+    """Press Tab (at most ``presses`` times) until ``predicate`` (JavaScript, of the focused
+    element) holds; every stop on the way shows where the focus is (an outline)."""
+    for _ in range(presses):
+        await page.keyboard.press("Tab")
+        focus = await page.evaluate(FOCUS)
+        assert focus["outlined"], f"no visible focus on {focus['what']}"
+        if await page.evaluate(f"({predicate})(document.activeElement)"):
+            return
+    raise AssertionError(f"{presses} presses of Tab never reached {predicate}")
 
 
 async def until(condition: Callable[[], bool], rounds: int = 400) -> None:
@@ -167,6 +256,14 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     await page.get_by_role("button", name="Sign in").click()
     await page.get_by_role("heading", name="Tickets").wait_for()
     assert page.url == origin + "/console/tickets"
+    # the page checks notice what they look for: pale text and a field without a label
+    probe = "() => { const p = document.createElement('p'); p.id = 'probe'; p.style.color = '#aaa'; " \
+            "p.textContent = 'pale'; p.append(document.createElement('input')); document.body.append(p); }"
+    await page.evaluate(probe)
+    problems = await page.evaluate(PAGE_PROBLEMS)
+    assert [p[:len("contrast 2.32: P")] for p in problems if p.startswith("contrast")] == ["contrast 2.32: P"], problems
+    assert len([p for p in problems if p.startswith("a control without a name: <input")]) == 1, problems
+    await page.evaluate("document.getElementById('probe').remove()")
     await page.keyboard.press("Tab")  # the keyboard's first stop is the skip link, then the sections
     assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
     await page.keyboard.press("Tab")
@@ -177,6 +274,8 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     await page.get_by_label("Search by").select_option("traveller")
     await page.get_by_label("Id").fill("trav-browser")
     await page.get_by_role("button", name="Search").click()
+    await page.get_by_role("link", name=ticket_id).wait_for()
+    await shot(page, tmp_path, "02-tickets-found")
     await page.get_by_role("link", name=ticket_id).click()
     await page.get_by_role("heading", level=1, name=f"Ticket {ticket_id}").wait_for()
     assert "Validation" not in await timeline_text(page)
@@ -186,10 +285,17 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     second = await agent.handle_scan(barcode.encode())
     assert (first.event_result, second.event_result) == (0, 8)
     await agent.syncer.upload_pending()
+    # an inspector's handheld checks it too and syncs: its inspection is on the timeline, with the device
+    handheld = make_agent(origin, device_id="handheld-7", entity="ins1", mode="inspection")
+    await handheld.syncer.sync_once()
+    assert (await handheld.handle_scan(barcode.encode())).event_result == 0
+    await handheld.syncer.upload_pending()
     await page.reload()
     story = await timeline_text(page)
-    assert story.count("Validation") == 2
+    assert story.count("Validation") == 2 and story.count("Inspection") == 1
     assert "0 · accepted" in story and "8 · passback: used again too soon" in story
+    inspection = await page.locator("table.timeline tr", has_text="Inspection").inner_text()
+    assert "handheld-7" in inspection and "posted by ins1" in inspection
     assert await page.locator("svg.qr").count() == 1
     await shot(page, tmp_path, "03-ticket-validated")
 
@@ -251,8 +357,19 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     await page.get_by_role("navigation", name="Sections").get_by_role("link", name="Deny list").click()
     assert "Devices without it" in await page.locator("thead").inner_text()
 
-    # a form without its CSRF token does nothing
+    # with the keyboard alone: Tab to a form's reason, type it, Tab to its button, Enter
     await page.goto(origin + f"/console/tickets/{other_id}")
+    for action, done in (("freeze", "Ticket frozen."), ("thaw", "Ticket thawed.")):
+        await tab_until(page, f"e => e.id === 'reason-{action}'")
+        await page.keyboard.type(f"{action} with the keyboard")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.textContent") == action.capitalize()
+        await page.keyboard.press("Enter")
+        await page.get_by_text(done).wait_for()
+    assert "admin: “thaw with the keyboard”" in await timeline_text(page)
+    assert (await backoffice_of.get(f"/ticket/{other_id}", role="admin")).body["state"] == "active"
+
+    # a form without its CSRF token does nothing
     freeze = page.locator("form", has=page.get_by_role("button", name="Freeze"))
     await freeze.locator("input[name=csrf]").evaluate("field => field.remove()")
     await freeze.get_by_label("Reason").fill("no token in this form")
@@ -284,9 +401,9 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     await page.get_by_text("can look but not change").wait_for()
     await shot(page, tmp_path, "10-support-read-only")
     assert (await backoffice_of.get(f"/ticket/{other_id}", role="admin")).body["state"] == "active"
-    for name in ("01-login-refused", "02-tickets", "03-ticket-validated", "04-ticket-revoked", "05-deny-list",
-                 "06-ticket-timeline", "07-activity", "08-csrf-refused", "09-ticket-on-a-phone", "10-support-read-only",
-                 "11-fleet", "12-device"):
+    for name in ("01-login-refused", "02-tickets", "02-tickets-found", "03-ticket-validated", "04-ticket-revoked",
+                 "05-deny-list", "06-ticket-timeline", "07-activity", "08-csrf-refused", "09-ticket-on-a-phone",
+                 "10-support-read-only", "11-fleet", "12-device"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, name
 
 

@@ -79,13 +79,14 @@ TIME = re.compile(r'<time datetime="([^"]+)Z" title="([^"]+) UTC">([^<]+)</time>
 
 
 def assert_times_in_zone(text: str, zone: str) -> int:
-    """Every time on the page is in ``zone`` with its UTC time in the title (hover); returns
-    how many there are."""
+    """Every time on the page is in ``zone`` (to the second or to the minute) with its UTC time
+    in the title (hover); returns how many there are."""
     times = TIME.findall(text)
     for iso, utc_text, local_text in times:
         utc = datetime.fromisoformat(iso).replace(tzinfo=timezone.utc)
         assert utc_text == utc.strftime("%Y-%m-%d %H:%M:%S")
         local = utc.astimezone(ZoneInfo(zone))
-        assert local_text == local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or "")
+        shown = [local.strftime(f"%Y-%m-%d {clock} ") + (local.tzname() or "") for clock in ("%H:%M:%S", "%H:%M")]
+        assert local_text in shown, (local_text, shown)  # to the second, or to the minute (the activity chart)
     assert f"Times are shown in {zone}" in text
     return len(times)
