@@ -250,3 +250,44 @@ async def test_the_employers_pages_are_absent_without_the_b2b_side(make_server):
         tickets = await client.get("/console/tickets")
         assert (await client.get("/console/employers")).status == 404
     assert ">Fleet</a>" in tickets.text and ">Employers</a>" not in tickets.text
+
+
+def pager_of(page: Page, label: str) -> str:
+    """What a list's pager says: ``"1&ndash;2 of 3"``."""
+    found = re.search(rf'<nav class="pager" aria-label="{label}: pages">\s*<span>([^<]+)</span>', page.text)
+    assert found, (label, page.text[:3000])
+    return found.group(1)
+
+
+async def test_every_employer_list_is_paged(make_server, employer_on):
+    d = make_server(console={"page_size": 5}, b2b={"jobs": False})  # six of everything: two pages
+    acme = await employer_on(d)
+    now = datetime.now(timezone.utc)
+    for i in range(5):
+        acme.store.add_company(f"Company {i}", Product("job-ticket", (), (), FARE), Plan(), now)
+        acme.store.add_integration(acme.company, f"HR {i}", now)
+        acme.store.add_endpoint(acme.company, f"http://127.0.0.1:9/hooks-{i}", [webhooks.SUBSCRIPTION_CHANGED],
+                                webhooks.new_secret(), now)
+        acme.store.add_api_key(keys.new_key(acme.company, list(PERMISSIONS), now, name=f"key {i}")[0])
+    staff = [row(f"P{i}", "Al", last) for i, last in enumerate(("Adler", "Berg", "Cohn", "Dahl", "Ebert", "Zorn"))]
+    for i in range(3):
+        assert await acme.sync(f"sync-{i}a", staff[:6 - i]) == 204
+        assert await acme.sync(f"sync-{i}b", [{**staff[0], "email": "nope"}]) == 422
+    deliveries = len(acme.deliveries())
+    assert deliveries >= 6
+    company = f"/console/employers/{acme.company}"
+    async with client_session() as session:
+        client = await signed_in(d, session)
+        for path, label, total in (("/console/employers", "Companies", 6), (f"{company}/employees", "Employees", 6),
+                                   (f"{company}/integrations/{acme.integration}", "Sync runs", 6),
+                                   (acme.webhook_path, "Deliveries", deliveries)):
+            first, second = await client.get(path), await client.get(path + "?page=2")
+            assert pager_of(first, label) == f"1&ndash;5 of {total}" and 'rel="next"' in first.text, label
+            assert pager_of(second, label) == f"6&ndash;{min(10, total)} of {total}", label
+        for param, label in (("integrations", "HR integrations"), ("webhooks", "Webhook endpoints"),
+                             ("keys", "API keys")):  # the company page's three lists page on their own
+            first, second = await client.get(company), await client.get(f"{company}?{param}=2")
+            assert pager_of(first, label) == "1&ndash;5 of 6" and pager_of(second, label) == "6&ndash;6 of 6", label
+        page_one, page_two = await client.get(f"{company}/employees"), await client.get(f"{company}/employees?page=2")
+    assert "Adler" in page_one.text and "Ebert" in page_one.text and "Zorn" not in page_one.text
+    assert "Zorn" in page_two.text and "Adler" not in page_two.text

@@ -153,6 +153,23 @@ async def test_the_state_history_keeps_changes_and_one_line_in_5_minutes_for_a_w
     assert page.text[page.text.index("State history"):].count("<tr><td><time") == 1
 
 
+async def test_a_devices_state_history_is_paged_apart_from_its_events(make_server):
+    d = make_server(console={"page_size": 5})
+    t0 = datetime.now(timezone.utc) - timedelta(hours=1)
+    report(d, *(DeviceReport("val1", t0 + timedelta(minutes=i), f"1.4.{i}", 0, 0, json.dumps(state(version=f"1.4.{i}")))
+                for i in range(7)))  # new software each time: seven lines
+    async with client_session() as session:
+        client = await signed_in(d, session)
+        first, second = await client.get("/console/devices/val1"), await client.get("/console/devices/val1?history=2")
+
+    def history(page) -> list[str]:
+        return re.findall(r"</time></td><td>(1\.4\.\d)</td>", page.text[page.text.index("State history"):])
+
+    assert history(first) == ["1.4.6", "1.4.5", "1.4.4", "1.4.3", "1.4.2"]  # newest first
+    assert history(second) == ["1.4.1", "1.4.0"] and "6&ndash;7 of 7" in second.text
+    assert 'href="/console/devices/val1?history=1"' in second.text
+
+
 async def test_the_deny_list_counts_the_devices_that_still_have_to_fetch_an_entry(make_server, api_for):
     d = make_server()
     api = await api_for(d)
