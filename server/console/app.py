@@ -34,6 +34,7 @@ SAFE_METHODS = ("GET", "HEAD")
 SECTIONS = [("console.tickets", "Tickets"), ("console.deny_list", "Deny list"), ("console.fleet", "Fleet"),
             ("console.activity", "Activity")]
 EMPLOYERS = ("console.employers", "Employers")  # with the B2B side
+PAGES = (login, tickets, deny_list, fleet, activity, assets)  # each module's ``routes``; employers with B2B
 SECURITY_HEADERS = {
     # Everything from this server; no inline script at all; forms only post here; never framed.
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
@@ -53,7 +54,7 @@ def make_console(ctx: Context, prefix: str = PREFIX, b2b: B2B | None = None) -> 
     app[CONSOLE] = Console(ctx, make_env(tz), ConsoleQueries(ctx.store.db), tz, prefix, FleetQueries(ctx.store.db),
                            sections, b2b)
     app[assets.ASSETS] = assets.load_assets()
-    for module in (login, tickets, deny_list, fleet, activity, assets, *([employers] if b2b is not None else [])):
+    for module in (*PAGES, *([employers] if b2b is not None else [])):
         app.add_routes(module.routes)
     app.router.add_get("/", home, name="console.home")
     return app

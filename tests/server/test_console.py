@@ -240,6 +240,41 @@ async def test_forms_without_their_csrf_token_do_nothing(clients, api):
     assert (await client.get("/console/tickets")).status == 200  # still signed in
 
 
+def changing_routes() -> list[tuple[str, str, str]]:
+    """``(method, path, access)`` of every console route that changes something (not GET or
+    HEAD), each path part filled in with "1"."""
+    from server.console import employers
+    from server.console.app import PAGES
+    from server.console.page import ACCESS_ATTR, READ
+
+    return [(route.method, "/console" + re.sub(r"\{[^}]+\}", "1", route.path),
+             getattr(route.handler, ACCESS_ATTR, READ))
+            for module in (*PAGES, employers) for route in module.routes if route.method not in ("GET", "HEAD")]
+
+
+async def test_every_route_that_changes_something_needs_the_csrf_token_and_its_role(clients):
+    from server.console.page import ADMIN
+
+    routes = changing_routes()
+    assert {(method, path) for method, path, _ in routes} == {
+        ("POST", "/console/login"), ("POST", "/console/logout"), ("POST", "/console/tickets/1/action"),
+        ("POST", "/console/employers/1/webhooks/1/deliveries/1/retry"),
+        ("POST", "/console/employers/1/webhooks/1/enable")}
+    admin = await clients("admin")
+    for method, path, _ in routes:
+        for form in ({}, {"csrf": "x" * 43}):  # none, or a wrong one: refused before the handler runs
+            page = await admin.request(method, path, data=form)
+            assert page.status == 403 and "CSRF" in page.text, (method, path, form)
+    assert (await admin.get("/console/tickets")).status == 200  # still signed in
+    support = await clients("support1")
+    token = (await support.get("/console/tickets")).csrf()
+    admin_only = [(method, path) for method, path, level in routes if level == ADMIN]
+    assert len(admin_only) == 3
+    for method, path in admin_only:  # the right token, the wrong role
+        page = await support.request(method, path, data={"csrf": token})
+        assert page.status == 403 and "may look but not change" in page.text, (method, path)
+
+
 async def test_support_sees_everything_but_cannot_press_the_buttons(clients, api, deployment):
     ticket_id = await api.ticket_id("trav-support")
     support = await clients("support1")
