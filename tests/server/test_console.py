@@ -443,8 +443,37 @@ async def test_the_deny_list_filters_by_kind_and_status(clients, api):
     expired = await client.get("/console/deny-list?status=expired")
     assert "&ldquo;checking&rdquo;" in in_force.text and "&ldquo;checked&rdquo;" not in in_force.text
     assert "&ldquo;checked&rdquo;" in expired.text and "lifts" in expired.text
-    assert "No entry" in (await client.get("/console/deny-list?kind=token")).text
     assert (await client.get("/console/deny-list?kind=everything")).status == 400
+
+
+async def test_the_deny_list_shows_what_each_entry_names_and_filters_by_kind(make_server):
+    from server.store import DenyEntry
+
+    from .conftest import Api
+
+    deployment = make_server()
+    now = datetime.now(timezone.utc)
+    store = deployment.store()
+    try:  # a traveller and a token denied as another tool would (the token CLI): no console actor
+        store.add_deny(DenyEntry(now + timedelta(days=30), traveller_id="trav-fraud", reason="fraud", created_at=now))
+        store.add_deny(DenyEntry(now + timedelta(days=30), token_id="tok-lost-card", reason="token revoked",
+                                 created_at=now))
+    finally:
+        store.close()
+    async with client_session() as session:
+        ticket_id = await Api(deployment, session).ticket_id("trav-kinds")
+        client = ConsoleClient(deployment.server.origin, session)
+        await client.sign_in("admin")
+        assert (await act(client, ticket_id, "revoke", "chargeback")).status == 303
+        pages = {kind: (await client.get(f"/console/deny-list?kind={kind}")).text
+                 for kind in ("all", "ticket", "traveller", "token")}
+    names = {"ticket": ticket_id, "traveller": "trav-fraud", "token": "tok-lost-card"}
+    for kind, name in names.items():
+        row = re.search(rf"<tr>\s*<td>\d+</td>\s*<td>{kind}</td>(.*?)</tr>", pages["all"], re.S)
+        assert row and name in row.group(1), kind
+        assert name in pages[kind] and all(other not in pages[kind] for other in names.values() if other != name)
+    assert "revoke: &ldquo;chargeback&rdquo;" in pages["ticket"] and "<td>admin</td>" in pages["ticket"]
+    assert "<td>fraud</td>" in pages["traveller"] and "<td>—</td>" in pages["traveller"]  # nobody in the console
 
 
 async def test_activity_charts_validations_by_result_and_lists_the_days_refusals(make_server, make_event):
