@@ -11,8 +11,8 @@ employees, an integration's sync runs, and a webhook delivery that failed, retri
 and then delivered to a receiver on 127.0.0.1. Every page is checked in the browser for WCAG
 basics (a name on every control, AA contrast of every text, a text alternative on every picture,
 every time in the operator's zone with UTC on hover), at a desktop's and at a phone's width
-(nothing wider than the screen). A screenshot of each page goes to the test's own folder
-(``tmp_path``).
+(nothing wider than the screen); the browser fetched nothing from anywhere but the server. A
+screenshot of each page goes to the test's own folder (``tmp_path``).
 
 Without Chromium or the playwright package the test is skipped with a loud reason; under
 ``CI=true`` (``.ci/run`` installs both) it fails instead.
@@ -74,7 +74,13 @@ def browser_unavailable(reason: str) -> None:
 
 
 @pytest.fixture
-async def chromium(tmp_path: Path) -> Any:
+def fetched() -> list[str]:
+    """Every URL the browser asked for (pages, styles, icons, anything else)."""
+    return []
+
+
+@pytest.fixture
+async def chromium(tmp_path: Path, fetched: list[str]) -> Any:
     """A Chromium of Debian's with a fresh profile, driven by Playwright."""
     if shutil.which(CHROMIUM) is None:
         browser_unavailable(f"{CHROMIUM} not found")
@@ -87,6 +93,7 @@ async def chromium(tmp_path: Path) -> Any:
             str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
             viewport={"width": 1280, "height": 900})
         context.set_default_timeout(TIMEOUT_MS)
+        context.on("request", lambda request: fetched.append(request.url))
         try:
             yield context
         finally:
@@ -218,6 +225,13 @@ async def tab_until(page: Any, predicate: str, presses: int = 100) -> None:
     raise AssertionError(f"{presses} presses of Tab never reached {predicate}")
 
 
+def assert_all_from(fetched: list[str], origin: str) -> None:
+    """The browser fetched everything from the server itself: no CDN, no font or script from elsewhere."""
+    assert any(url.endswith("/console/static/console.css") for url in fetched), fetched
+    elsewhere = [url for url in fetched if not url.startswith(origin + "/") and not url.startswith("data:")]
+    assert elsewhere == [], elsewhere
+
+
 async def until(condition: Callable[[], bool], rounds: int = 400) -> None:
     for _ in range(rounds):  # bounded: 20 s at most
         if condition():
@@ -238,7 +252,7 @@ async def timeline_text(page: Any) -> str:
 
 
 async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
-        chromium, console_server, backoffice_of, make_agent, tmp_path):
+        chromium, fetched, console_server, backoffice_of, make_agent, tmp_path):
     origin = console_server.origin
     ticket_id, barcode = await issue(backoffice_of, "trav-browser")
     other_id, _ = await issue(backoffice_of, "trav-browser-2")
@@ -401,6 +415,7 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     await page.get_by_text("can look but not change").wait_for()
     await shot(page, tmp_path, "10-support-read-only")
     assert (await backoffice_of.get(f"/ticket/{other_id}", role="admin")).body["state"] == "active"
+    assert_all_from(fetched, origin)
     for name in ("01-login-refused", "02-tickets", "02-tickets-found", "03-ticket-validated", "04-ticket-revoked",
                  "05-deny-list", "06-ticket-timeline", "07-activity", "08-csrf-refused", "09-ticket-on-a-phone",
                  "10-support-read-only", "11-fleet", "12-device"):
@@ -417,8 +432,8 @@ async def sync(backoffice: Any, origin: str, integration: int, key: tuple[str, s
         return reply.status
 
 
-async def test_an_operator_sees_the_employers_and_retries_a_failed_webhook(chromium, console_server, backoffice_of,
-                                                                         tmp_path):
+async def test_an_operator_sees_the_employers_and_retries_a_failed_webhook(chromium, fetched, console_server,
+                                                                         backoffice_of, tmp_path):
     origin = console_server.origin
     store = server_store(console_server)
     b2b = B2BStore(store.db)
@@ -507,6 +522,7 @@ async def test_an_operator_sees_the_employers_and_retries_a_failed_webhook(chrom
     finally:
         await receiver.stop()
         store.close()
+    assert_all_from(fetched, origin)
     for name in ("13-employers", "14-company", "15-employees", "16-sync-runs", "17-webhook-log", "18-webhook-retried",
                  "19-employees-on-a-phone", "20-webhook-support-read-only"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000, name
