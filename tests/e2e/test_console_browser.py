@@ -292,6 +292,9 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     await shot(page, tmp_path, "02-tickets-found")
     await page.get_by_role("link", name=ticket_id).click()
     await page.get_by_role("heading", level=1, name=f"Ticket {ticket_id}").wait_for()
+    facts = await page.locator("dl.facts").first.inner_text()  # state, validity, zones, holder
+    for fact in ("State\nactive: usable", "Valid from", "Valid until", "Zones\nA, B", "Holder\ntrav-browser"):
+        assert fact in facts, (fact, facts)
     assert "Validation" not in await timeline_text(page)
 
     # the agent scans it (accepted, then passback) and syncs: the validations are on the page
