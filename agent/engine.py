@@ -22,6 +22,8 @@ from mtb import checks
 from mtb.checks import Use
 from mtb.policy import Policy, operating_day
 from mtb.scan_context import Context
+from .cache import Cache
+from .messages import OUT_OF_SERVICE, passenger_message
 from mtb.timeutil import format_extended
 from mtb.verifier import SignatureCheck, verify_device, verify_issuer
 
@@ -203,8 +205,9 @@ class Engine:
     def decide_and_record(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
         """Decide and commit the events. Not yet durable: call it on the engine's thread (its
         batch ends in ``make_durable`` before the result is handed on) or use validate_sync.
-        ``refuse`` (e.g. the trust list is too old to decide) records a result-1 event for the
-        scan instead of deciding, so the refusal is on file too."""
+        ``refuse`` (the device cannot decide: its clock is below the floor, its trust list too
+        old) records an out-of-service decision instead: result 1 with that reason, so the refusal
+        is on file too, and "out of service" for the passenger."""
         scanned = None
         if refuse is not None:
             outcomes = [TicketOutcome(None, unreadable_id(raw), 1, refuse)]
@@ -232,7 +235,8 @@ class Engine:
             code = 0
             notes = dict.fromkeys(v.reason for o in outcomes for v in o.verdicts if v.outcome == "pass" and v.reason)
             reason = "; ".join([f"{len(outcomes)} ticket(s) valid", *notes])
-        return Decision(code, reason, passenger_message(code, ctx.mode), events, outcomes, refuse is not None)
+        message = OUT_OF_SERVICE if refuse is not None else passenger_message(code, ctx.mode)
+        return Decision(code, reason, message, events, outcomes, refuse is not None)
 
     def _judge(self, scanned: codec.Mtb, ctx: Context) -> list[TicketOutcome]:
         if not scanned.tickets:

@@ -204,8 +204,8 @@ def passback(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy:
     if facts.last_use_here is None:
         return PASS
     elapsed = seconds_between(facts.last_use_here, ctx)
-    if elapsed < policy.passback_window_s:
-        return fail(f"accepted on this device {max(elapsed, 0):.0f} s ago "
+    if 0 <= elapsed < policy.passback_window_s:  # a scan dated before the accepted one is no passback
+        return fail(f"accepted on this device {elapsed:.0f} s ago "
                     f"(passback window {policy.passback_window_s:.0f} s)")
     return PASS
 
