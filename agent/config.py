@@ -37,6 +37,10 @@ class ServerSection(Section):
     # Uploads at least this far apart (an event after a quiet spell goes up at once).
     upload_interval_s: float = Field(5.0, gt=0)
     feeds_interval_s: float = Field(60.0, gt=0)
+    # The deny list and the uses feed pushed: one request held open up to this long (the server
+    # answers when an entry commits); 0 polls them every feeds_interval_s instead.
+    long_poll_s: float = Field(50.0, ge=0, le=55)
+    long_poll_gap_s: float = Field(1.0, gt=0)  # after entries came, the next hold this much later
     batch_size: int = Field(200, ge=1, le=1000)
     timeout_s: float = Field(10.0, gt=0)
     # At most this many requests in any minute, feeds, uploads and tokens together: under the

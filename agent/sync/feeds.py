@@ -63,30 +63,44 @@ class EtagFeed(Feed):
 
 class CursorFeed(Feed):
     """Entries after a cursor, page by page until an empty page (a server may cap its pages
-    below what was asked). A slow link shrinks the page so that one still gets through."""
+    below what was asked). A slow link shrinks the page so that one still gets through.
+
+    A cursor feed can also be held open (:meth:`hold`): the server keeps the request until an
+    entry beyond the cursor commits, or ``wait`` seconds pass (``wait=S``, a long-poll), so a
+    device online learns of a new entry within a round trip instead of at its next poll."""
 
     path: ClassVar[str]
     cursor_param: ClassVar[str]
     max_page: ClassVar[int] = 10_000
     min_page: ClassVar[int] = 100
+    HOLD_MARGIN_S: ClassVar[float] = 10.0  # a held request's deadline: the hold plus this
 
     def __init__(self, engine: Engine, client: ServerClient, *, interval_s: float) -> None:
         super().__init__(engine, client, interval_s=interval_s)
         self.page = self.max_page
+        self.requests = 0  # pages asked for since start (held or not)
+        self.holding = False  # a held request is out now
+        self._wait_s = 0.0  # set while hold() runs
+        self._reserve = 0
+
+    async def hold(self, wait_s: float, reserve: int = 0) -> int:
+        """One held attempt (through :meth:`run`, so status and back-off are kept): pages that
+        are there come at once; when none is, the last request waits up to ``wait_s`` seconds
+        for one. ``reserve``: the request budget this leaves to others. Returns entries applied."""
+        self._wait_s, self._reserve = wait_s, reserve
+        try:
+            return await self.run()
+        finally:
+            self._wait_s, self._reserve = 0.0, 0
 
     async def attempt(self, status: SyncStatus) -> int:
         applied = 0
+        wait_s = self._wait_s  # only the first request is held: once entries come, the rest are pages
         while True:
             after = await self.cursor()
             status.cursor = after
-            try:
-                _, _, data = await self.client.call("GET", self.path,
-                                                    params={self.cursor_param: after, "limit": self.page})
-            except Transient:
-                self.page = max(self.min_page, self.page // 4)
-                raise
-            if not isinstance(data, list):
-                raise Transient(f"{self.path}: the answer is not a list")
+            data = await self._page(after, wait_s)
+            wait_s = 0.0
             if not data:
                 self.page = min(self.max_page, self.page * 2)
                 return applied
@@ -95,6 +109,28 @@ class CursorFeed(Feed):
                 raise BadFeedData(f"{self.path} page after entry {after} makes no progress")
             applied += count
             status.cursor = highest
+            if self._wait_s and len(data) < self.page:
+                return applied  # held: the news is in (a short page is the end of it, as a rule)
+
+    async def _page(self, after: int, wait_s: float) -> list[Any]:
+        params: dict[str, Any] = {self.cursor_param: after, "limit": self.page}
+        timeout_s = None
+        if wait_s:
+            params["wait"] = round(wait_s)
+            timeout_s = wait_s + self.HOLD_MARGIN_S
+        self.requests += 1
+        self.holding = bool(wait_s)
+        try:
+            _, _, data = await self.client.call("GET", self.path, params=params, timeout_s=timeout_s,
+                                                reserve=self._reserve)
+        except Transient:
+            self.page = max(self.min_page, self.page // 4)
+            raise
+        finally:
+            self.holding = False
+        if not isinstance(data, list):
+            raise Transient(f"{self.path}: the answer is not a list")
+        return data
 
     @abstractmethod
     async def cursor(self) -> int:
