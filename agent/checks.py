@@ -53,8 +53,8 @@ class TicketFacts:
     issuer: SignatureCheck
     device: SignatureCheck
     denied: str | None  # e.g. "ticket T1" when a deny entry is in force
-    last_use_here: Use | None  # last accepted validation of this ticket on this device
-    last_use: Use | None  # last accepted use anywhere the cache has heard of
+    last_use_here: Use | None  # last accepted validation within the passback scope (this device, by default)
+    last_use: Use | None  # last accepted use anywhere the cache has heard of (other devices' too)
 
 
 CheckFn = Callable[[Mtb, Ticket, Context, TicketFacts, Policy], Verdict]
@@ -163,11 +163,19 @@ def passback(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy:
         return NO_PASSBACK_IN_INSPECTION
     if facts.last_use_here is None:
         return PASS
-    elapsed = seconds_between(facts.last_use_here, ctx)
+    earlier = facts.last_use_here
+    elapsed = seconds_between(earlier, ctx)
     if elapsed < policy.passback_window_s:
-        return fail(f"accepted on this device {max(elapsed, 0):.0f} s ago "
+        return fail(f"accepted {where(earlier, ctx)} {max(elapsed, 0):.0f} s ago "
                     f"(passback window {policy.passback_window_s:.0f} s)")
     return PASS
+
+
+def where(use: Use, ctx: Context) -> str:
+    """Where an earlier use was, as a reason says it: this device, or another one and its stop area."""
+    if use.device_id in (None, ctx.validator.validator_id):
+        return "on this device"
+    return f"on {use.device_id}" + (f" at stop area {use.stop_area}" if use.stop_area else "")
 
 
 def distance_m(lat1: float, long1: float, lat2: float, long2: float) -> float:
@@ -191,7 +199,7 @@ def fraud(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Po
     elapsed = seconds_between(last, ctx)
     speed = math.inf if elapsed <= 0 else metres / elapsed * 3.6
     if speed > policy.max_speed_kmh:
-        return fail(f"{metres / 1000:.1f} km from its last use in {max(elapsed, 0):.0f} s "
+        return fail(f"{metres / 1000:.1f} km from its last use ({where(last, ctx)}) in {max(elapsed, 0):.0f} s "
                     f"({'∞' if speed == math.inf else f'{speed:.0f}'} km/h > {policy.max_speed_kmh:.0f})")
     return PASS
 

@@ -90,6 +90,12 @@ class ServiceSection(Section):
 
 class PolicySection(Section):
     passback_window_s: float = Field(600.0, ge=0)
+    # device: this device's acceptances only; stop-area: also other devices' at the same stop
+    # area; operator: every device's (from the server's uses feed, as last received)
+    passback_scope: Literal["device", "stop-area", "operator"] = "device"
+    # other devices' uses kept this long (counted back from the server's time); set it to the
+    # server's uses_horizon_seconds
+    fleet_uses_horizon_s: float = Field(3600.0, gt=0)
     max_speed_kmh: float = Field(200.0, gt=0)
     device_time_window_s: float = Field(30.0, ge=0)
     # 't' in the device header: not required by default (real wallets send none), required for
@@ -102,7 +108,8 @@ class PolicySection(Section):
     history_days: float = Field(35.0, gt=0)  # usage history kept for passback, fraud and inspectors
 
     def policy(self) -> Policy:
-        return Policy(passback_window_s=self.passback_window_s, max_speed_kmh=self.max_speed_kmh,
+        return Policy(passback_window_s=self.passback_window_s, passback_scope=self.passback_scope,
+                      max_speed_kmh=self.max_speed_kmh,
                       device_time_window_s=self.device_time_window_s,
                       require_device_time=self.require_device_time,
                       require_device_time_by_pid={str(pid): required

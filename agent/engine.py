@@ -243,7 +243,7 @@ class Engine:
 
     def _ticket_outcome(self, scanned: codec.Mtb, ticket: codec.Ticket, ctx: Context, issuer: SignatureCheck,
                         device: SignatureCheck, tokens: list[str]) -> TicketOutcome:
-        last, here = self.cache.last_uses(ticket.ticket_id, ctx.validator.validator_id)
+        last, here = self._earlier_uses(ticket.ticket_id, ctx)
         candidates: list[tuple[DenyKind, str]] = [("ticket", ticket.ticket_id)]
         if ticket.traveller_id:
             candidates.append(("traveller", ticket.traveller_id))
@@ -254,6 +254,28 @@ class Engine:
         verdicts = checks.judge(scanned, ticket, ctx, facts, self.policy)
         code, reason = checks.result(verdicts)
         return TicketOutcome(ticket, ticket.ticket_id, code, reason, verdicts)
+
+
+    def _earlier_uses(self, ticket_id: str, ctx: Context) -> tuple[Use | None, Use | None]:
+        """(the ticket's latest accepted use anywhere, for fraud; the latest that makes a passback
+        here). This device's own uses, and other devices' as the uses feed last brought them:
+        passback counts those the policy's scope takes in (a scope of stop areas needs to know
+        where the device is; until it does, it is this device's alone)."""
+        last, here = self.cache.last_uses(ticket_id, ctx.validator.validator_id)
+        scope = self.policy.passback_scope
+        anywhere, at_stop = self.cache.fleet_last_uses(ticket_id, ctx.stop_area if scope == "stop-area" else None)
+        if scope == "operator":
+            here = latest(here, anywhere)
+        elif scope == "stop-area":
+            here = latest(here, at_stop)
+        return latest(last, anywhere), here
+
+
+def latest(a: Use | None, b: Use | None) -> Use | None:
+    """The later of two uses (either may be missing)."""
+    if a is None or b is None:
+        return a or b
+    return b if b.time > a.time else a
 
 
 def token_ids(scanned: codec.Mtb) -> list[str]:

@@ -350,7 +350,7 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
                               max_requests_per_minute=server.max_requests_per_minute)
         syncer = Syncer(engine, client, batch_size=server.batch_size, upload_interval_s=server.upload_interval_s,
                         feeds_interval_s=server.feeds_interval_s, long_poll_s=server.long_poll_s,
-                        long_poll_gap_s=server.long_poll_gap_s)
+                        long_poll_gap_s=server.long_poll_gap_s, uses_horizon_s=config.policy.fleet_uses_horizon_s)
     areas = cache.stop_areas()
     if position is None and config.position is not None:
         position = make_position(config.position.kind, **config.position.options())

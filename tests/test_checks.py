@@ -134,13 +134,16 @@ def test_passback(issued):
     assert checks.passback(issued, t, ctx(), facts(last_use_here=use("bus-17", 601)), policy) == checks.PASS
     inspection = checks.passback(issued, t, ctx(mode="inspection"), facts(last_use_here=use("bus-17", 5)), policy)
     assert inspection.outcome == "n/a"
+    # another gate of the platform (a stop-area or operator-wide scope brings its uses)
+    assert checks.passback(issued, t, ctx(), facts(last_use_here=use("gate-2", 30)), policy) == \
+        checks.fail("accepted on gate-2 at stop area SA1 30 s ago (passback window 600 s)")
 
 
 def test_fraud(issued):
     t = issued.tickets[0]
     far_and_soon = facts(last_use=use("tram-3", 600, GOTHENBURG))
     assert checks.fraud(issued, t, ctx(), far_and_soon, Policy()) == \
-        checks.fail("396.7 km from its last use in 600 s (2380 km/h > 200)")
+        checks.fail("396.7 km from its last use (on tram-3 at stop area SA1) in 600 s (2380 km/h > 200)")
     assert checks.fraud(issued, t, ctx(), facts(last_use=use("tram-3", 4 * 3600, GOTHENBURG)), Policy()) == \
         checks.PASS
     assert checks.fraud(issued, t, ctx(geo=None), far_and_soon, Policy()).outcome == "n/a"

@@ -2,13 +2,14 @@
 
 Two shapes cover them: an :class:`EtagFeed` fetches a whole document again only when its ETag
 changed (participant metadata, stops; KDKs, which the server sends without one), and a
-:class:`CursorFeed` pages through entries after the last one it applied (the deny list). A new
-feed (the uses feed, TICKLE macros) is one more subclass and one more line in
-:func:`default_feeds`; its cursor or ETag and its status come with the base class.
+:class:`CursorFeed` pages through entries after the last one it applied (the deny list, other
+devices' uses). A new feed is one more subclass and one more line in :data:`FEEDS`; its cursor
+or ETag and its status come with the base class.
 """
 from __future__ import annotations
 
 import logging
+import math
 from abc import abstractmethod
 from collections.abc import Callable
 from datetime import datetime
@@ -18,7 +19,7 @@ from mtb import MtbFormatError, b64url_decode
 from mtb.keys import KeyMaterialError
 from mtb.timeutil import TimeFormatError, format_extended, parse_time
 
-from ..cache import DenyKind
+from ..cache import DenyKind, Use
 from ..engine import Engine
 from ..stops import GtfsError, StopArea, parse_stops
 from .channel import Channel
@@ -71,8 +72,10 @@ class CursorFeed(Feed):
 
     path: ClassVar[str]
     cursor_param: ClassVar[str]
+    optional: ClassVar[bool] = False  # a 404 means "this server publishes none" (not an error)
     max_page: ClassVar[int] = 10_000
     min_page: ClassVar[int] = 100
+    min_hold_gap_s: ClassVar[float] = 0.0  # after entries came, hold again no sooner than this
     HOLD_MARGIN_S: ClassVar[float] = 10.0  # a held request's deadline: the hold plus this
 
     def __init__(self, engine: Engine, client: ServerClient, *, interval_s: float) -> None:
@@ -125,6 +128,10 @@ class CursorFeed(Feed):
                                                 reserve=self._reserve)
         except Transient:
             self.page = max(self.min_page, self.page // 4)
+            raise
+        except Rejected as exc:
+            if exc.status == 404 and self.optional:
+                return []
             raise
         finally:
             self.holding = False
@@ -241,7 +248,75 @@ class DenyListFeed(CursorFeed):
         return len({row[3] for row in rows}), highest
 
 
-FEEDS: tuple[type[Feed], ...] = (ParticipantMetadataFeed, KdkFeed, DenyListFeed, StopsFeed)
+def fleet_uses(items: list[Any], own: str) -> tuple[list[tuple[int, Use]], int | None]:
+    """Uses-feed entries as (useId, use), leaving out this device's own (``own``: its credential;
+    the cache has them already), and the highest id on the page. A malformed entry is skipped and
+    logged, and the next page still starts past it."""
+    uses: list[tuple[int, Use]] = []
+    highest: int | None = None
+    for item in items:
+        use_id = item.get("useId") if isinstance(item, dict) else None
+        if not isinstance(use_id, int) or isinstance(use_id, bool):
+            log.warning("skipping uses-feed entry without an integer useId %.200r", item)
+            continue
+        highest = use_id if highest is None else max(highest, use_id)
+        try:
+            use = _fleet_use(item)
+        except (KeyError, TypeError, ValueError, TimeFormatError):
+            log.warning("skipping malformed uses-feed entry %.200r", item)
+            continue
+        if use.device_id != own:
+            uses.append((use_id, use))
+    return uses, highest
+
+
+def _fleet_use(item: dict[str, Any]) -> Use:
+    ticket_id, device = item["ticketId"], item.get("device")
+    if not isinstance(ticket_id, str) or not (device is None or isinstance(device, str)):
+        raise TypeError("ticketId and device are strings")
+    geo = item.get("geo")
+    lat = long = None
+    if geo is not None:
+        lat, long = float(geo["lat"]), float(geo["long"])
+        if not (math.isfinite(lat) and math.isfinite(long) and abs(lat) <= 90 and abs(long) <= 180):
+            raise ValueError(f"position off the earth: {lat}, {long}")
+    text = {key: item.get(key) if isinstance(item.get(key), str) else None for key in ("stopAreaId", "zoneId")}
+    return Use(ticket_id, parse_time(item["time"]), "validation", 0, device, text["stopAreaId"], text["zoneId"],
+               lat, long)
+
+
+class UsesFeed(CursorFeed):
+    """Other devices' accepted validations by ``useId``, for passback and fraud across devices.
+    In a busy fleet it never runs dry: held again at most every ``min_hold_gap_s``. Entries
+    older than ``horizon_s`` are forgotten (at most once a minute)."""
+
+    name = "uses"
+    path = "/uses"
+    cursor_param = "useId"
+    optional = True  # a back office without the feed: passback and fraud see this device's uses only
+    min_hold_gap_s = 5.0
+    horizon_s: float = 3600.0
+    PRUNE_EVERY_S: ClassVar[float] = 60.0
+
+    def __init__(self, engine: Engine, client: ServerClient, *, interval_s: float) -> None:
+        super().__init__(engine, client, interval_s=interval_s)
+        self._pruned_at = -math.inf
+
+    async def cursor(self) -> int:
+        return await self.engine.run(self.cache.uses_high_water)
+
+    async def apply_page(self, items: list[Any], after: int) -> tuple[int, int | None]:
+        uses, highest = fleet_uses(items, self.client.entity)
+        if highest is not None and highest > after:
+            await self.engine.run(self.cache.apply_fleet_uses, uses, highest)
+        now = self.client.clock.monotonic()
+        if now - self._pruned_at >= self.PRUNE_EVERY_S:
+            self._pruned_at = now
+            await self.engine.run(self.cache.prune_fleet_uses, self.horizon_s, self.client.clock.wall())
+        return len(uses), highest
+
+
+FEEDS: tuple[type[Feed], ...] = (ParticipantMetadataFeed, KdkFeed, DenyListFeed, UsesFeed, StopsFeed)
 
 
 def default_feeds(engine: Engine, client: ServerClient, interval_s: float) -> list[Feed]:

@@ -31,7 +31,7 @@ from ..stops import StopArea
 from .channel import Channel
 from .client import ServerClient
 from .errors import AuthFailed, RateLimited, SyncError, TlsRefused
-from .feeds import CursorFeed, Feed, StopsFeed, default_feeds
+from .feeds import CursorFeed, Feed, StopsFeed, UsesFeed, default_feeds
 from .pacing import Backoff
 from .uploader import Uploader
 
@@ -56,13 +56,17 @@ def _alarm_kind(error: SyncError) -> str | None:
 class Syncer:
     def __init__(self, engine: Engine, client: ServerClient, *, batch_size: int = 200,
                  upload_interval_s: float = 5.0, feeds_interval_s: float = 60.0,
-                 feeds: list[Feed] | None = None, long_poll_s: float = 0.0, long_poll_gap_s: float = 1.0) -> None:
+                 feeds: list[Feed] | None = None, long_poll_s: float = 0.0, long_poll_gap_s: float = 1.0,
+                 uses_horizon_s: float = 3600.0) -> None:
         self.engine = engine
         self.cache = engine.cache
         self.client = client
         self.clock = client.clock
         self.feeds = feeds if feeds is not None else default_feeds(engine, client, feeds_interval_s)
         self.uploader = Uploader(engine, client, batch_size=batch_size, interval_s=upload_interval_s)
+        for feed in self.feeds:
+            if isinstance(feed, UsesFeed):
+                feed.horizon_s = uses_horizon_s
         self.long_poll_s = long_poll_s
         self.long_poll_gap_s = long_poll_gap_s
         self._held: set[Channel] = set()  # feeds their long-poll keeps up to date while run() runs
@@ -159,7 +163,7 @@ class Syncer:
                 await self.clock.sleep(feed.due - self.clock.monotonic(), stop)
                 continue
             if changes:
-                await self.clock.sleep(self.long_poll_gap_s, stop)
+                await self.clock.sleep(max(self.long_poll_gap_s, feed.min_hold_gap_s), stop)
             elif self.clock.monotonic() - started < min(NOT_HELD_S, self.long_poll_s / 2):
                 await self.clock.sleep(feed.interval_s, stop)  # not held: poll at the feed's pace
 
