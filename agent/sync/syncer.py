@@ -3,7 +3,7 @@ nothing while the server has blocked the device.
 
 The request rate is bounded three ways: uploads at least ``upload_interval_s`` apart, feeds
 every ``feeds_interval_s`` (back-off when one fails), and the client's request budget under the
-server's rate limit.
+server's rate limit. After them, every ``feeds_interval_s``, the device's state report.
 
 With ``long_poll_s`` the cursor feeds (the deny list, the uses feed) are pushed rather than
 polled: each keeps one request open that the server answers as soon as an entry commits (a
@@ -33,6 +33,7 @@ from .client import ServerClient
 from .errors import AuthFailed, RateLimited, SyncError, TlsRefused
 from .feeds import CursorFeed, Feed, StopsFeed, UsesFeed, default_feeds
 from .pacing import Backoff
+from .state_report import StateReport
 from .uploader import Uploader
 
 log = logging.getLogger("agent.sync")
@@ -64,6 +65,7 @@ class Syncer:
         self.clock = client.clock
         self.feeds = feeds if feeds is not None else default_feeds(engine, client, feeds_interval_s)
         self.uploader = Uploader(engine, client, batch_size=batch_size, interval_s=upload_interval_s)
+        self.state = StateReport(engine, client, interval_s=feeds_interval_s)
         for feed in self.feeds:
             if isinstance(feed, UsesFeed):
                 feed.horizon_s = uses_horizon_s
@@ -77,7 +79,8 @@ class Syncer:
 
     @property
     def channels(self) -> list[Channel]:
-        return [*self.feeds, self.uploader]
+        """In the order a pass runs them: the lists, the events, then the device's report."""
+        return [*self.feeds, self.uploader, self.state]
 
     def feed(self, name: str) -> Feed:
         return next(feed for feed in self.feeds if feed.name == name)
@@ -193,7 +196,7 @@ class Syncer:
         return channel.due <= self.clock.monotonic()
 
     def _next_due(self) -> float:
-        dues = [feed.due for feed in self.feeds if feed not in self._held]
+        dues = [channel.due for channel in (*self.feeds, self.state) if channel not in self._held]
         if self.uploader.pending:
             dues.append(self.uploader.due)
         return min(dues, default=self.clock.monotonic() + 60.0)
