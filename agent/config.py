@@ -5,6 +5,7 @@ first scan on the street.
 """
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -121,6 +122,25 @@ class ClockSection(Section):
     max_skew_seconds: float = Field(30.0, gt=0)  # device clock vs the server's Date: beyond, an alarm
 
 
+class MetricsSection(Section):
+    """Prometheus text format on ``http://host:port/metrics``: off unless a port is given, and
+    only on a loopback address (nothing on the device listens to the network)."""
+
+    port: int | None = Field(None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, host: str) -> str:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise ValueError(f"metrics are served on a loopback address only (got {host!r})")
+        return host
+
+
 class LoggingSection(Section):
     format: Literal["text", "json"] = "text"  # json: one object a line, for a fleet's log collector
 
@@ -147,6 +167,7 @@ class AgentConfig(Section):
     policy: PolicySection = PolicySection()
     clock: ClockSection = ClockSection()
     logging: LoggingSection = LoggingSection()
+    metrics: MetricsSection = MetricsSection()
 
     @model_validator(mode="after")
     def _server_has_url(self) -> "AgentConfig":

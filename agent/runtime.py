@@ -12,10 +12,14 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
+
+from aiohttp import web
 
 from hardware import Feedback, PositionSource, Reader
 from hardware.aio import sleep_unless
@@ -25,6 +29,7 @@ from .clock import ClockWatch
 from .scan_context import Context, Geo, Service, Validator
 from .engine import Decision, Engine
 from .logs import configure_logging
+from .metrics import AgentMetrics
 from .stops import StopArea, StopLocator
 from .sync import Syncer
 from mtb.timeutil import format_extended, parse_time
@@ -87,7 +92,8 @@ class Agent:
                  operator_pid: int | None = None, mode_of_transport: str | None = None,
                  service: Service | None = None, clock: ClockWatch | None = None,
                  metadata_max_age_s: float | None = None, validate_with_stale_metadata: bool = True,
-                 history_days: float = 35.0) -> None:
+                 history_days: float = 35.0, metrics: AgentMetrics | None = None,
+                 metrics_address: tuple[str, int] | None = None) -> None:
         self.engine = engine
         self.reader = reader
         self.feedback = feedback
@@ -108,6 +114,8 @@ class Agent:
         self.failed = False
         self.history_days = history_days
         self.alarms: dict[str, str] = {}
+        self.metrics = metrics
+        self.metrics_address = metrics_address  # (host, port) to serve them on while running
         self._alarms_changed: set[str] = set()  # kinds raised or cleared since the last write
 
     # --- one scan -------------------------------------------------------------------------------
@@ -133,11 +141,19 @@ class Agent:
         self.scans += 1
         try:
             ctx = self.context()
-            return self.engine.schedule(self._decide, raw, ctx)
+            pending = self.engine.schedule(self._decide, raw, ctx)
+            if self.metrics is not None:
+                pending.add_done_callback(partial(self._count, self.metrics, time.perf_counter()))
+            return pending
         except Exception as exc:
             failed: asyncio.Future[tuple[Decision, str | None]] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             return failed
+
+    @staticmethod
+    def _count(metrics: AgentMetrics, started: float, done: asyncio.Future[tuple[Decision, str | None]]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            metrics.decided(done.result()[0].event_result, time.perf_counter() - started)
 
     def _decide(self, raw: bytes, ctx: Context) -> tuple[Decision, str | None]:
         """On the engine's thread, in one hop: the trust list's state, then the decision (made
@@ -284,6 +300,17 @@ class Agent:
                 log.exception("cache maintenance failed")
             await sleep_unless(self.stop, MAINTENANCE_INTERVAL_S)
 
+    async def _serve_metrics(self) -> web.AppRunner | None:
+        """The metrics port, when configured; one that cannot be opened is logged, and the
+        device validates on without it."""
+        if self.metrics is None or self.metrics_address is None:
+            return None
+        try:
+            return await self.metrics.serve(*self.metrics_address)
+        except OSError as exc:
+            log.error("metrics not served on %s:%d: %s", *self.metrics_address, exc)
+            return None
+
     async def _reader_connected(self, timeout_s: float = 5.0) -> None:
         """READY means a passenger can scan: wait (briefly) for the reader's port to be open."""
         if not await sleep_unless(self.reader.connected, timeout_s):
@@ -302,6 +329,7 @@ class Agent:
         if self.syncer is not None:
             background.append(asyncio.create_task(self.syncer.run(self.stop), name="sync"))
         reading = asyncio.create_task(self._read_loop(), name="reader")
+        serving = await self._serve_metrics()
         await self._reader_connected()
         sd_notify("READY=1")
         log.info("agent %s ready (%s mode)", self.validator.validator_id, self.mode)
@@ -317,6 +345,8 @@ class Agent:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        if serving is not None:
+            await serving.cleanup()
         if self.syncer is not None:
             try:
                 await asyncio.wait_for(self.syncer.upload_pending(), timeout=3)
@@ -372,6 +402,8 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
         metadata_max_age_s=config.policy.metadata_max_age_s if config.server is not None else None,
         validate_with_stale_metadata=config.policy.validate_with_stale_metadata,
         history_days=config.policy.history_days,
+        metrics=AgentMetrics(engine) if config.metrics.port else None,
+        metrics_address=(config.metrics.host, config.metrics.port) if config.metrics.port else None,
     )
 
 
