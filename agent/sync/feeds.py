@@ -83,26 +83,23 @@ class CursorFeed(Feed):
         self.page = self.max_page
         self.requests = 0  # pages asked for since start (held or not)
         self.holding = False  # a held request is out now
-        self._wait_s = 0.0  # set while hold() runs
-        self._reserve = 0
 
     async def hold(self, wait_s: float, reserve: int = 0) -> int:
-        """One held attempt (through :meth:`run`, so status and back-off are kept): pages that
-        are there come at once; when none is, the last request waits up to ``wait_s`` seconds
-        for one. ``reserve``: the request budget this leaves to others. Returns entries applied."""
-        self._wait_s, self._reserve = wait_s, reserve
-        try:
-            return await self.run()
-        finally:
-            self._wait_s, self._reserve = 0.0, 0
+        """One held attempt (through :meth:`run`, so status and back-off are kept): entries that
+        are there come at once; when none is, the request waits up to ``wait_s`` seconds for
+        one. ``reserve``: the request budget this leaves to others. Returns entries applied."""
+        return await self.run(lambda status: self._pages(status, wait_s, reserve))
 
     async def attempt(self, status: SyncStatus) -> int:
+        return await self._pages(status, 0.0, 0)
+
+    async def _pages(self, status: SyncStatus, wait_s: float, reserve: int) -> int:
         applied = 0
-        wait_s = self._wait_s  # only the first request is held: once entries come, the rest are pages
+        held = wait_s > 0  # only the first request is held: once entries come, the rest are pages
         while True:
             after = await self.cursor()
             status.cursor = after
-            data = await self._page(after, wait_s)
+            data = await self._page(after, wait_s, reserve)
             wait_s = 0.0
             if not data:
                 self.page = min(self.max_page, self.page * 2)
@@ -112,10 +109,10 @@ class CursorFeed(Feed):
                 raise BadFeedData(f"{self.path} page after entry {after} makes no progress")
             applied += count
             status.cursor = highest
-            if self._wait_s and len(data) < self.page:
+            if held and len(data) < self.page:
                 return applied  # held: the news is in (a short page is the end of it, as a rule)
 
-    async def _page(self, after: int, wait_s: float) -> list[Any]:
+    async def _page(self, after: int, wait_s: float, reserve: int) -> list[Any]:
         params: dict[str, Any] = {self.cursor_param: after, "limit": self.page}
         timeout_s = None
         if wait_s:
@@ -125,7 +122,7 @@ class CursorFeed(Feed):
         self.holding = bool(wait_s)
         try:
             _, _, data = await self.client.call("GET", self.path, params=params, timeout_s=timeout_s,
-                                                reserve=self._reserve)
+                                                reserve=reserve)
         except Transient:
             self.page = max(self.min_page, self.page // 4)
             raise
