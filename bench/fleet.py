@@ -228,9 +228,11 @@ async def device(session: aiohttp.ClientSession, base: str, token: str, n: int, 
             await asyncio.sleep(args.state_interval)
 
     polling = asyncio.ensure_future(deny())
-    await asyncio.gather(scans(), uses(), state(), return_exceptions=True)
-    polling.cancel()  # the long-poll in flight ends with the run, not LONG_POLL seconds later
-    await asyncio.gather(polling, return_exceptions=True)
+    try:
+        await asyncio.gather(scans(), uses(), state(), return_exceptions=True)
+    finally:  # the long-poll in flight ends with the run (or when the device is cancelled), not LONG_POLL s later
+        polling.cancel()
+        await asyncio.gather(polling, return_exceptions=True)
 
 
 async def operator(session: aiohttp.ClientSession, base: str, d: Deployment, args: argparse.Namespace,
