@@ -12,7 +12,7 @@ tunnel or agent, nothing listens beyond the device itself.
 - ``mtb_agent_clock_skew_seconds``: the device clock minus the server's ``Date``.
 
 Scans and decision times are counted as they happen; the rest is read from the cache at each
-scrape, with the state report's own reading (:mod:`.device_state`).
+scrape, with the state report's own reading (:mod:`.sync.device_state`).
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from prometheus_client.registry import Collector
 
 from mtb.timeutil import utcnow
 
-from .device_state import DeviceState, read_state
 from .engine import Engine
+from .sync.device_state import DeviceState, read_state
 
 log = logging.getLogger(__name__)
 RESULT_CODES = range(10)

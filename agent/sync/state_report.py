@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 
-from ..device_state import CacheCheck, read_state, software_version
 from ..engine import Engine
 from .channel import Channel
 from .client import ServerClient
+from .device_state import CacheCheck, read_state, software_version
 from .errors import Rejected
 from .status import SyncStatus
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from mtb.timeutil import parse_time
 
-from .cache import Cache
-from .sync.status import SyncStatus
+from ..cache import Cache
+from .status import SyncStatus
 
 log = logging.getLogger(__name__)
 CACHE_CHECK_INTERVAL_S = 3600.0
