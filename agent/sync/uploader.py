@@ -6,7 +6,8 @@ recorded after a quiet spell goes up at once; while scans keep coming, uploads a
 is still one upload every 5 s). After a failure the next try waits the longer of the interval
 and the back-off.
 
-An event leaves the outbox only when the server's answer names its ``localEventId``. A 4xx
+An event leaves the outbox only when the server's answer names its ``localEventId``, or when
+the server answers BoB's way, a 2xx with no body: the whole batch stored. A 4xx
 that says the events are wrong (400, 409, 413, 422) parks the one refused event for a human
 (``outbox list`` shows it), found by halving the batch; the good ones still go up.
 """
@@ -83,8 +84,11 @@ class Uploader(Channel):
             await self.engine.run(lambda: self.cache.note_failure([events[0].seq], reason, park=True))
             self.parked += 1
             return 0
-        answered = {item.get("localEventId") for item in data or [] if isinstance(item, dict)}
-        acknowledged = [e.seq for e in events if e.local_event_id in answered]
+        if data is None:  # BoB's answer: 200 and no body, the whole batch is stored (all or nothing)
+            acknowledged = [e.seq for e in events]
+        else:
+            answered = {item.get("localEventId") for item in data if isinstance(item, dict)}
+            acknowledged = [e.seq for e in events if e.local_event_id in answered]
         if acknowledged:
             await self.engine.run(self.cache.acknowledge, acknowledged, format_extended(self.client.clock.wall()))
         return len(acknowledged)
