@@ -116,9 +116,17 @@ def _fleet_uses_v5(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX fleet_uses_by_time ON fleet_uses (epoch)")
 
 
+def _tickle_macros_v6(db: sqlite_utils.Database) -> None:
+    """The operator's TICKLE macro sets by serial, each kept as the server sent it (JSON): the
+    conditions an MTB's ``c_tc`` names are not evaluated yet, only kept for when they are."""
+    db.execute("CREATE TABLE tickle_macro_sets (serial INTEGER PRIMARY KEY, pid INTEGER NOT NULL, "
+               "body TEXT NOT NULL)")
+
+
 # Append-only: migration N takes a cache at schema N-1 to N. Never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_create_v1, _lean_outbox_v2, _accepted_uses_index_v3,
-                                                              _deny_list_without_rowid_v4, _fleet_uses_v5]
+                                                              _deny_list_without_rowid_v4, _fleet_uses_v5,
+                                                              _tickle_macros_v6]
 
 
 def _epoch(value: datetime) -> float:
@@ -413,6 +421,24 @@ class Cache:
         before = min(server, now) - timedelta(seconds=horizon_s)
         with self.transaction():
             return self.conn.execute("DELETE FROM fleet_uses WHERE epoch < ?", (_epoch(before),)).rowcount
+
+    # --- TICKLE macro sets ------------------------------------------------------------------------
+
+    def replace_tickle_sets(self, sets: dict[int, tuple[int, str]]) -> int:
+        """The macro sets the server publishes now, ``{serial: (pid, body JSON)}``, in place of
+        those held; returns how many were added, changed or dropped (0: nothing written)."""
+        held = self.tickle_sets()
+        changed = {serial for serial in held.keys() | sets.keys() if held.get(serial) != sets.get(serial)}
+        if changed:
+            with self.transaction():
+                self.conn.execute("DELETE FROM tickle_macro_sets")
+                self.conn.executemany("INSERT INTO tickle_macro_sets(serial, pid, body) VALUES (?,?,?)",
+                                      [(serial, pid, body) for serial, (pid, body) in sets.items()])
+        return len(changed)
+
+    def tickle_sets(self) -> dict[int, tuple[int, str]]:
+        return {serial: (pid, body) for serial, pid, body in
+                self.conn.execute("SELECT serial, pid, body FROM tickle_macro_sets ORDER BY serial")}
 
     # --- recording and the outbox ----------------------------------------------------------------
 

@@ -75,7 +75,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "denyEntries": cache.conn.execute("SELECT count(*) FROM deny_list").fetchone()[0],
                     "denyHighWater": cache.deny_high_water(), "stopAreas": len(cache.stop_areas()),
                     "fleetUses": cache.conn.execute("SELECT count(*) FROM fleet_uses").fetchone()[0],
-                    "usesHighWater": cache.uses_high_water(),
+                    "usesHighWater": cache.uses_high_water(), "tickleMacroSets": sorted(cache.tickle_sets()),
                     **{k: v for k, v in times.items() if v}, **ages,
                     "sync": statuses_json(cache, now), "alarms": cache.alarms()})
     return 0

@@ -75,7 +75,7 @@ def quick_check(path: Path) -> CacheHealth:
 
 
 # The lists a device holds, by the name the state report gives them, and where their age comes from.
-LISTS = ("participant-metadata", "kdks", "deny-list", "uses", "stops")
+LISTS = ("participant-metadata", "kdks", "deny-list", "uses", "stops", "tickle-macros")
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
 """The feeds a device mirrors from the server, one small adapter each.
 
 Two shapes cover them: an :class:`EtagFeed` fetches a whole document again only when its ETag
-changed (participant metadata, stops; KDKs, which the server sends without one), and a
-:class:`CursorFeed` pages through entries after the last one it applied (the deny list, other
+changed (participant metadata, stops, TICKLE macro sets; KDKs, which the server sends without
+one), and a :class:`CursorFeed` pages through entries after the last one it applied (the deny list, other
 devices' uses). A new feed is one more subclass and one more line in :data:`FEEDS`; its cursor
 or ETag and its status come with the base class.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 from abc import abstractmethod
@@ -45,7 +46,8 @@ class EtagFeed(Feed):
             code, answer_headers, body = await self.client.call("GET", self.path, headers=headers, raw=self.raw)
         except Rejected as exc:
             if exc.status == 404 and self.optional:
-                return 0
+                status.etag = None  # what it publishes next is new to the device, even if it was held before
+                return await self.none_published()
             raise
         if code == 304:
             await self.unchanged()
@@ -57,6 +59,10 @@ class EtagFeed(Feed):
     @abstractmethod
     async def apply(self, body: Any) -> int:
         """Put a new document in the cache (raise :class:`BadFeedData` to keep the old one)."""
+
+    async def none_published(self) -> int:
+        """An optional feed's 404: by default what the device holds stays (e.g. stops from its own file)."""
+        return 0
 
     async def unchanged(self) -> None:
         """The server confirmed the document the device has (304)."""
@@ -313,7 +319,50 @@ class UsesFeed(CursorFeed):
         return len(uses), highest
 
 
-FEEDS: tuple[type[Feed], ...] = (ParticipantMetadataFeed, KdkFeed, DenyListFeed, UsesFeed, StopsFeed)
+def tickle_sets(body: Any) -> dict[int, tuple[int, str]]:
+    """BoB ``tickleMacros`` sets as the cache keeps them, ``{serial: (pid, JSON)}``; the whole
+    answer is refused (:class:`BadFeedData`) when one set is malformed or two share a serial."""
+    if not isinstance(body, list):
+        raise BadFeedData("TICKLE macro sets: the answer is not a list; keeping the old ones")
+    sets: dict[int, tuple[int, str]] = {}
+    for item in body:
+        if not _tickle_set(item) or item["serial"] in sets:
+            raise BadFeedData(f"TICKLE macro set refused, keeping the old ones: {item!r:.200}")
+        sets[item["serial"]] = (item["pid"], json.dumps(item, sort_keys=True, separators=(",", ":")))
+    return sets
+
+
+def _tickle_set(item: Any) -> bool:
+    """A set as BoB describes it: whole pid and serial, macros each with a name and a condition."""
+    if not isinstance(item, dict) or not (_whole(item.get("pid")) and _whole(item.get("serial"))):
+        return False
+    macros = item.get("macros")
+    return isinstance(macros, list) and all(
+        isinstance(m, dict) and isinstance(m.get("name"), str) and isinstance(m.get("condition"), str) for m in macros)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class TickleMacrosFeed(EtagFeed):
+    """The operator's TICKLE macro sets, kept by serial (their version) for the day an MTB's
+    ``c_tc`` conditions are evaluated; a deployment that publishes none answers 404, and the
+    device then holds none either (the operator withdrew them)."""
+
+    name = "tickle-macros"
+    path = "/ticklemacros"
+    optional = True
+
+    async def apply(self, body: Any) -> int:
+        return await self.engine.run(self.cache.replace_tickle_sets, tickle_sets(body))
+
+    async def none_published(self) -> int:
+        return await self.engine.run(self.cache.replace_tickle_sets, {})
+
+
+FEEDS: tuple[type[Feed], ...] = (ParticipantMetadataFeed, KdkFeed, DenyListFeed, UsesFeed, StopsFeed,
+                                 TickleMacrosFeed)
 
 
 def default_feeds(engine: Engine, client: ServerClient, interval_s: float) -> list[Feed]:

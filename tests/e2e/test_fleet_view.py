@@ -35,7 +35,7 @@ async def test_a_running_agents_state_shows_in_the_fleet_view(server, backoffice
     assert state["softwareVersion"].startswith("mtb-validator ")
     assert state["outbox"] == {"depth": 0, "parked": 0}
     ages = state["listAgesSeconds"]
-    assert set(ages) == {"participant-metadata", "kdks", "deny-list", "uses", "stops"}
+    assert set(ages) == {"participant-metadata", "kdks", "deny-list", "uses", "stops", "tickle-macros"}
     assert all(0 <= ages[name] < 60 for name in ("participant-metadata", "kdks", "deny-list", "uses"))
     assert [(a["kind"], a["message"]) for a in state["alarms"]] == [("reader", "barcode reader disconnected")]
     assert abs(state["clockSkewSeconds"]) < 30
