@@ -2,9 +2,9 @@
 
 Two shapes cover them: an :class:`EtagFeed` fetches a whole document again only when its ETag
 changed (participant metadata, stops, TICKLE macro sets; KDKs, which the server sends without
-one), and a :class:`CursorFeed` pages through entries after the last one it applied (the deny list, other
-devices' uses). A new feed is one more subclass and one more line in :data:`FEEDS`; its cursor
-or ETag and its status come with the base class.
+one), and a :class:`CursorFeed` pages through entries after the last one it applied (the deny
+list, other devices' uses). A new feed is one more subclass and one more line in :data:`FEEDS`;
+its cursor or ETag and its status come with the base class.
 """
 from __future__ import annotations
 
