@@ -55,6 +55,7 @@ class TicketFacts:
     denied: str | None  # e.g. "ticket T1" when a deny entry is in force
     last_use_here: Use | None  # last accepted validation within the passback scope (this device, by default)
     last_use: Use | None  # last accepted use anywhere the cache has heard of (other devices' too)
+    server_velocity_kmh: float | None = None  # the back office's fraud check (/fraudcheck), when it answered
 
 
 CheckFn = Callable[[Mtb, Ticket, Context, TicketFacts, Policy], Verdict]
@@ -190,7 +191,19 @@ NO_EARLIER_POSITION = not_applicable("no earlier use with a position to compare"
 
 
 def fraud(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
-    last = facts.last_use
+    """Travel speed from the ticket's last use the device knows of, then the back office's
+    velocity (from the MTB's last sighting it knows of) when it answered in time."""
+    local = _travel_speed(ctx, facts.last_use, policy)
+    server = facts.server_velocity_kmh
+    if local.outcome == "fail" or server is None:
+        return local
+    if server > policy.max_speed_kmh:
+        return fail(f"the back office's fraud check: {server:.0f} km/h from its last sighting "
+                    f"(> {policy.max_speed_kmh:.0f})")
+    return PASS
+
+
+def _travel_speed(ctx: Context, last: Use | None, policy: Policy) -> Verdict:
     if last is None or ctx.geo is None or last.lat is None or last.long is None:
         return NO_EARLIER_POSITION
     metres = distance_m(last.lat, last.long, ctx.geo.lat, ctx.geo.long)

@@ -42,6 +42,10 @@ class ServerSection(Section):
     # answers when an entry commits); 0 polls them every feeds_interval_s instead.
     long_poll_s: float = Field(50.0, ge=0, le=55)
     long_poll_gap_s: float = Field(1.0, gt=0)  # after entries came, the next hold this much later
+    # Online, ask the back office's GET /fraudcheck about a ticket about to be accepted, and
+    # wait for the answer at most this long after the scan was read (a refusal never waits).
+    fraudcheck: bool = True
+    fraudcheck_budget_ms: int = Field(150, ge=1, le=1000)
     batch_size: int = Field(200, ge=1, le=1000)
     timeout_s: float = Field(10.0, gt=0)
     # At most this many requests in any minute, feeds, uploads and tokens together: under the

@@ -13,7 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 from hardware.aio import Worker
 
@@ -28,6 +28,14 @@ from mtb.verifier import SignatureCheck, verify_device, verify_issuer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class Velocity(Protocol):
+    """The back office's answer about one scan (``agent.sync.fraudcheck``), awaited on the
+    engine's thread."""
+
+    def wait(self) -> float | None:
+        """km/h from the MTB's last sighting to this scan, or None: no answer within the budget."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,16 @@ def _int_pid(value: str | None) -> int | None:
     return pid if pid <= 2 ** 53 else None
 
 
+def mtb_reference(scanned: codec.Mtb) -> dict[str, Any] | None:
+    """The MTB as a ticketEvent and ``/fraudcheck`` name it (its issuer's pid and signature), or
+    None when the server could not take those."""
+    pid = _int_pid(scanned.issuer.header.iid)
+    signature = codec.b64url_encode(scanned.issuer.signature)
+    if pid is None or len(signature) > MAX_EVENT_ID:
+        return None
+    return {"pid": pid, "issuerSignature": signature}
+
+
 def scan_event_fields(ctx: Context, policy: Policy, scanned: codec.Mtb | None) -> dict[str, Any]:
     """What every ticketEvent of one scan shares: when, where, on which validator, which MTB."""
     event: dict[str, Any] = {
@@ -107,12 +125,11 @@ def scan_event_fields(ctx: Context, policy: Policy, scanned: codec.Mtb | None) -
                                         ("sublocation", ctx.validator.sublocation)) if v is not None},
     }
     if scanned is not None:
-        pid = _int_pid(scanned.issuer.header.iid)
-        signature = codec.b64url_encode(scanned.issuer.signature)
-        if pid is not None and len(signature) <= MAX_EVENT_ID:
-            event["mtbReference"] = {"pid": pid, "issuerSignature": signature}
+        reference = mtb_reference(scanned)
+        if reference is not None:
+            event["mtbReference"] = reference
         if scanned.device is not None:
-            device_pid = _int_pid(scanned.issuer.header.dsp) or pid
+            device_pid = _int_pid(scanned.issuer.header.dsp) or _int_pid(scanned.issuer.header.iid)
             did = scanned.device.header.did
             if device_pid is not None and 0 < len(did) <= MAX_EVENT_ID:
                 event["deviceReference"] = {"pid": device_pid, "did": did}
@@ -186,23 +203,28 @@ class Engine:
         """Run a cache operation on the engine's thread (also used by sync)."""
         return await self._worker.run(fn, *args)
 
-    async def validate(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
-        return await self.run(self.decide_and_record, raw, ctx, refuse)
+    async def validate(self, raw: bytes | str, ctx: Context, refuse: str | None = None,
+                       velocity: Velocity | None = None) -> Decision:
+        return await self.run(self.decide_and_record, raw, ctx, refuse, velocity)
 
     def close(self) -> None:
         self._worker.close()
 
-    def validate_sync(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
+    def validate_sync(self, raw: bytes | str, ctx: Context, refuse: str | None = None,
+                      velocity: Velocity | None = None) -> Decision:
         """Decide, record and make durable, on the caller's thread (the CLI, tests, benches)."""
-        decision = self.decide_and_record(raw, ctx, refuse)
+        decision = self.decide_and_record(raw, ctx, refuse, velocity)
         self.cache.make_durable()
         return decision
 
-    def decide_and_record(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
+    def decide_and_record(self, raw: bytes | str, ctx: Context, refuse: str | None = None,
+                          velocity: Velocity | None = None) -> Decision:
         """Decide and commit the events. Not yet durable: call it on the engine's thread (its
         batch ends in ``make_durable`` before the result is handed on) or use validate_sync.
         ``refuse`` (e.g. the trust list is too old to decide) records a result-1 event for the
-        scan instead of deciding, so the refusal is on file too."""
+        scan instead of deciding, so the refusal is on file too. ``velocity``: the back office's
+        fraud check of this scan, asked for as it was read; waited for (up to its deadline)
+        only when a ticket would be accepted."""
         scanned = None
         if refuse is not None:
             outcomes = [TicketOutcome(None, unreadable_id(raw), 1, refuse)]
@@ -214,7 +236,7 @@ class Engine:
                 outcomes = [TicketOutcome(None, unreadable_id(raw), 1, str(exc))]
         with self.cache.transaction():  # one write transaction: what passback read is what it records beside
             if scanned is not None:
-                outcomes = self._judge(scanned, ctx)
+                outcomes = self._judge(scanned, ctx, velocity)
             shared = scan_event_fields(ctx, self.policy, scanned)
             events = [ticket_event(shared, o, ctx.position_stale) for o in outcomes]
             geo = ctx.geo
@@ -232,17 +254,25 @@ class Engine:
             reason = "; ".join([f"{len(outcomes)} ticket(s) valid", *notes])
         return Decision(code, reason, passenger_message(code, ctx.mode), events, outcomes, refuse is not None)
 
-    def _judge(self, scanned: codec.Mtb, ctx: Context) -> list[TicketOutcome]:
+    def _judge(self, scanned: codec.Mtb, ctx: Context, velocity: Velocity | None = None) -> list[TicketOutcome]:
         if not scanned.tickets:
             return [TicketOutcome(None, unreadable_id(scanned.container), 1, "MTB carries no ticket")]
         keys = self.cache.keystore()
         issuer = verify_issuer(scanned, keys, self.policy.issuer_algs)
         device = verify_device(scanned, keys)
         tokens = token_ids(scanned)
-        return [self._ticket_outcome(scanned, t, ctx, issuer, device, tokens) for t in scanned.tickets]
+        outcomes = [self._ticket_outcome(scanned, t, ctx, issuer, device, tokens) for t in scanned.tickets]
+        if velocity is None or not any(o.code == 0 for o in outcomes):
+            return outcomes  # a refusal never waits for the back office
+        kmh = velocity.wait()
+        if kmh is None:
+            return outcomes  # offline, or past the budget: decided with what the device has
+        return [self._ticket_outcome(scanned, o.ticket, ctx, issuer, device, tokens, kmh)
+                if o.code == 0 and o.ticket is not None else o for o in outcomes]
 
     def _ticket_outcome(self, scanned: codec.Mtb, ticket: codec.Ticket, ctx: Context, issuer: SignatureCheck,
-                        device: SignatureCheck, tokens: list[str]) -> TicketOutcome:
+                        device: SignatureCheck, tokens: list[str],
+                        server_velocity_kmh: float | None = None) -> TicketOutcome:
         last, here = self._earlier_uses(ticket.ticket_id, ctx)
         candidates: list[tuple[DenyKind, str]] = [("ticket", ticket.ticket_id)]
         if ticket.traveller_id:
@@ -250,7 +280,7 @@ class Engine:
         candidates += [("token", token) for token in tokens]
         hit = self.cache.denied(candidates, ctx.time)
         facts = checks.TicketFacts(issuer=issuer, device=device, denied=f"{hit[0]} {hit[1]}" if hit else None,
-                                   last_use_here=here, last_use=last)
+                                   last_use_here=here, last_use=last, server_velocity_kmh=server_velocity_kmh)
         verdicts = checks.judge(scanned, ticket, ctx, facts, self.policy)
         code, reason = checks.result(verdicts)
         return TicketOutcome(ticket, ticket.ticket_id, code, reason, verdicts)

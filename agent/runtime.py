@@ -27,11 +27,12 @@ from hardware.aio import sleep_unless
 from .cache import Cache
 from .clock import ClockWatch
 from .scan_context import Context, Geo, Service, Validator
-from .engine import Decision, Engine
+from .engine import Decision, Engine, Velocity
 from .logs import configure_logging
 from .metrics import AgentMetrics
 from .stops import StopArea, StopLocator
 from .sync import Syncer
+from .sync.fraudcheck import FraudCheck
 from mtb.timeutil import format_extended, parse_time
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class Agent:
                  service: Service | None = None, clock: ClockWatch | None = None,
                  metadata_max_age_s: float | None = None, validate_with_stale_metadata: bool = True,
                  history_days: float = 35.0, metrics: AgentMetrics | None = None,
-                 metrics_address: tuple[str, int] | None = None) -> None:
+                 metrics_address: tuple[str, int] | None = None, fraudcheck: FraudCheck | None = None) -> None:
         self.engine = engine
         self.reader = reader
         self.feedback = feedback
@@ -116,6 +117,7 @@ class Agent:
         self.alarms: dict[str, str] = {}
         self.metrics = metrics
         self.metrics_address = metrics_address  # (host, port) to serve them on while running
+        self.fraudcheck = fraudcheck  # the back office asked about each scan, when online
         self._alarms_changed: set[str] = set()  # kinds raised or cleared since the last write
 
     # --- one scan -------------------------------------------------------------------------------
@@ -141,7 +143,8 @@ class Agent:
         self.scans += 1
         try:
             ctx = self.context()
-            pending = self.engine.schedule(self._decide, raw, ctx)
+            velocity = self.fraudcheck.ask(raw, ctx) if self.fraudcheck is not None else None
+            pending = self.engine.schedule(self._decide, raw, ctx, velocity)
             if self.metrics is not None:
                 pending.add_done_callback(partial(self._count, self.metrics, time.perf_counter()))
             return pending
@@ -155,11 +158,11 @@ class Agent:
         if not done.cancelled() and done.exception() is None:
             metrics.decided(done.result()[0].event_result, time.perf_counter() - started)
 
-    def _decide(self, raw: bytes, ctx: Context) -> tuple[Decision, str | None]:
+    def _decide(self, raw: bytes, ctx: Context, velocity: Velocity | None) -> tuple[Decision, str | None]:
         """On the engine's thread, in one hop: the trust list's state, then the decision (made
         durable there before the result comes back). Also returns the trust-list alarm."""
         alarm, refuse = self._trust_list_state(ctx.time)
-        return self.engine.decide_and_record(raw, ctx, refuse), alarm
+        return self.engine.decide_and_record(raw, ctx, refuse, velocity), alarm
 
     def _trust_list_state(self, now: datetime) -> tuple[str | None, str | None]:
         """(alarm, refusal) from the participant metadata's age; an alarm of "" clears it, None
@@ -369,7 +372,7 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
     if config.stops_file is not None:
         cache.replace_stop_areas(load_stops(config.stops_file))
     engine = Engine(cache, config.policy.policy())
-    syncer = None
+    syncer = fraudcheck = None
     if config.server is not None:
         if config.server.credentials_file is None:
             raise ValueError("server.credentials_file is required to sync")
@@ -378,6 +381,7 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
         client = ServerClient(server.base_url, entity, password, timeout_s=server.timeout_s, tls=server.tls(),
                               allow_insecure_http=server.allow_insecure_http,
                               max_requests_per_minute=server.max_requests_per_minute)
+        fraudcheck = FraudCheck(client, server.fraudcheck_budget_ms / 1000) if server.fraudcheck else None
         syncer = Syncer(engine, client, batch_size=server.batch_size, upload_interval_s=server.upload_interval_s,
                         feeds_interval_s=server.feeds_interval_s, long_poll_s=server.long_poll_s,
                         long_poll_gap_s=server.long_poll_gap_s, uses_horizon_s=config.policy.fleet_uses_horizon_s)
@@ -404,10 +408,13 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
         history_days=config.policy.history_days,
         metrics=AgentMetrics(engine) if config.metrics.port else None,
         metrics_address=(config.metrics.host, config.metrics.port) if config.metrics.port else None,
+        fraudcheck=fraudcheck,
     )
 
 
 async def close_agent(agent: Agent) -> None:
+    if agent.fraudcheck is not None:
+        await agent.fraudcheck.close()
     if agent.syncer is not None:
         await agent.syncer.client.close()
     await agent.feedback.close()

@@ -149,6 +149,16 @@ def test_fraud(issued):
     assert checks.fraud(issued, t, ctx(geo=None), far_and_soon, Policy()).outcome == "n/a"
 
 
+def test_fraud_with_the_back_offices_velocity(issued):
+    t = issued.tickets[0]
+    assert checks.fraud(issued, t, ctx(), facts(server_velocity_kmh=300.0), Policy()) == \
+        checks.fail("the back office's fraud check: 300 km/h from its last sighting (> 200)")
+    assert checks.fraud(issued, t, ctx(), facts(server_velocity_kmh=80.0), Policy()) == checks.PASS
+    # the device's own finding is the one reported when both see fraud
+    both = facts(last_use=use("tram-3", 600, GOTHENBURG), server_velocity_kmh=300.0)
+    assert checks.fraud(issued, t, ctx(), both, Policy()).reason.startswith("396.7 km from its last use")
+
+
 def test_result_is_the_first_failure_and_notes_ride_along():
     verdicts = (checks.PASS, checks.PASS, checks.NO_DEVICE_LAYER, checks.Verdict("pass", "a note"),
                 checks.fail("late"), checks.PASS, checks.fail("elsewhere"), checks.PASS, checks.PASS)

@@ -110,6 +110,7 @@ class ServerClient:
         self._token: str | None = None
         self._token_renew_at = 0.0  # on self.clock's monotonic scale
         self._token_lock = asyncio.Lock()
+        self.online = False  # the last request got an answer (any status); False after a network or TLS failure
 
     def __repr__(self) -> str:  # never the password
         return f"ServerClient({self.base_url!r}, entity={self.entity!r})"
@@ -121,6 +122,11 @@ class ServerClient:
 
     def forget_token(self) -> None:
         self._token = None
+
+    @property
+    def has_token(self) -> bool:
+        """A token in hand that is not due for renewal: a request now costs no token fetch."""
+        return self._token is not None and self.clock.monotonic() < self._token_renew_at
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -179,6 +185,7 @@ class ServerClient:
                 body = await response.read()
                 status, answer_headers = response.status, CIMultiDict(response.headers)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            self.online = False
             tls = _tls_failure(exc)
             if tls is not None:
                 raise TlsRefused(f"{method} {path}: TLS refused: {tls}") from exc
@@ -186,6 +193,7 @@ class ServerClient:
                 exc, aiohttp.ClientConnectorError)  # connected, then dropped
             hint = NO_CLIENT_CERT_HINT if dropped and self._https_without_client_cert else ""
             raise Transient(f"{method} {path}: {type(exc).__name__}: {exc}{hint}") from exc
+        self.online = True
         if status == 429:
             wait = retry_after(answer_headers.get("Retry-After"))
             self.budget.block(wait)

@@ -104,6 +104,10 @@ class RequestBudget:
         self._forget(self.clock.monotonic())
         return len(self._sent)
 
+    def has_room(self, reserve: int = 0) -> bool:
+        """Whether a request now (leaving ``reserve`` to others) would go without waiting."""
+        return self.blocked_for() == 0 and self.used() < max(1, self.requests - reserve)
+
     def blocked_for(self) -> float:
         """Seconds left of the server's block (0 when not blocked)."""
         return max(0.0, self._blocked_until - self.clock.monotonic())
