@@ -20,30 +20,13 @@ from typing import Any, Literal
 
 import sqlite_utils
 
+from mtb.checks import DenyKind, Use
 from mtb.keys import KeyMaterialError, KeyStore, jwk_public_key
 from .stops import StopArea
 from mtb.timeutil import format_extended, parse_time, utcnow
 
-DenyKind = Literal["ticket", "traveller", "token"]
 WAL_CHECKPOINT_PAGES = 10_000
 Durability = Literal["full", "normal"]
-
-
-@dataclass(frozen=True)
-class Use:
-    """One recorded scan of a ticket: what passback, fraud and the inspector's view look at."""
-
-    ticket_id: str
-    time: datetime
-    event_type: str
-    result: int
-    device_id: str | None
-    stop_area: str | None
-    zone: str | None
-    lat: float | None
-    long: float | None
-    boot_id: str | None = None
-    monotonic: float | None = None
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Any
 from .cache import Cache
 from .config import load_config
 from .cli import UsageError, b64u, iso, print_json, read_input, scanned_bytes
-from .policy import Policy
-from .scan_context import Context, Geo, Validator
+from mtb.policy import Policy
+from mtb.scan_context import Context, Geo, Validator
 from .engine import Engine
 from .stops import load_stops
 from .sync.status import statuses_json

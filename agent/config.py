@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .policy import Policy
+from mtb.policy import Policy
 from .sync.tls import TlsSettings, parse_pin
 
 

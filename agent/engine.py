@@ -18,13 +18,15 @@ from typing import Any, Callable, Protocol, TypeVar
 from hardware.aio import Worker
 
 import mtb as codec
-from . import checks
-from .cache import Cache, DenyKind, Use
-from .policy import Policy, operating_day
-from .scan_context import Context
-from .messages import passenger_message
+from mtb import checks
+from mtb.checks import Use
+from mtb.policy import Policy, operating_day
+from mtb.scan_context import Context
 from mtb.timeutil import format_extended
 from mtb.verifier import SignatureCheck, verify_device, verify_issuer
+
+from .cache import Cache
+from .messages import passenger_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -260,7 +262,7 @@ class Engine:
         keys = self.cache.keystore()
         issuer = verify_issuer(scanned, keys, self.policy.issuer_algs)
         device = verify_device(scanned, keys)
-        tokens = token_ids(scanned)
+        tokens = checks.token_ids(scanned)
         outcomes = [self._ticket_outcome(scanned, t, ctx, issuer, device, tokens) for t in scanned.tickets]
         if velocity is None or not any(o.code == 0 for o in outcomes):
             return outcomes  # a refusal never waits for the back office
@@ -274,17 +276,12 @@ class Engine:
                         device: SignatureCheck, tokens: list[str],
                         server_velocity_kmh: float | None = None) -> TicketOutcome:
         last, here = self._earlier_uses(ticket.ticket_id, ctx)
-        candidates: list[tuple[DenyKind, str]] = [("ticket", ticket.ticket_id)]
-        if ticket.traveller_id:
-            candidates.append(("traveller", ticket.traveller_id))
-        candidates += [("token", token) for token in tokens]
-        hit = self.cache.denied(candidates, ctx.time)
+        hit = self.cache.denied(checks.deny_candidates(ticket, tokens), ctx.time)
         facts = checks.TicketFacts(issuer=issuer, device=device, denied=f"{hit[0]} {hit[1]}" if hit else None,
                                    last_use_here=here, last_use=last, server_velocity_kmh=server_velocity_kmh)
         verdicts = checks.judge(scanned, ticket, ctx, facts, self.policy)
         code, reason = checks.result(verdicts)
         return TicketOutcome(ticket, ticket.ticket_id, code, reason, verdicts)
-
 
     def _earlier_uses(self, ticket_id: str, ctx: Context) -> tuple[Use | None, Use | None]:
         """(the ticket's latest accepted use anywhere, for fraud; the latest that makes a passback
@@ -306,12 +303,3 @@ def latest(a: Use | None, b: Use | None) -> Use | None:
     if a is None or b is None:
         return a or b
     return b if b.time > a.time else a
-
-
-def token_ids(scanned: codec.Mtb) -> list[str]:
-    """A token is what carries the ticket: the phone (device id) or a card (its ``tpk`` key id)."""
-    ids = [scanned.device.header.did] if scanned.device else []
-    tpk = scanned.issuer.header.fields.get("tpk")
-    if isinstance(tpk, dict) and isinstance(tpk.get("kid"), str):
-        ids.append(tpk["kid"])
-    return ids

@@ -26,7 +26,7 @@ from hardware.aio import sleep_unless
 
 from .cache import Cache
 from .clock import ClockWatch
-from .scan_context import Context, Geo, Service, Validator
+from mtb.scan_context import Context, Geo, Service, Validator
 from .engine import Decision, Engine, Velocity
 from .logs import configure_logging
 from .metrics import AgentMetrics

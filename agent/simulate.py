@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from mtb.timeutil import utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
 STOPS = ROOT / "deploy" / "gtfs" / "stops.txt"
+PRODUCTS = ROOT / "deploy" / "products.json"  # the sample network's product catalogue
 ROUTE = ["CEN", "ODP", "KTH", "UNI", "BER", "DAN", "MOR"]  # bus 17, Centralstationen -> Mörby
 DEVICES = {  # device id: (role, mode, location)
     "bus-17": ("val", "validation", "vehicle"),
@@ -49,7 +51,6 @@ DEVICES = {  # device id: (role, mode, location)
     "platform-odp-2": ("val", "validation", "platform"),  # the next gate of the same platform
     "handheld-7": ("ins", "inspection", "handheld"),
 }
-FARE = {"amount": 36.0, "currency": "SEK", "vatAmount": 2.16, "vatPercent": 6.0}
 log = logging.getLogger("simulate")
 
 
@@ -100,12 +101,16 @@ class BackOffice:
                 raise RuntimeError(f"{method} {path}: {reply.status} {data}")
             return data
 
-    async def issue(self, traveller: str, zones: list[str], modes: list[str] = ("bus", "metro")) -> tuple[str, str]:
-        manifest = await self.call("shop-1", "POST", "/manifest", {
-            "productId": f"single-{''.join(zones)}", "fare": FARE, "validitySeconds": 4 * 3600, "zones": zones,
-            "modes": list(modes), "category": "adult"})
+    async def issue(self, traveller: str, zones: list[str]) -> tuple[str, str]:
+        """Sell a single adult ticket for the zones, as a sales system does with BoB's Product
+        and Ticket APIs: product filter -> manifest -> ticket."""
+        offered = await self.call("shop-1", "POST", "/product", {
+            "group": {"groupType": "zone", "groupIds": zones}, "productCategoryIds": ["single"],
+            "travellerCategoryIds": ["adult"]})
+        manifest = await self.call("shop-1", "POST", "/manifest",
+                                   {"productSelections": [{"productId": offered[0][0]["productId"]}]})
         issued = await self.call("shop-1", "POST", "/ticket", {
-            "manifestMtbTemplate": manifest["manifestMtbTemplate"], "ticketHolder": {"travellerId": traveller},
+            "manifestMtbTemplate": manifest["manifest"], "ticketHolder": {"travellerId": traveller},
             "issueMtb": True})
         return issued["ticketIds"][0], issued["ticketBundle"]["mtb"]
 
@@ -130,6 +135,7 @@ class Simulation:
 
     def deploy_server(self) -> None:
         init = server_cli("init", "--data", str(self.data), "--pid", "1234", "--name", "Demo Transit")
+        shutil.copyfile(PRODUCTS, self.data / "products.json")
         self.credentials["admin"] = init["adminPassword"]
         for entity, role in [("shop-1", "pos")] + [(device, spec[0]) for device, spec in DEVICES.items()]:
             self.credentials[entity] = server_cli("credentials", "add", "--data", str(self.data), "--entity", entity,
@@ -222,7 +228,8 @@ class Simulation:
             Passenger("inspector checks eva", "handheld-7", inspected, 0),
             Passenger("inspector checks anna", "handheld-7", valid, 0),
         ]
-        self.say(f"back office: issued 6 tickets through POST /manifest + POST /ticket; ticket {valid_id} is anna's")
+        self.say(f"back office: sold 6 tickets through POST /product, /manifest and /ticket; ticket {valid_id} "
+                 "is anna's")
         return people, revoked_id
 
     async def scan(self, person: Passenger) -> None:

@@ -330,7 +330,7 @@ class Fuzzer:
         import mtb
         from mtb import keys
         from agent.cache import Cache
-        from agent.scan_context import Context, Geo, Validator
+        from mtb.scan_context import Context, Geo, Validator
         from agent.engine import Engine, unreadable_id
         from server.models import TicketEvent
 
@@ -531,7 +531,7 @@ def atheris_child(runs: int, stats: Path, seed: int) -> int:
     import atheris  # type: ignore[import-not-found]
 
     with atheris.instrument_imports():
-        import mtb.cbor, mtb.codec, agent.engine, agent.checks, mtb.verifier, mtb.timeutil  # noqa: F401,E401
+        import mtb.cbor, mtb.codec, agent.engine, mtb.checks, mtb.verifier, mtb.timeutil  # noqa: F401,E401
     workdir = stats.parent / "atheris"
     workdir.mkdir(exist_ok=True)
     fuzzer = Fuzzer(workdir, seed, workdir / "findings")

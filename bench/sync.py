@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 import mtb  # noqa: E402
 from mtb import keys, signer  # noqa: E402
 from agent.cache import Cache  # noqa: E402
-from agent.policy import Policy  # noqa: E402
-from agent.scan_context import Context, Geo, Service, Validator  # noqa: E402
+from mtb.policy import Policy  # noqa: E402
+from mtb.scan_context import Context, Geo, Service, Validator  # noqa: E402
 from agent.engine import Engine, TicketOutcome, scan_event_fields, ticket_event  # noqa: E402
 from agent.sync import ServerClient, Syncer  # noqa: E402
 from mtb.timeutil import format_extended  # noqa: E402

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 
 from agent.cache import Cache  # noqa: E402
-from agent.scan_context import Validator  # noqa: E402
+from mtb.scan_context import Validator  # noqa: E402
 from agent.engine import Engine  # noqa: E402
 from agent.runtime import Agent  # noqa: E402
 from agent.sync import ServerClient, Syncer  # noqa: E402

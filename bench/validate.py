@@ -33,7 +33,7 @@ import mtb  # noqa: E402
 from mtb import keys, signer  # noqa: E402
 from agent.cache import Cache  # noqa: E402
 from agent.clock import ClockWatch  # noqa: E402
-from agent.scan_context import Context, Geo, Validator  # noqa: E402
+from mtb.scan_context import Context, Geo, Validator  # noqa: E402
 from agent.engine import Engine  # noqa: E402
 from agent.runtime import Agent  # noqa: E402
 from hardware import SimulatedFeedback, SimulatedReader  # noqa: E402

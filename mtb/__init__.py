@@ -1,6 +1,8 @@
 """What the device agent and the server both speak: the MTB codec (this package's top level,
 ``mtb.decode``), strict CBOR (:mod:`mtb.cbor`), keys (:mod:`mtb.keys`), the signer
-(:mod:`mtb.signer`), the verifier (:mod:`mtb.verifier`) and the time format (:mod:`mtb.timeutil`).
+(:mod:`mtb.signer`), the verifier (:mod:`mtb.verifier`), the time format (:mod:`mtb.timeutil`),
+and the checks of a scan (:mod:`mtb.checks` with :mod:`mtb.scan_context`, :mod:`mtb.policy` and
+:mod:`mtb.travel`), which the device agent and the server's online validation both run.
 
 It imports neither ``agent`` nor ``server`` (a layer test checks it), so the server never
 depends on the device agent and a third party can take the codec alone.

@@ -5,6 +5,7 @@ only, a device key is an HMAC-SHA-256 key. What an MTB header claims is checked 
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from .codec import b64url_decode, b64url_encode
+from .codec import MtbFormatError, b64url_decode, b64url_encode
 
 DEVICE_KEY_BYTES = 16
 
@@ -86,6 +87,53 @@ def jwk_public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
         return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
     except (KeyError, TypeError, ValueError) as exc:
         raise KeyMaterialError(f"key {jwk.get('kid')!r} has bad coordinates: {exc}") from exc
+
+
+# --- tokens (phones, cards): public JWKs and their RFC 7638 thumbprints --------------------------
+
+_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
+_EC_COORDINATE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66}
+
+
+def public_token_jwk(jwk: Mapping[str, Any]) -> dict[str, str]:
+    """The public members of a token's JWK (EC P-256/384/521 or RSA), checked; a private
+    member (``d``, RSA primes) is refused rather than stored."""
+    if not isinstance(jwk, Mapping):
+        raise KeyMaterialError("a token key is not a JWK object")
+    members = _THUMBPRINT_MEMBERS.get(jwk.get("kty"))  # type: ignore[arg-type]
+    if members is None:
+        raise KeyMaterialError("a token key must be kty EC or RSA")
+    if any(k in jwk for k in ("d", "p", "q", "dp", "dq", "qi")):
+        raise KeyMaterialError("a token key must be public (it has private members)")
+    public: dict[str, str] = {}
+    for member in members:
+        value = jwk.get(member)
+        if not isinstance(value, str) or not value or len(value) > 2048:
+            raise KeyMaterialError(f"a token key lacks {member!r}")
+        public[member] = value
+    try:
+        if public["kty"] == "EC":
+            size = _EC_COORDINATE_BYTES.get(public["crv"])
+            if size is None:
+                raise KeyMaterialError("a token key's crv must be P-256, P-384 or P-521")
+            if any(len(b64url_decode(public[c])) != size for c in ("x", "y")):
+                raise KeyMaterialError(f"a token key's coordinates are not {size} bytes")
+        else:
+            b64url_decode(public["n"]), b64url_decode(public["e"])
+    except MtbFormatError:
+        raise KeyMaterialError("a token key's members are not base64url") from None
+    for member in ("kid", "alg", "use"):  # public, descriptive: kept as given
+        if isinstance(jwk.get(member), str) and len(jwk[member]) <= 200:
+            public[member] = jwk[member]
+    return public
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638: SHA-256 over the required members in lexicographic order, base64url."""
+    public = public_token_jwk(jwk)
+    members = {m: public[m] for m in _THUMBPRINT_MEMBERS[public["kty"]]}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
 # --- HS256 device keys ------------------------------------------------------------------------

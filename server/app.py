@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import console, device_api, fleet, openapi, ops, ticket_api
+from . import console, device_api, fleet, openapi, ops, product_api, ticket_api, token_api
 from .auth import auth_middleware
 from .b2b.app import install as install_b2b
 from .auth.api import api as auth_api
@@ -25,16 +25,20 @@ from .auth.passwords import HashPool
 from .auth.ratelimit import DatabaseLimiter, Limiter, RateLimiter
 from .auth.tokens import TokenCache
 from .clients import TrustedProxies
-from .config import ServerConfig, load_config
+from .config import PRODUCTS_FILE, TICKLE_FILE, ServerConfig, load_config
 from .context import CTX, Context
+from .datafile import WatchedFile
 from .device_api.feeds import Feeds
+from .device_api.tickle import tickle_sets
 from .endpoint import Api
 from .errors import BODY_TIMEOUT, error_middleware
 from .keyring import KeyRing
+from .product_api.catalogue import Catalogue
 from .serving import make_runner
 from .store import Store, StoreRunner, open_store
 
-SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api, fleet.api, ops.api)
+SURFACES: tuple[Api, ...] = (openapi.api, auth_api, device_api.api, ticket_api.api, product_api.api,
+                             token_api.api, fleet.api, ops.api)
 
 
 def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None) -> web.Application:
@@ -47,11 +51,14 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     run = StoreRunner(store)
     limiter, login_limiter = make_limiters(config, store, run)
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
+    data_dir = Path(config.data_dir or ".")
     ctx = Context(config=config, keyring=keyring, store=store, run=run, limiter=limiter,
                   login_limiter=login_limiter, hasher=HashPool(config.password_hash),
                   proxies=TrustedProxies(config.trusted_proxies), metrics=ops.Metrics(),
                   feeds=Feeds(run, store, config.uses_horizon_seconds), tokens=TokenCache(),
-                  apis=SURFACES, endpoints=endpoints)
+                  apis=SURFACES, endpoints=endpoints,
+                  catalogue=WatchedFile(data_dir / PRODUCTS_FILE, Catalogue.model_validate),
+                  tickle=WatchedFile(data_dir / TICKLE_FILE, tickle_sets))
     app = web.Application(middlewares=[ops.metrics_middleware(ctx.metrics), error_middleware, auth_middleware(ctx)],
                           client_max_size=config.max_body_bytes)
     app[CTX] = ctx

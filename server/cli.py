@@ -3,11 +3,15 @@
 ::
 
     python -m server --data DIR [--host 127.0.0.1] [--port 8080] [--database URL] [--workers N]   # serve
-        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]           # HTTPS, optionally mutual TLS
+        [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM [--tls-client-auth optional]]]  # HTTPS, mTLS
     python -m server init --data DIR [--pid 1234] [--name ORG] [--admin admin] [--base-path /api/v1] [--database URL]
     python -m server credentials add --data DIR --entity ID --role val|ins|tvm|pos|admin|support [--password-stdin]
+        [--cert-subject RFC4514]     # bind a TLS client certificate subject (then no password is made)
     python -m server credentials list --data DIR
     python -m server credentials remove --data DIR --entity ID
+    python -m server tokens add --data DIR --pid 16 --serial 1 --jwk FILE|-    # a token's public JWK
+    python -m server tokens list --data DIR
+    python -m server tokens revoke|reinstate --data DIR --token THUMBPRINT [--until TIME]
     python -m server devices --data DIR [--silent-after SECONDS]      # the fleet; silent devices flagged
     python -m server b2b company|key|integration|webhook|rollover|deliver ...   # server/b2b/cli.py
 
@@ -25,20 +29,24 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from mtb.timeutil import utcnow
+from mtb import keys
+from mtb.timeutil import parse_time, utcnow
 
 from . import auth
+from .auth.certs import canonical_subject
 from .b2b import cli as b2b_cli
 from .config import CONFIG_FILE, ServerConfig, check_database, load_config, save_config
 from .keyring import create_key_material
-from .store import Credential, DatabaseUnavailable, DuplicateCredential, is_database_url, open_store
+from .store import (Credential, DatabaseUnavailable, DenyEntry, DuplicateCredential, Store, TokenRecord,
+                     is_database_url, open_store)
 
 
 class UsageError(Exception):
@@ -62,30 +70,109 @@ def init_data_dir(data_dir: str | Path, *, pid: int = 1234, name: str | None = N
     open_store(settings.database_target(), pool_size=1).close()  # the database first: nothing written if it fails
     create_key_material(data_dir, settings)
     save_config(data_dir, settings)
-    return add_credential(data_dir, admin_entity, "admin", admin_password, config=settings)
+    return add_credential(data_dir, admin_entity, "admin", admin_password, config=settings) or ""
 
 
 def add_credential(data_dir: str | Path, entity: str, role: str, password: str | None = None, *,
-                   replace: bool = False, config: ServerConfig | None = None) -> str:
+                   replace: bool = False, config: ServerConfig | None = None,
+                   cert_subject: str | None = None) -> str | None:
+    """Add a credential; returns its password (generated when none is given), or None for a
+    credential bound to a certificate subject and given no password: it logs in by certificate
+    only (its password is random and shown to nobody)."""
     if role not in auth.CREDENTIAL_ROLES:
         raise UsageError(f"role must be one of {', '.join(auth.CREDENTIAL_ROLES)}")
     if not entity or len(entity) > 200 or any(c in entity for c in "/:?#% \t\n"):
         raise UsageError("entity id must be 1-200 characters without / : ? # % or spaces")
+    if cert_subject is not None:
+        try:
+            cert_subject = canonical_subject(cert_subject)
+        except ValueError as exc:
+            raise UsageError(f"--cert-subject: {exc}") from None
     config = config or load_config(data_dir)
-    password = auth.generate_password() if password is None else password
-    try:
-        auth.check_strength(password)
-    except auth.WeakPassword as exc:
-        raise UsageError(str(exc)) from None
-    hashed = auth.hash_password(password, config.password_hash)
+    shown = password if password is not None or cert_subject is not None else auth.generate_password()
+    if shown is not None:
+        try:
+            auth.check_strength(shown)
+        except auth.WeakPassword as exc:
+            raise UsageError(str(exc)) from None
+    hashed = auth.hash_password(shown or auth.generate_password(), config.password_hash)
     store = open_store(config.database_target(), pool_size=1)
     try:
-        store.add_credential(Credential(entity, role, config.pid, hashed, utcnow()), replace=replace)
+        store.add_credential(Credential(entity, role, config.pid, hashed, utcnow(), cert_subject), replace=replace)
     except DuplicateCredential:
         raise UsageError(f"credential {entity!r} exists (use --replace to set a new password/role)") from None
     finally:
         store.close()
-    return password
+    return shown
+
+
+@contextmanager
+def opened_store(data_dir: str | Path, config: ServerConfig | None = None) -> Iterator[Store]:
+    config = config or load_config(data_dir)
+    store = open_store(config.database_target(), pool_size=1)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def register_token(data_dir: str | Path, pid: int, serial: int | None, jwk: Any, *,
+                   config: ServerConfig | None = None) -> str:
+    """Make a token (phone, card) known to the Token API; returns its RFC 7638 thumbprint."""
+    try:
+        public = keys.public_token_jwk(jwk)
+    except keys.KeyMaterialError as exc:
+        raise UsageError(str(exc)) from None
+    token_id = keys.jwk_thumbprint(public)
+    with opened_store(data_dir, config) as store:
+        store.add_token(TokenRecord(token_id, pid, public, utcnow(), serial))
+    return token_id
+
+
+def revoke_token(data_dir: str | Path, token_id: str, until: datetime | None = None, *, revoke: bool = True,
+                 config: ServerConfig | None = None) -> int:
+    """Revoke a token (or lift its revocation): a deny-list entry naming it, which is what the
+    Token API's revocation list and the validators' deny list both show. Returns its entry id."""
+    config = config or load_config(data_dir)
+    now = utcnow()
+    if revoke:
+        expire = until or now + timedelta(days=400, seconds=config.blacklist_grace_seconds)
+    else:  # an entry already expired lifts the earlier ones (see server.ticket_api.tickets)
+        expire = now - timedelta(seconds=config.clock_skew_seconds)
+    with opened_store(data_dir, config) as store:
+        if store.get_token(token_id) is None:
+            raise UsageError(f"no token {token_id!r} (tokens list shows the known ones)")
+        return store.add_deny(DenyEntry(expire=expire, token_id=token_id, created_at=now,
+                                        reason="token revoked" if revoke else "token reinstated"))
+
+
+def _read_jwk(source: str) -> Any:
+    try:
+        text = sys.stdin.read(64 * 1024) if source == "-" else Path(source).read_text(encoding="utf-8")
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--jwk: not JSON: {exc}") from None
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    if args.action == "add":
+        if args.pid is None or not args.jwk:
+            raise UsageError("tokens add needs --pid and --jwk (a file, or - for standard input)")
+        token_id = register_token(args.data, args.pid, args.serial, _read_jwk(args.jwk), config=_config(args))
+        print(json.dumps({"tokenId": token_id, "pid": args.pid, "serial": args.serial}, indent=2))
+    elif args.action == "list":
+        with opened_store(args.data, _config(args)) as store:
+            now = utcnow()
+            for token in store.list_tokens():
+                revoked = "revoked" if store.denied([("token", token.token_id)], now) else "-"
+                print(f"{token.token_id}\t{token.pid}\t{token.serial if token.serial is not None else '-'}\t{revoked}")
+    else:
+        if not args.token:
+            raise UsageError(f"tokens {args.action} needs --token")
+        until = parse_time(args.until) if args.until else None
+        entry = revoke_token(args.data, args.token, until, revoke=args.action == "revoke", config=_config(args))
+        print(json.dumps({"tokenId": args.token, "denyEntryId": entry, "action": args.action}))
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -105,9 +192,11 @@ def _serve(args: argparse.Namespace) -> int:
         from .workers import supervise
         passthrough = [*(["--access-log"] if args.access_log else []),
                        *(f"--{name.replace('_', '-')}={getattr(args, name)}"
-                         for name in ("tls_cert", "tls_key", "tls_client_ca") if getattr(args, name))]
+                         for name in ("tls_cert", "tls_key", "tls_client_ca", "tls_client_auth")
+                         if getattr(args, name))]
         return supervise(args.data, host, port, args.workers, config.database_target(), passthrough)
-    ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_client_ca,
+                                     client_cert_required=args.tls_client_auth == "required") if args.tls_cert else None
     overrides = {"shared_limits": True} if args.worker else {}
     app = app_from_data_dir(args.data, database=config.database, **overrides)
     scheme = "https" if ssl_context else "http"
@@ -143,27 +232,23 @@ def _credentials(args: argparse.Namespace) -> int:
             raise UsageError("credentials add needs --entity and --role")
         given = _read_password() if args.password_stdin else None
         password = add_credential(args.data, args.entity, args.role, given, replace=args.replace,
-                                  config=_config(args))
+                                  config=_config(args), cert_subject=args.cert_subject)
         out = {"entity": args.entity, "role": args.role}
-        if given is None:
+        if args.cert_subject:
+            out["certSubject"] = canonical_subject(args.cert_subject)
+        if given is None and password is not None:
             out["password"] = password
         print(json.dumps(out, indent=2))
     elif args.action == "list":
-        store = open_store(_config(args).database_target(), pool_size=1)
-        try:
+        with opened_store(args.data, _config(args)) as store:
             for cred in store.list_credentials():
-                print(f"{cred.entity_id}\t{cred.role}\t{cred.pid}")
-        finally:
-            store.close()
+                print(f"{cred.entity_id}\t{cred.role}\t{cred.pid}\t{cred.cert_subject or '-'}")
     else:
         if not args.entity:
             raise UsageError("credentials remove needs --entity")
-        store = open_store(_config(args).database_target(), pool_size=1)
-        try:
+        with opened_store(args.data, _config(args)) as store:
             if not store.remove_credential(args.entity):
                 raise UsageError(f"no credential {args.entity!r}")
-        finally:
-            store.close()
         print(f"removed {args.entity}")
     return 0
 
@@ -237,6 +322,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     serve.add_argument("--tls-client-ca", type=Path,
                        help="require client certificates issued by this CA (PEM): mutual TLS")
+    serve.add_argument("--tls-client-auth", choices=("required", "optional"), default="required",
+                       help="with --tls-client-ca: must every client show a certificate (default), or may one "
+                            "show none and log in with HTTP Basic (BoB's /auth by certificate beside Basic)")
     serve.set_defaults(func=_serve)
     init = sub.add_parser("init", help="create keys, KDK, participant metadata, config and an admin credential")
     init.add_argument("--data", type=Path, required=True)
@@ -256,6 +344,9 @@ def parser() -> argparse.ArgumentParser:
                        help="read the password (12+ characters) from standard input; default: generate one and print it")
     creds.add_argument("--replace", action="store_true", help="overwrite an existing credential")
     creds.add_argument("--database", default=None, help=DATABASE_HELP)
+    creds.add_argument("--cert-subject", default=None,
+                       help="bind a TLS client certificate subject (RFC 4514, e.g. CN=bus-17,O=Operator): it logs "
+                            "in as this entity at GET /auth; one subject may be bound to several entities")
     creds.set_defaults(func=_credentials)
     devices = sub.add_parser("devices", help="print the fleet (last contact, software, outbox, lists, alarms); "
                                              "flags devices silent for too long")
@@ -265,13 +356,23 @@ def parser() -> argparse.ArgumentParser:
                               "device_silent_seconds)")
     devices.add_argument("--database", default=None, help=DATABASE_HELP)
     devices.set_defaults(func=_devices)
+    tokens = sub.add_parser("tokens", help="tokens (phones, cards) for the Token API, and their revocation")
+    tokens.add_argument("action", choices=("add", "list", "revoke", "reinstate"))
+    tokens.add_argument("--data", type=Path, required=True)
+    tokens.add_argument("--pid", type=int, help="the token issuer's participant id")
+    tokens.add_argument("--serial", type=int, default=None, help="the token's serial number (optional)")
+    tokens.add_argument("--jwk", help="the token's public JWK: a file, or - to read standard input")
+    tokens.add_argument("--token", help="the token's thumbprint (tokens list shows them)")
+    tokens.add_argument("--until", help="revoke: until this time (ISO 8601; default 400 days and the grace)")
+    tokens.add_argument("--database", default=None, help=DATABASE_HELP)
+    tokens.set_defaults(func=_tokens)
     b2b_cli.add_parser(sub)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("serve", "init", "credentials", "devices", "b2b", "-h", "--help"):
+    if not argv or argv[0] not in ("serve", "init", "credentials", "tokens", "devices", "b2b", "-h", "--help"):
         argv.insert(0, "serve")
     args = parser().parse_args(argv)
     try:

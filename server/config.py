@@ -13,6 +13,8 @@ A data directory holds everything one deployment needs (``python -m server init`
 ``server.sqlite3``                    the store (tickets, events, deny list, credentials), unless
                                       ``database`` names a PostgreSQL URL
 ``stops.txt`` (optional)              the operator's GTFS stops, served at ``GET /stops``
+``products.json`` (optional)          the product catalogue (:mod:`server.product_api.catalogue`)
+``tickle-macros.json`` (optional)     TICKLE macro sets for validators (``GET /ticklemacros``)
 ====================================  =====================================================
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -33,6 +36,8 @@ from .store import is_database_url
 CONFIG_FILE = "config.json"
 ISSUER_KEY_FILE = "issuer-key.pem"
 STOPS_FILE = "stops.txt"  # optional: the operator's GTFS stops, served at GET {base}/stops
+PRODUCTS_FILE = "products.json"  # optional: the product catalogue (Product API)
+TICKLE_FILE = "tickle-macros.json"  # optional: TICKLE macro sets (Validation API)
 AUTH_KEY_FILE = "authtoken-key.pem"
 KDK_FILE = "kdk.json"
 METADATA_FILE = "participant-metadata.json"
@@ -167,6 +172,9 @@ class ServerConfig(BaseModel):
     issuer_kid: str = ""  # default "<pid>:issuer-1"
     authtoken_kid: str = ""  # default "<pid>:auth-1"
     base_path: str = "/api/v1"
+    # The scheme and host clients reach this server under (``https://tickets.example.com``), for
+    # the absolute URLs of Location headers; needed behind a reverse proxy. None: from each request.
+    public_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     # A SQLite file (relative to the data directory) or a PostgreSQL URL, postgresql://user@host/db
@@ -230,6 +238,16 @@ class ServerConfig(BaseModel):
             raise ValueError("base_path must start with '/'")
         if any(c in value for c in "{}?#% "):
             raise ValueError("base_path must be a plain path")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.rstrip("/")
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", value):
+            raise ValueError("public_url must be scheme and host only, e.g. https://tickets.example.com")
         return value
 
     def database_target(self) -> str:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .clients import TrustedProxies
 from .config import ServerConfig
+from .datafile import WatchedFile
 from .endpoint import Api, Endpoint
 from .keyring import KeyRing
 from .store import Store, StoreRunner
@@ -29,9 +30,19 @@ class Context:
     apis: tuple[Api, ...] = ()  # the surfaces served under config.base_path
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by operation id: what the middleware checks
     cache: dict[str, Any] = field(default_factory=dict)
+    catalogue: WatchedFile[Any] | None = None  # products.json, a server.product_api.catalogue.Catalogue
+    tickle: WatchedFile[Any] | None = None  # tickle-macros.json, the TICKLE macro sets
 
     def url(self, path: str) -> str:
         return f"{self.config.base_path}{path}"
+
+    def absolute_url(self, request: web.Request, path: str) -> str:
+        """An absolute URL for a ``Location`` header (clients such as ``requests`` cannot follow
+        a relative one): under ``public_url`` when configured (a server behind a reverse proxy
+        sees neither the scheme nor the host the client used), else the scheme and host of the
+        request itself."""
+        origin = self.config.public_url or f"{request.scheme}://{request.host}"
+        return f"{origin}{self.url(path)}"
 
 
 CTX: web.AppKey[Context] = web.AppKey("ctx", Context)

@@ -24,7 +24,6 @@ Id = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 Text = Annotated[StrictStr, Field(max_length=1000)]
 Float = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Money = Annotated[float, Field(strict=True, ge=0, le=1e9, allow_inf_nan=False)]
-MODES = ("bus", "tram", "train", "metro", "ferry")
 
 
 def _whole(value: Any) -> Any:
@@ -173,20 +172,6 @@ class Fare(_Strict):
     vatPercent: Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)]
 
 
-class ManifestRequest(_Strict):
-    """``POST /manifest``: what a product server asks to have signed."""
-
-    productId: Id
-    fare: Fare
-    validitySeconds: WholeInt(ge=60, le=400 * 86400)
-    zones: Annotated[list[Id], Field(max_length=200)] | None = None
-    modes: Annotated[list[Literal["bus", "tram", "train", "metro", "ferry"]], Field(max_length=5)] | None = None
-    stopAreas: Annotated[list[Id], Field(max_length=500)] | None = None
-    category: Annotated[StrictStr, Field(min_length=1, max_length=50)] | None = None
-    count: WholeInt(ge=1, le=20) = 1
-    startWindowSeconds: WholeInt(ge=0, le=400 * 86400) = 30 * 86400
-
-
 class TicketHolder(_Part):
     travellerId: Id
     travellerName: Text | None = None
@@ -198,6 +183,9 @@ class ManifestCall(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     manifestMtbTemplate: Annotated[StrictStr, Field(min_length=1, max_length=32 * 1024)]
+    tokenIssuer: Pid | None = None  # the token's issuer (default: the manifest's participant)
+    tokenId: Id | None = None  # RFC 7638 thumbprint of a token this server knows
+    tokenPublicKey: dict[str, Any] | None = None  # the token's public JWK (registers the token)
     bookingId: Id | None = None
     issueMtb: StrictBool = False
     recoverTicketId: Id | None = None

@@ -24,6 +24,7 @@ REF = "#/components/schemas/{model}"
 HEADERS: dict[str, dict[str, Any]] = {
     "Location": {"schema": {"type": "string"}, "description": "the URL of what was created or found"},
     "ETag": {"schema": {"type": "string"}, "description": "strong ETag of the body"},
+    "Expires": {"schema": {"type": "string"}, "description": "HTTP date after which it is no longer valid"},
     "X-Total-Count": {"schema": {"type": "integer"}, "description": "matches over all pages"},
     "Link": {"schema": {"type": "string"}, "description": 'rel="next" when there are more'},
     "Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"},
@@ -136,8 +137,10 @@ BOB_SECURITY_SCHEMES = {
     "bobAuthToken": {"type": "apiKey", "in": "header", "name": "X-BoB-AuthToken",
                      "description": "JWT (ES256) from GET /auth/{entityId}; claims iss, sub, iat, exp, "
                                     "bobAuthZ (val, ins, tvm, pos, admin)"},
-    "basicAuth": {"type": "http", "scheme": "basic"}}
-BOB_SECURITY = {"token": [{"bobAuthToken": []}], "basic": [{"basicAuth": []}]}
+    "basicAuth": {"type": "http", "scheme": "basic"},
+    "clientCertificate": {"type": "mutualTLS", "description": "a TLS client certificate issued by the server's "
+                                                               "client CA (serve --tls-client-ca)"}}
+BOB_SECURITY = {"token": [{"bobAuthToken": []}], "basic": [{"clientCertificate": []}, {"basicAuth": []}]}
 
 
 @api.endpoint("GET", "/openapi.json", op="getOpenApi", roles=PUBLIC, summary="This document",

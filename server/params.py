@@ -2,6 +2,7 @@
 value is a 400 that names the parameter, never a 500 or a silent default."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -108,3 +109,30 @@ PAGING = paging()
 
 def sort_param(allowed: dict[str, str], default: str) -> Param:
     return param("sortField", "query", {"type": "string", "enum": list(allowed), "default": default})
+
+
+# --- feeds: lists a device follows by id (the deny list, the whitelist, the revocation list) ---
+
+FEED_MAX = 10_000  # a device (val, ins) may take this many entries a page; every other role 100
+
+
+@dataclass(frozen=True)
+class FeedWindow:
+    after: int  # only entries with a larger id
+    offset: int
+    limit: int
+    sort_order: str
+
+
+def feed_params(id_name: str) -> tuple[Param, ...]:
+    """The parameters of a feed whose entries have ids ``id_name``."""
+    return (param(id_name, "query", {"type": "integer", "minimum": 0, "default": 0, "maximum": 2 ** 62},
+                  "only entries with a larger id"),
+            sort_param({id_name: "id"}, id_name), *paging(FEED_MAX, f"at most 100, or {FEED_MAX} for val and ins"))
+
+
+def feed_window(request: web.Request, id_name: str, *, device: bool) -> FeedWindow:
+    after = q_int(request, id_name, 0, 0, 2 ** 62) or 0
+    _, sort_order = q_sort(request, {id_name: "id"}, id_name, "asc")
+    offset, limit = q_page(request, FEED_MAX if device else MAX_PAGE)
+    return FeedWindow(after, offset, limit, sort_order)

@@ -6,6 +6,7 @@ code), and for embedding it in another program.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 
 from aiohttp import web
@@ -16,9 +17,10 @@ HOST = "127.0.0.1"
 
 
 class ServerThread:
-    def __init__(self, app: web.Application, *, backlog: int = 1024) -> None:
+    def __init__(self, app: web.Application, *, backlog: int = 1024, ssl_context: ssl.SSLContext | None = None) -> None:
         self.app = app
         self.backlog = backlog
+        self.ssl_context = ssl_context
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._ready = threading.Event()
@@ -36,7 +38,7 @@ class ServerThread:
     async def _start(self) -> None:
         self._runner = make_runner(self.app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0, backlog=self.backlog)
+        site = web.TCPSite(self._runner, HOST, 0, backlog=self.backlog, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -52,4 +54,4 @@ class ServerThread:
 
     @property
     def origin(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{HOST}:{self.port}"

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import serialization
 import mtb
 from mtb import cbor, keys, signer
 from agent.cache import Cache
-from agent.policy import Policy
-from agent.scan_context import Context, Geo, Validator
+from mtb.policy import Policy
+from mtb.scan_context import Context, Geo, Validator
 from agent.engine import Decision, Engine
 
 from .conftest import NOW, ticket

@@ -16,11 +16,11 @@ import pytest
 import mtb
 from mtb import keys, signer
 from mtb.verifier import SignatureCheck, verify_device, verify_issuer
-from agent import checks
-from agent.cache import Use
+from mtb import checks
+from mtb.checks import Use
 from agent.engine import Engine
-from agent.policy import Policy
-from agent.scan_context import Context, Geo, Validator
+from mtb.policy import Policy
+from mtb.scan_context import Context, Geo, Validator
 
 from .conftest import NOW, ticket
 

@@ -9,7 +9,7 @@ import pytest
 
 from mtb import signer
 from agent.clock import ClockWatch
-from agent.scan_context import Context, Geo, Validator
+from mtb.scan_context import Context, Geo, Validator
 from agent.runtime import OUT_OF_SERVICE, Agent
 from mtb.timeutil import format_extended, utcnow
 from hardware import SimulatedFeedback, SimulatedReader

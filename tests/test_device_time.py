@@ -13,12 +13,12 @@ import pytest
 
 import mtb
 from mtb import cbor, keys, signer, verifier
-from agent import checks
+from mtb import checks
 from agent.config import PolicySection
 from agent.engine import Engine
-from agent.policy import Policy
+from mtb.policy import Policy
 from agent.runtime import Agent
-from agent.scan_context import Context, Geo, Validator
+from mtb.scan_context import Context, Geo, Validator
 from hardware import SimulatedFeedback, SimulatedReader
 
 from .conftest import NOW, VECTORS, ticket

@@ -19,7 +19,7 @@ from mtb.timeutil import utcnow
 from agent.cache import Cache
 from agent.engine import Engine
 from agent.runtime import Agent
-from agent.scan_context import Context, Validator
+from mtb.scan_context import Context, Validator
 from hardware import SimulatedFeedback, SimulatedReader
 
 from .conftest import ticket

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import mtb
 from mtb import cbor, keys, signer
 from agent.cache import Cache
-from agent.policy import Policy
-from agent.scan_context import Context, Geo, Validator
+from mtb.policy import Policy
+from mtb.scan_context import Context, Geo, Validator
 from agent.engine import Engine
 
 from .conftest import NOW, ticket

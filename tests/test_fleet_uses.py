@@ -8,7 +8,7 @@ import pytest
 
 from agent.cache import Use
 from agent.engine import Engine
-from agent.policy import Policy
+from mtb.policy import Policy
 from agent.sync import fleet_uses
 from mtb.timeutil import format_extended
 

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, event as note, given, settings, strategies a
 import mtb
 from mtb import cbor, keys, signer
 from agent.cache import Cache
-from agent.scan_context import Context, Geo, Validator
+from mtb.scan_context import Context, Geo, Validator
 from agent.engine import Engine, unreadable_id
 from server.models import TicketEvent
 

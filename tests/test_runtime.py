@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mtb import signer
-from agent.scan_context import Validator
+from mtb.scan_context import Validator
 from agent.runtime import Agent, PositionTracker
 from agent.stops import StopLocator, load_stops
 from mtb.timeutil import utcnow
@@ -106,7 +106,7 @@ async def test_inspection_details_failing_still_shows_the_decision(engine, issue
 def test_prune_forgets_old_usage_and_long_expired_deny_entries(engine, issuer_key):
     cache = engine.cache
     now = utcnow()
-    from agent.scan_context import Context
+    from mtb.scan_context import Context
 
     for days_ago in (40, 1):
         engine.validate_sync(live_ticket(issuer_key), Context(time=now - timedelta(days=days_ago),

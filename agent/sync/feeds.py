@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from mtb import MtbFormatError, b64url_decode
+from mtb.checks import DenyKind, Use
 from mtb.keys import KeyMaterialError
 from mtb.timeutil import TimeFormatError, format_extended, parse_time
 
-from ..cache import DenyKind, Use
 from ..engine import Engine
 from ..stops import GtfsError, StopArea, parse_stops
 from .channel import Channel

@@ -23,7 +23,7 @@ import mtb as codec
 from mtb.timeutil import format_extended
 
 from ..engine import mtb_reference
-from ..scan_context import Context
+from mtb.scan_context import Context
 from .client import ServerClient
 from .errors import Rejected, SyncError
 

@@ -28,7 +28,7 @@ from mtb import b64url_decode
 from ..auth import Principal
 from ..context import Context
 from ..errors import ApiError
-from ..models import Fare, ManifestCall, ManifestRequest, TicketHolder
+from ..models import Fare, ManifestCall, TicketHolder
 from ..ticket_api import manifest, tickets
 from . import documents, reconcile, roster
 from .calendar import Month, local_date, month_validity, start_of, zone
@@ -212,10 +212,10 @@ async def _issue_ticket(b2b: B2B, company: Company, employee: Employee, month: M
     if seconds < 60:
         raise ApiError(409, f"less than a minute of {month} is left; its ticket is not issued", code="month_over")
     product = company.product
-    request = ManifestRequest(productId=product.product_id, fare=Fare.model_validate(product.fare),
-                              validitySeconds=seconds, zones=list(product.zones) or None,
-                              modes=list(product.modes) or None, category=product.category)
-    template, _ = manifest.create(ctx.keyring, request, now, ctx.config.manifest_lifetime_seconds)
+    item = manifest.Item(product=manifest.Product(productId=product.product_id, category=product.category),
+                         fare=Fare.model_validate(product.fare), validitySeconds=seconds,
+                         zones=list(product.zones) or None, modes=list(product.modes) or None)
+    template, _ = manifest.create(ctx.keyring, [item], now, ctx.config.manifest_lifetime_seconds)
     attempt = await b2b.run(b2b.store.tickets_issued, employee.id, month)
     name = f"{employee.profile.first_name} {employee.profile.last_name}"
     call = ManifestCall(manifestMtbTemplate=template, requestId=f"b2b-{employee.id}-{month}-{attempt}",

@@ -34,6 +34,13 @@ _BATCHES = {kind: TypeAdapter(list[batch]) for kind, (batch, _) in EVENT_MODELS.
 class Normalised:
     event: NewEvent
     dropped: list[str]  # unknown members not kept (over EXTRA_LIMIT)
+    source: TicketEvent  # as validated
+
+
+def mtb_ref(pid: int, issuer_signature: str) -> str:
+    """How the store keys an MTB (the fraud check's look-up): its issuer's pid and its issuer
+    signature, as ``mtbReference`` gives them."""
+    return f"{pid}:{issuer_signature}"
 
 
 def normalise(event: TicketEvent, kind: str) -> Normalised:
@@ -50,9 +57,12 @@ def normalise(event: TicketEvent, kind: str) -> Normalised:
             dropped = sorted(extra)
             log.warning("ticketEvent %r: dropped unknown members %s (%d bytes > %d)", event.ticketId,
                         dropped[:10], size, EXTRA_LIMIT)
+    ref, geo = event.mtbReference, event.geo
     new = NewEvent(local_event_id=event.localEventId, ticket_id=event.ticketId, event_time=event.time,
-                   event_result=event.eventResult, body=known)
-    return Normalised(new, dropped)
+                   event_result=event.eventResult, body=known,
+                   mtb_ref=mtb_ref(ref.pid, ref.issuerSignature) if ref else None,
+                   lat=geo.lat if geo else None, long=geo.long if geo else None)
+    return Normalised(new, dropped, event)
 
 
 def parse_batch(data: Any, kind: str) -> list[Normalised]:

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+import mtb
 from mtb import b64url_encode
-from mtb.keys import derive_device_key
+from mtb.keys import KeyStore, derive_device_key
 from mtb.timeutil import format_extended
 
 from ..config import STOPS_FILE
@@ -19,19 +21,19 @@ from ..context import ctx_of, principal_of
 from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, json_response, read_json
 from ..models import EVENT_MODELS, DeviceKeyRequest
-from ..params import MAX_PAGE, body_model, page_headers, paging, param, q_int, q_page, q_sort, sort_param
+from ..params import FEED_MAX, body_model, feed_params, feed_window, page_headers, param, q_int
 from ..store import NewEvent
 from ..ticket_api import tickets
 from ..ticket_api.schemas import TicketEventResult
-from . import events
+from . import events, online
+from .events import mtb_ref
 from .feeds import MAX_WAIT_SECONDS
-from .schemas import BlacklistEntry, DeviceKey, IngestResult, Kdk, Participant, Use
+from .schemas import BlacklistEntry, DeviceKey, Kdk, Participant, Use
 
 api = Api("Device API", "What validators and inspection devices call (BoB Validation and Inspection APIs)")
 
 DEVICES = ("val", "ins")
 EVERY_ROLE = ("val", "ins", "pos", "tvm")
-DENY_MAX = 10_000
 USES_DEFAULT = 1000
 IF_NONE_MATCH = Param("If-None-Match", "header", {"type": "string"})
 NOT_MODIFIED = Reply(None, "Not modified (If-None-Match matched the ETag)")
@@ -87,16 +89,19 @@ async def get_device_kdk(request: web.Request) -> web.Response:
                          headers={"Cache-Control": "no-store"})
 
 
-@api.endpoint("POST", "/device/key", op="postDeviceKey", roles=("pos", "tvm"), body=DeviceKeyRequest,
-              summary="A wallet device's HS256 key, derived from the current KDK", replies={200: Reply(DeviceKey)})
+@api.endpoint("POST", "/device/key", op="postDeviceKey", roles=("val", "pos", "tvm"), body=DeviceKeyRequest,
+              summary="A wallet device's HS256 key, derived from the current KDK", replies={201: Reply(DeviceKey)})
 async def post_device_key(request: web.Request) -> web.Response:
     body = await body_model(request, DeviceKeyRequest)
     kid, kdk = ctx_of(request).keyring.current_kdk
     return json_response({"did": body.did, "kid": kid, "deviceKey": b64url_encode(derive_device_key(kdk, body.did))},
-                         headers={"Cache-Control": "no-store"})
+                         status=201, headers={"Cache-Control": "no-store"})
 
 
-DENY_SORT = {"blacklistEntryId": "id"}
+FEED_DESCRIPTION = ("Pages like every other list (page/pageSize or offset/limit, sortField/sortOrder, X-Total-Count, "
+                    f"Link rel=next): 100 entries a page unless asked; a device (val, ins) may ask for up to {FEED_MAX}, "
+                    "every other role for up to 100. A device follows the feed by asking for ids above the last one "
+                    "it holds.")
 WAIT = param("wait", "query", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
              "long-poll: when nothing is beyond the id yet, answer as soon as something commits, or after "
              "this many seconds (at most the server's long_poll_max_seconds) with an empty page")
@@ -114,24 +119,16 @@ async def _long_poll(request: web.Request, feed: str, after: int, read: Any) -> 
 
 @api.endpoint("GET", "/blacklist", op="getBlacklist", roles=EVERY_ROLE,
               summary="Deny-list entries with id > blacklistEntryId, oldest first; wait=S long-polls",
-              description="Pages like every other list (page/pageSize or offset/limit, sortField/sortOrder, "
-                          "X-Total-Count, Link rel=next): 100 entries a page unless asked; a device (val, ins) "
-                          f"may ask for up to {DENY_MAX}, every other role for up to 100. A device follows the "
-                          "feed by asking for ids above the last one it holds: ids are never reused and commit "
-                          "in id order, so nothing is skipped. With wait=S an empty answer is held until an "
-                          "entry commits (on any server process) or S seconds pass.",
-              params=(param("blacklistEntryId", "query", {"type": "integer", "minimum": 0, "default": 0,
-                                                          "maximum": 2 ** 62}, "only entries with a larger id"),
-                      sort_param(DENY_SORT, "blacklistEntryId"),
-                      *paging(DENY_MAX, f"at most 100, or {DENY_MAX} for val and ins"), WAIT),
+              description=FEED_DESCRIPTION + " Ids are never reused and commit in id order, so nothing is skipped. "
+                          "With wait=S an empty answer is held until an entry commits (on any server process) or "
+                          "S seconds pass.",
+              params=(*feed_params("blacklistEntryId"), WAIT),
               replies={200: Reply(list[BlacklistEntry], headers=("X-Total-Count", "Link"))})
 async def get_blacklist(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    after = q_int(request, "blacklistEntryId", 0, 0, 2 ** 62) or 0
-    _, sort_order = q_sort(request, DENY_SORT, "blacklistEntryId", "asc")
-    offset, limit = q_page(request, DENY_MAX if principal_of(request).role in DEVICES else MAX_PAGE)
-    rows, total = await _long_poll(request, "deny", after, lambda: ctx.run(
-        ctx.store.deny_page, after, offset=offset, limit=limit, sort_order=sort_order))
+    window = feed_window(request, "blacklistEntryId", device=principal_of(request).role in DEVICES)
+    rows, total = await _long_poll(request, "deny", window.after, lambda: ctx.run(
+        ctx.store.deny_page, window.after, offset=window.offset, limit=window.limit, sort_order=window.sort_order))
     out = []
     for row in rows:  # stored in the wire form: no time parsed and formatted again
         item: dict[str, Any] = {"blacklistEntryId": row["id"]}
@@ -140,7 +137,7 @@ async def get_blacklist(request: web.Request) -> web.Response:
                 item[key] = row[column]
         item["expire"] = row["expire"]
         out.append(item)
-    return json_response(out, headers=page_headers(request, offset, limit, total))
+    return json_response(out, headers=page_headers(request, window.offset, window.limit, total))
 
 
 @api.endpoint("GET", "/uses", op="getUses", roles=DEVICES,
@@ -151,13 +148,13 @@ async def get_blacklist(request: web.Request) -> web.Response:
                           "uses_horizon_seconds. Pulled by id like the deny list (an id once given is never "
                           "followed by a smaller one) and pushed like it with wait=S.",
               params=(param("useId", "query", {"type": "integer", "minimum": 0, "default": 0}),
-                      param("limit", "query", {"type": "integer", "minimum": 1, "maximum": DENY_MAX,
+                      param("limit", "query", {"type": "integer", "minimum": 1, "maximum": FEED_MAX,
                                                "default": USES_DEFAULT}), WAIT),
               replies={200: Reply(list[Use])})
 async def get_uses(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     after = q_int(request, "useId", 0, 0, 2 ** 62) or 0
-    limit = q_int(request, "limit", USES_DEFAULT, 1, DENY_MAX) or USES_DEFAULT
+    limit = q_int(request, "limit", USES_DEFAULT, 1, FEED_MAX) or USES_DEFAULT
     watch = ctx.feeds["uses"]
 
     async def read() -> tuple[list[tuple[int, str]], None]:
@@ -216,16 +213,38 @@ def _batch(kind: str) -> Any:
         stored = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind, _now(),
                                _with_uses(parsed, kind, principal.key))
         _count(ctx, kind, stored)
-        results = []
-        for item, (event_id, dup) in zip(parsed, stored):
-            result: dict[str, Any] = {"localEventId": item.event.local_event_id, "eventId": str(event_id),
-                                      "duplicate": dup}
-            if item.dropped:
-                result["droppedMembers"] = item.dropped
-            results.append(result)
-        return json_response(results, status=201)
+        return web.Response(status=200)  # BoB: the whole batch is stored (or refused), no body
 
     return handler
+
+
+async def _online(request: web.Request, item: events.Normalised, kind: str, text: str) -> None:
+    """Decide an event that came with its MTB and without a result (:mod:`.online`); the verdict
+    goes into the stored event (eventResult, eventReason, and the MTB's mtbReference when the
+    event had none)."""
+    ctx = ctx_of(request)
+    event, new = item.source, item.event
+    try:
+        scanned = mtb.decode(text)
+    except mtb.MtbFormatError as exc:
+        verdict = online.Verdict(1, f"unreadable MTB: {exc}")
+    else:
+        iid, signature = scanned.issuer.header.iid, mtb.b64url_encode(scanned.issuer.signature)
+        ref = mtb_ref(int(iid), signature) if iid.isdigit() else None
+        now = _now()
+        denied = await ctx.run(ctx.store.denied, online.deny_candidates(scanned, event.ticketId), now)
+        near = await ctx.run(ctx.store.nearest_placed_event, ref, event.time) if ref else None
+        sighting = online.sighting_use(near.ticket_id, near.event_time, near.body["geo"]["lat"],
+                                       near.body["geo"]["long"]) if near else None
+        ring = ctx.keyring
+        keys = KeyStore(issuer_keys=ring.metadata.keystore.issuer_keys, kdks=dict(ring.kdks))
+        scan = online.scan_context(event, kind, principal_of(request).sub)
+        verdict = online.decide(scanned, event.ticketId, scan, keys, denied, sighting)
+        if new.mtb_ref is None and ref is not None:
+            new.body["mtbReference"] = {"pid": int(iid), "issuerSignature": signature}
+            new.mtb_ref = ref
+    new.event_result = verdict.code
+    new.body["eventResult"], new.body["eventReason"] = verdict.code, verdict.reason
 
 
 def _single(kind: str) -> Any:
@@ -234,12 +253,15 @@ def _single(kind: str) -> Any:
         principal = principal_of(request)
         ticket_id = request.match_info["ticketId"]
         item = events.parse_single(await read_json(request), kind, ticket_id)
+        text = request.query.get("mtb")
+        if text is not None and item.event.event_result is None:
+            await _online(request, item, kind, text)
         [(event_id, duplicate)] = await ctx.run(ctx.store.ingest_events, principal.key, principal.pid, kind,
                                                 _now(), _with_uses([item], kind, principal.key))
         _count(ctx, kind, [(event_id, duplicate)])
         stored = await ctx.run(ctx.store.get_event, event_id)
         assert stored is not None
-        location = ctx.url(f"/ticket/{tickets.segment(stored.ticket_id)}/event/{event_id}")
+        location = ctx.absolute_url(request, f"/ticket/{tickets.segment(stored.ticket_id)}/event/{event_id}")
         if duplicate:
             return json_response({"code": "duplicate_event", "message": "this localEventId was already stored",
                                   "eventId": str(event_id)}, status=303, headers={"Location": location})
@@ -251,6 +273,10 @@ def _single(kind: str) -> Any:
     return handler
 
 
+MTB_PARAM = Param("mtb", "query", {"type": "string"},
+                  "the MTB as read (base64url, zlib+base64url): with no eventResult, the server decides (online "
+                  "validation)")
+
 MALFORMED = "Malformed ticketEvent (JSON, a member's type or value, a time that is not ISO 8601); details name " \
             "[index].field"
 STORED_EVENT = (Link("getTicketEvent", {"ticketId": "$response.body#/ticketEvent/ticketId",
@@ -261,13 +287,19 @@ for _kind, _role in (("validation", "val"), ("inspection", "ins")):
     api.endpoint("POST", f"/{_kind}", op=f"post{_title}s", roles=_role, body=list[_batch_model],
                  body_description="at most max_batch_events (1000) events",
                  summary=f"Store a batch of {_kind} events (all or nothing; deduplicated by device and localEventId)",
-                 replies={201: Reply(list[IngestResult], "Stored; one result per event, in order"),
-                          400: MALFORMED, 413: "Batch too large"})(_batch(_kind))
+                 description="BoB's report: 200 with no body when every event is stored (or was before); an "
+                             "error stores none of them. Unknown members over 2 KB are dropped (and logged).",
+                 replies={200: Reply(None, "Stored, all of them"), 400: MALFORMED,
+                          413: "Batch too large"})(_batch(_kind))
     api.endpoint("POST", f"/{_kind}/{{ticketId}}", op=f"post{_title}", roles=_role, body=_single_model,
-                 summary=f"Store one {_kind} event for a ticket",
-                 description="The path names the ticket: ticketId may be left out of the body (if present it "
-                             "must be the same).",
-                 params=(Param("ticketId", "path", {"type": "string"}),),
+                 summary=f"Store one {_kind} event for a ticket; online {_kind} when the MTB is given",
+                 description="Offline: the event carries its eventResult and is stored. Online: no eventResult and "
+                             "the MTB in `mtb`; the server decides (ticketEventStatus is the result code) and "
+                             "stores the event with its verdict. With neither, the event is stored and its result "
+                             "stays unknown (no ticketEventStatus). Events about tickets of other participants are "
+                             "stored too. The path names the ticket: ticketId may be left out of the body (if "
+                             "present it must be the same).",
+                 params=(Param("ticketId", "path", {"type": "string"}), MTB_PARAM),
                  replies={201: Reply(TicketEventResult, headers=("Location",), links=STORED_EVENT), 400: MALFORMED,
                           303: Reply(None, "localEventId seen before; Location names the stored event",
                                      headers=("Location",))})(_single(_kind))

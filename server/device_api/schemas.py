@@ -58,9 +58,3 @@ class Use(BaseModel):
     zoneId: str | None = None
     geo: Geo | None = None
 
-
-class IngestResult(BaseModel):
-    localEventId: str | None = None
-    eventId: str
-    duplicate: bool = Field(description="true when (device, localEventId) was stored before")
-    droppedMembers: list[str] | None = Field(None, description="unknown members not stored: together over 2 KB")

@@ -13,8 +13,9 @@ from pathlib import Path
 from .core import Store
 from .database import Database, MigrationError
 from .records import (DEVICE_SORT_FIELDS, EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord, Credential,
-                      DatabaseUnavailable, DenyEntry, DeviceReport, DuplicateCredential, DuplicateManifest, EventRecord, LimitState, NewEvent, StateConflict,
-                      StoreError, TicketQuery, TicketRecord)
+                      DatabaseUnavailable, DenyEntry, DeviceReport, DuplicateCredential, DuplicateManifest, EventRecord,
+                      LimitState, ManifestRecord, NewEvent, StateConflict, StoreError, TicketQuery, TicketRecord,
+                      TokenRecord, WhitelistEntry)
 from .runner import StoreRunner
 from .sqlite import SqliteDatabase
 
@@ -37,9 +38,8 @@ def open_store(target: str | Path, *, pool_size: int = 8) -> Store:
     return Store(open_database(target, pool_size=pool_size), now=datetime.now(timezone.utc))
 
 
-__all__ = ["DEVICE_SORT_FIELDS", "DeviceReport", "EVENT_SORT_FIELDS", "SORT_ORDERS", "TICKET_SORT_FIELDS", "BundleRecord", "Credential", "Database",
-           "DatabaseUnavailable",
-           "DenyEntry", "DuplicateCredential", "DuplicateManifest", "EventRecord", "LimitState", "MigrationError",
-           "NewEvent",
-           "SqliteDatabase", "StateConflict", "Store", "StoreError", "StoreRunner", "TicketQuery", "TicketRecord",
-           "is_database_url", "open_database", "open_store"]
+__all__ = ["DEVICE_SORT_FIELDS", "DeviceReport", "EVENT_SORT_FIELDS", "SORT_ORDERS", "TICKET_SORT_FIELDS", "BundleRecord",
+           "Credential", "Database", "DatabaseUnavailable", "DenyEntry", "DuplicateCredential", "DuplicateManifest",
+           "EventRecord", "LimitState", "ManifestRecord", "MigrationError", "NewEvent", "SqliteDatabase",
+           "StateConflict", "Store", "StoreError", "StoreRunner", "TicketQuery", "TicketRecord", "TokenRecord",
+           "WhitelistEntry", "is_database_url", "open_database", "open_store"]

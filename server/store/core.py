@@ -23,7 +23,8 @@ from mtb.timeutil import format_extended, parse_time
 from .database import Database, Row, Tx, migrate
 from .records import (DEVICE_SORT_FIELDS, EVENT_SORT_FIELDS, SORT_ORDERS, TICKET_SORT_FIELDS, BundleRecord,
                       Credential, DenyEntry, DeviceReport, DuplicateCredential, DuplicateManifest, EventRecord,
-                      LimitState, NewEvent, StateConflict, TicketQuery, TicketRecord)
+                      LimitState, ManifestRecord, NewEvent, StateConflict, TicketQuery, TicketRecord, TokenRecord,
+                      WhitelistEntry)
 
 _TICKET_COLUMNS = ("ticket_id", "pid", "bundle_id", "manifest_id", "settlement_id", "issued_at",
                    "valid_from", "valid_until", "fare", "state", "payload", "mtb", "product_id",
@@ -37,6 +38,7 @@ _IN_CHUNK = 500
 T = TypeVar("T")
 DENY_SEQUENCE = "deny_list"  # the lock deny ids are taken under, and the channel that says one committed
 USES_LOCK = "uses"  # held shared by ingests (they commit in any order), exclusively by a horizon read
+WHITELIST_SEQUENCE = "whitelist"
 
 
 def ts(value: datetime | None) -> str | None:
@@ -89,8 +91,14 @@ def _deny_entry(row: Row) -> DenyEntry:
                      created_at=parse_time(row["created_at"]))
 
 
+def _token(row: Row) -> TokenRecord:
+    return TokenRecord(token_id=row["token_id"], pid=row["pid"], public_key=json.loads(row["public_key"]),
+                       created_at=parse_time(row["created_at"]), serial=row["serial"])
+
+
 def _credential(row: Row) -> Credential:
-    return Credential(row["entity_id"], row["role"], row["pid"], row["password_hash"], parse_time(row["created_at"]))
+    return Credential(row["entity_id"], row["role"], row["pid"], row["password_hash"], parse_time(row["created_at"]),
+                      row["cert_subject"])
 
 
 def _placeholders(count: int) -> str:
@@ -115,11 +123,12 @@ class Store:
 
     def add_credential(self, cred: Credential, *, replace: bool = False) -> None:
         conflict = ("DO UPDATE SET role = excluded.role, pid = excluded.pid, password_hash = excluded.password_hash, "
-                    "created_at = excluded.created_at") if replace else "DO NOTHING"
+                    "created_at = excluded.created_at, cert_subject = excluded.cert_subject") if replace else "DO NOTHING"
         with self.db.transaction() as tx:
-            added = tx.execute("INSERT INTO credentials(entity_id, role, pid, password_hash, created_at) "
-                               f"VALUES (?, ?, ?, ?, ?) ON CONFLICT (entity_id) {conflict}",
-                               (cred.entity_id, cred.role, cred.pid, cred.password_hash, ts(cred.created_at)))
+            added = tx.execute("INSERT INTO credentials(entity_id, role, pid, password_hash, created_at, cert_subject) "
+                               f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (entity_id) {conflict}",
+                               (cred.entity_id, cred.role, cred.pid, cred.password_hash, ts(cred.created_at),
+                                cred.cert_subject))
         if not added:
             raise DuplicateCredential(f"credential {cred.entity_id!r} exists")
 
@@ -156,7 +165,8 @@ class Store:
         return bool(added)
 
     def create_issue(self, bundle: BundleRecord, tickets: Sequence[TicketRecord], *, actor: str,
-                     replaces: str | None = None) -> None:
+                     replaces: str | None = None, whitelist: Sequence[WhitelistEntry] = ()) -> None:
+        """Issue tickets (and the whitelist entries of those bound to a token) in one transaction."""
         with self.db.transaction() as tx:
             at = ts(bundle.created_at)
             if replaces is not None:
@@ -173,6 +183,7 @@ class Store:
                            f"VALUES ({_placeholders(len(_TICKET_COLUMNS))})", [_ticket_row(t) for t in tickets])
             tx.executemany("INSERT INTO ticket_log(ticket_id, at, action, from_state, to_state, actor) "
                            "VALUES (?, ?, 'issue', NULL, ?, ?)", [(t.ticket_id, at, t.state, actor) for t in tickets])
+            self.add_whitelist_in(tx, whitelist)
 
     def find_issue(self, pid: int, request_id: str) -> BundleRecord | None:
         row = self._one("SELECT bundle_id FROM bundles WHERE pid = ? AND request_id = ? AND parent_id IS NULL",
@@ -272,9 +283,10 @@ class Store:
                     if lid is not None:
                         known[lid] = -1  # later copies in this batch are duplicates of this one
             inserted = tx.returning(
-                f"INSERT INTO events({_EVENT_COLUMNS}) VALUES ({_placeholders(9)}) ON CONFLICT DO NOTHING RETURNING id",
+                f"INSERT INTO events({_EVENT_COLUMNS}, mtb_ref, lat, long) VALUES ({_placeholders(12)}) "
+                "ON CONFLICT DO NOTHING RETURNING id",
                 [(sub, e.local_event_id, e.ticket_id, kind, ts(e.event_time), e.event_result, poster_pid, received,
-                  _json_text(e.body)) for e in (events[i] for i in fresh)])
+                  _json_text(e.body), e.mtb_ref, e.lat, e.long) for e in (events[i] for i in fresh)])
             new_ids: dict[int, int] = {}
             raced: list[str] = []
             for index, row in zip(fresh, inserted):
@@ -336,6 +348,22 @@ class Store:
 
     def count_events(self) -> int:
         return self.db.query("SELECT count(*) AS n FROM events")[0]["n"]
+
+    def nearest_placed_event(self, mtb_ref: str, at: datetime) -> EventRecord | None:
+        """The event of an MTB with a position that is nearest in time to ``at`` (the fraud check)."""
+        found = []
+        for op, order in (("<=", "DESC"), (">", "ASC")):
+            row = self._one(f"SELECT * FROM events WHERE mtb_ref = ? AND lat IS NOT NULL AND event_time {op} ? "
+                            f"ORDER BY event_time {order}, id {order} LIMIT 1", (mtb_ref, ts(at)))
+            if row is not None:
+                found.append(_event(row))
+        return min(found, key=lambda e: abs((e.event_time - at).total_seconds()), default=None)
+
+    def note_fraudcheck_answer(self, sub: str, event_id: int, at: datetime) -> bool:
+        """Record that client ``sub`` was told about event ``event_id``; False if it was before."""
+        with self.db.transaction() as tx:
+            return tx.execute("INSERT INTO fraudcheck_answers(sub, event_id, answered_at) VALUES (?, ?, ?) "
+                              "ON CONFLICT DO NOTHING", (sub, event_id, ts(at))) > 0
 
     # --- deny list --------------------------------------------------------------------------
 
@@ -484,3 +512,95 @@ class Store:
                                "FROM deny_list WHERE expire > ?", (ts(now),))
         return {"deny_active": deny["active"], "deny_newest_id": deny["newest"],
                 "devices": self.device_counts(silent_since)}
+
+    # --- BoB's feeds beside the deny list: the revocation list, the whitelist -----------------
+
+    def _feed_page(self, table: str, after_id: int, offset: int, limit: int, sort_order: str,
+                   where: str = "") -> tuple[list[Row], int]:
+        """Rows of a feed (the deny list, the whitelist) with id > ``after_id`` by id (``asc``:
+        the feed order), a page of them, and how many there are."""
+        order = SORT_ORDERS[sort_order]
+        condition = f"id > ?{' AND ' + where if where else ''}"
+        total = self.db.query(f"SELECT count(*) AS n FROM {table} WHERE {condition}", (after_id,))[0]["n"]
+        rows = self.db.query(f"SELECT * FROM {table} WHERE {condition} ORDER BY id {order} LIMIT ? OFFSET ?",
+                             (after_id, limit, offset))
+        return rows, total
+
+    def token_revocations_page(self, after_id: int, *, offset: int = 0, limit: int = 100,
+                               sort_order: str = "asc") -> tuple[list[DenyEntry], int]:
+        """The deny list's entries naming a token, after ``after_id``: the Token API's revocation
+        list is this same list, seen through its tokens."""
+        rows, total = self._feed_page("deny_list", after_id, offset, limit, sort_order, "token_id IS NOT NULL")
+        return [_deny_entry(r) for r in rows], total
+
+    _DENY_COLUMNS = {"ticket": "ticket_id", "traveller": "traveller_id", "token": "token_id"}
+
+    def denied(self, candidates: Sequence[tuple[str, str]], now: datetime) -> str | None:
+        """The first of ``(kind, value)`` (kind: ticket, traveller or token) on the deny list now,
+        as ``"ticket T1"``, or None: for each, its newest entry decides (an expired one lifts the
+        earlier ones)."""
+        for kind, value in candidates:
+            column = self._DENY_COLUMNS[kind]
+            row = self._one(f"SELECT expire FROM deny_list WHERE {column} = ? ORDER BY id DESC LIMIT 1", (value,))
+            if row is not None and parse_time(row["expire"]) > now:
+                return f"{kind} {value}"
+        return None
+
+    # --- manifests --------------------------------------------------------------------------
+
+    def add_manifest(self, manifest: ManifestRecord) -> None:
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO manifests(manifest_id, pid, created_at, expire, body) VALUES (?, ?, ?, ?, ?)",
+                       (manifest.manifest_id, manifest.pid, ts(manifest.created_at), ts(manifest.expire),
+                        _json_text(manifest.body)))
+
+    def get_manifest(self, manifest_id: str) -> ManifestRecord | None:
+        row = self._one("SELECT * FROM manifests WHERE manifest_id = ?", (manifest_id,))
+        if row is None:
+            return None
+        return ManifestRecord(row["manifest_id"], row["pid"], parse_time(row["created_at"]), parse_time(row["expire"]),
+                              json.loads(row["body"]))
+
+    # --- tokens and the whitelist -----------------------------------------------------------
+
+    def add_token(self, token: TokenRecord) -> bool:
+        """Register a token; False when its thumbprint was known (the first registration stands,
+        save that a serial learnt later is kept)."""
+        with self.db.transaction() as tx:
+            added = tx.execute("INSERT INTO tokens(token_id, pid, serial, public_key, created_at) VALUES (?, ?, ?, ?, ?) "
+                               "ON CONFLICT (token_id) DO NOTHING",
+                               (token.token_id, token.pid, token.serial, _json_text(token.public_key),
+                                ts(token.created_at)))
+            if not added and token.serial is not None:
+                tx.execute("UPDATE tokens SET serial = ? WHERE token_id = ? AND serial IS NULL",
+                           (token.serial, token.token_id))
+        return bool(added)
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        row = self._one("SELECT * FROM tokens WHERE token_id = ?", (token_id,))
+        return _token(row) if row else None
+
+    def tokens_by_serial(self, pid: int, serial: int) -> list[TokenRecord]:
+        return [_token(r) for r in self.db.query("SELECT * FROM tokens WHERE pid = ? AND serial = ? ORDER BY token_id",
+                                                 (pid, serial))]
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return [_token(r) for r in self.db.query("SELECT * FROM tokens ORDER BY pid, serial, token_id")]
+
+    def whitelist_page(self, after_id: int, *, offset: int = 0, limit: int = 100,
+                       sort_order: str = "asc") -> tuple[list[WhitelistEntry], int]:
+        rows, total = self._feed_page("whitelist", after_id, offset, limit, sort_order)
+        return [WhitelistEntry(entry_id=r["id"], token_id=r["token_id"], ticket_id=r["ticket_id"], mtb=r["mtb"],
+                               valid_from=parse_time(r["valid_from"]), valid_until=parse_time(r["valid_until"]),
+                               created_at=parse_time(r["created_at"]), priority=r["priority"]) for r in rows], total
+
+    @staticmethod
+    def add_whitelist_in(tx: Tx, entries: Sequence[WhitelistEntry]) -> None:
+        """Add entries inside ``tx``; their ids are larger than every id committed before them."""
+        if not entries:
+            return
+        tx.serialize(WHITELIST_SEQUENCE)
+        tx.executemany("INSERT INTO whitelist(token_id, ticket_id, mtb, valid_from, valid_until, priority, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [(e.token_id, e.ticket_id, e.mtb, ts(e.valid_from), ts(e.valid_until), e.priority,
+                         ts(e.created_at)) for e in entries])

@@ -37,6 +37,7 @@ class Credential:
     pid: int
     password_hash: str
     created_at: datetime
+    cert_subject: str | None = None  # a TLS client certificate subject (RFC 4514) bound to it
 
 
 @dataclass
@@ -86,6 +87,9 @@ class NewEvent:
     event_time: datetime
     event_result: int | None
     body: dict[str, Any]
+    mtb_ref: str | None = None  # "<pid>:<issuerSignature>" of the MTB the event is about
+    lat: float | None = None
+    long: float | None = None
     use: str | None = None  # its uses-feed entry (wire JSON without the id) when it is an accepted use
 
 
@@ -114,6 +118,40 @@ class DenyEntry:
     reason: str | None = None
     entry_id: int | None = None
     created_at: datetime | None = None
+
+
+@dataclass
+class ManifestRecord:
+    manifest_id: str
+    pid: int
+    created_at: datetime
+    expire: datetime
+    body: dict[str, Any]  # the productSetManifest as POST /manifest answered it
+
+
+@dataclass
+class TokenRecord:
+    """A token (phone, card) by its RFC 7638 thumbprint."""
+
+    token_id: str
+    pid: int  # the token issuer's participant id
+    public_key: dict[str, Any]  # the public JWK
+    created_at: datetime
+    serial: int | None = None
+
+
+@dataclass
+class WhitelistEntry:
+    """A ticket bound to a token, for ID-based travel (``whitelistEntry`` on the wire)."""
+
+    token_id: str
+    ticket_id: str
+    mtb: str  # the ticket's MTB as issued (zlib+base64url)
+    valid_from: datetime
+    valid_until: datetime
+    created_at: datetime
+    priority: int | None = None
+    entry_id: int | None = None
 
 
 @dataclass

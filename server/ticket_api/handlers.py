@@ -9,16 +9,14 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from mtb.timeutil import format_extended
-
 from ..context import ctx_of, principal_of
 from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, field_error, json_response, read_json
-from ..models import ActiveStatusBody, ManifestCall, ManifestRequest, TicketBundleRequest
+from ..models import ActiveStatusBody, ManifestCall, TicketBundleRequest
 from ..params import PAGING, body_model, page_headers, param, path_int, q_bool, q_int, q_page, q_sort, sort_param
 from ..store import EVENT_SORT_FIELDS, TICKET_SORT_FIELDS, TicketQuery
-from . import manifest, tickets
-from .schemas import (ManifestResponse, RecoverableStatus, RecoverStatus, RefundableStatus, RefundStatus,
+from . import tickets
+from .schemas import (RecoverableStatus, RecoverStatus, RefundableStatus, RefundStatus,
                       RevokeResponse, Ticket, TicketBundle, TicketEventResult, TicketIssueResponse)
 
 api = Api("Ticket API", "BoB Ticket API v1")
@@ -44,19 +42,6 @@ ISSUED_LINKS = (*(Link(op, FIRST_TICKET) for op in (
     Link("createTicketBundle", request_body={"ticketIds": "$response.body#/ticketIds"}))
 
 
-@api.endpoint("POST", "/manifest", op="postManifest", roles=SELLERS, body=ManifestRequest,
-              summary="Sign a manifest (product, fare, validity, zones, modes) that POST /ticket accepts",
-              replies={201: Reply(ManifestResponse, links=(Link("issueTickets", request_body={
-                  "manifestMtbTemplate": "$response.body#/manifestMtbTemplate"}),))})
-async def post_manifest(request: web.Request) -> web.Response:
-    ctx = ctx_of(request)
-    body = await body_model(request, ManifestRequest)
-    template, claims = manifest.create(ctx.keyring, body, _now(), ctx.config.manifest_lifetime_seconds)
-    return json_response({"manifestMtbTemplate": template, "manifestId": claims["manifestId"],
-                          "expires": format_extended(datetime.fromtimestamp(claims["exp"], timezone.utc))},
-                         status=201)
-
-
 @api.endpoint("POST", "/ticket", op="issueTickets", roles=SELLERS, body=ManifestCall,
               summary="Issue tickets from a manifest",
               replies={201: Reply(TicketIssueResponse, headers=("Location",), links=ISSUED_LINKS),
@@ -67,7 +52,8 @@ async def post_ticket(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     call = await body_model(request, ManifestCall)
     result = await tickets.issue(ctx, principal_of(request), call, _now())
-    return json_response(result.body, status=result.status, headers={"Location": result.location})
+    return json_response(result.body, status=result.status,
+                         headers={"Location": ctx.absolute_url(request, result.location)})
 
 
 @api.endpoint("GET", "/ticket", op="listTickets", roles=READERS, summary="Tickets of a traveller",
@@ -254,7 +240,7 @@ async def post_ticketbundle(request: web.Request) -> web.Response:
     body = await body_model(request, TicketBundleRequest)
     bundle = await tickets.make_bundle(ctx, principal_of(request), body.ticketIds, _now())
     return json_response(tickets.bundle_json(bundle), status=201,
-                         headers={"Location": ctx.url(f"/ticketbundle/{tickets.segment(bundle.bundle_id)}")})
+                         headers={"Location": ctx.absolute_url(request, f"/ticketbundle/{tickets.segment(bundle.bundle_id)}")})
 
 
 @api.endpoint("GET", "/ticketbundle/{ticketBundleId}", op="getTicketBundle", roles=READERS,

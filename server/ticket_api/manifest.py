@@ -1,13 +1,17 @@
 """Signed manifests: the product side's authorisation to issue tickets of one product.
 
-``POST /manifest`` answers ``{"manifestMtbTemplate": base64url(JWS)}``, where JWS is a compact
-JWS (ES256) signed with the participant's issuer key; header
+``POST /manifest`` (the Product API) answers ``{"manifest": base64url(JWS), ...}``, where JWS is
+a compact JWS (ES256) signed with the participant's issuer key; header
 ``{"alg": "ES256", "typ": "bob-manifest+jwt", "kid": "<pid>:issuer-1"}``, claims::
 
     {"manifestId", "iss": "<pid>", "pid": <pid>, "iat", "exp",          # exp: iat + 1 h
-     "product": {"productId", "category"?}, "fare": {amount, currency, vatAmount, vatPercent},
-     "validitySeconds", "count", "latestStart",                      # unix seconds
-     "mtbTemplate": {"c_md": [{"p_cid": productId}], "zon"?, "mot"?, "sa"?, "cat"?}}
+     "latestStart",                                                  # unix seconds
+     "items": [{"product": {"productId", "category"?}, "fare": {amount, currency, vatAmount, vatPercent},
+                "validitySeconds", "count", "zones"?, "modes"?, "stopAreas"?,
+                "mtbTemplate": {"c_md": [{"p_cid": productId}], "zon"?, "mot"?, "sa"?, "cat"?}}]}
+
+A product set of several products is several items; at most 20 tickets in all. Claims of the
+first release (one product's members at the top level, no ``items``) read as one item.
 
 ``POST /ticket`` verifies it against the ``mtbPublicKeys`` of participant ``pid`` in the
 participant metadata. Unknown participant or key, any ``alg`` but ES256 (``none`` too), a
@@ -20,14 +24,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mtb import MtbFormatError, b64url_decode, b64url_encode
 
 from .. import jws
 from ..errors import ApiError
 from ..keyring import KeyRing
-from ..models import Fare, ManifestRequest
+from ..models import Fare
 
 TYP = "bob-manifest+jwt"
 
@@ -43,8 +47,35 @@ class Product(BaseModel):
     category: str | None = None
 
 
+MAX_TICKETS = 20  # a manifest signed elsewhere still cannot mint thousands
+
+
+class Item(BaseModel):
+    """``count`` tickets of one product: what each ticket's MTB and record say."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    product: Product
+    fare: Fare
+    validitySeconds: int = Field(ge=60, le=400 * 86400)
+    count: int = Field(1, ge=1, le=MAX_TICKETS)
+    zones: list[str] | None = None
+    modes: list[str] | None = None
+    stopAreas: list[str] | None = None
+
+    def template(self) -> dict[str, Any]:
+        """The MTB fields its tickets get (``mtbTemplate`` in the claims, for the record)."""
+        template: dict[str, Any] = {"c_md": [{"p_cid": self.product.productId}]}
+        for key, value in (("zon", self.zones), ("mot", self.modes), ("sa", self.stopAreas),
+                           ("cat", self.product.category)):
+            if value is not None:
+                template[key] = value
+        return template
+
+
 class Manifest(BaseModel):
-    """Verified manifest claims."""
+    """Verified manifest claims: the product set's items (a manifest of the first release, one
+    product at the top level, reads as one item)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -52,31 +83,35 @@ class Manifest(BaseModel):
     pid: int
     iat: int
     exp: int
-    product: Product
-    fare: Fare
-    validitySeconds: int = Field(ge=60, le=400 * 86400)
-    count: int = Field(1, ge=1, le=20)  # a manifest signed elsewhere still cannot mint thousands
     latestStart: int
-    zones: list[str] | None = None
-    modes: list[str] | None = None
-    stopAreas: list[str] | None = None
+    items: list[Item] = Field(min_length=1, max_length=MAX_TICKETS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_product(cls, claims: Any) -> Any:
+        if isinstance(claims, dict) and "items" not in claims:
+            return {**claims, "items": [claims]}
+        return claims
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "Manifest":
+        if sum(item.count for item in self.items) > MAX_TICKETS:
+            raise ValueError(f"a manifest issues at most {MAX_TICKETS} tickets")
+        return self
 
 
-def create(ring: KeyRing, request: ManifestRequest, now: datetime, lifetime: int) -> tuple[str, dict[str, Any]]:
+START_WINDOW_SECONDS = 30 * 86400  # a ticket issued from a manifest may start this long after it
+
+
+def create(ring: KeyRing, items: list[Item], now: datetime, lifetime: int) -> tuple[str, dict[str, Any]]:
+    """A signed manifest for a product set: ``(base64url(JWS), claims)``."""
     iat = int(now.timestamp())
-    template: dict[str, Any] = {"c_md": [{"p_cid": request.productId}]}
-    for key, value in (("zon", request.zones), ("mot", request.modes), ("sa", request.stopAreas),
-                       ("cat", request.category)):
-        if value is not None:
-            template[key] = value
     claims = {
         "manifestId": uuid.uuid4().hex, "iss": str(ring.pid), "pid": ring.pid, "iat": iat, "exp": iat + lifetime,
-        "product": {"productId": request.productId, **({"category": request.category} if request.category else {})},
-        "fare": request.fare.model_dump(), "validitySeconds": request.validitySeconds, "count": request.count,
-        "latestStart": iat + request.startWindowSeconds, "zones": request.zones, "modes": request.modes,
-        "stopAreas": request.stopAreas, "mtbTemplate": template,
+        "latestStart": iat + START_WINDOW_SECONDS,
+        "items": [{**item.model_dump(mode="json", exclude_none=True), "mtbTemplate": item.template()}
+                  for item in items],
     }
-    claims = {k: v for k, v in claims.items() if v is not None}
     token = jws.sign(ring.issuer_key, {"typ": TYP, "kid": ring.issuer_kid}, claims)
     return b64url_encode(token.encode("ascii")), claims
 

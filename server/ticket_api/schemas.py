@@ -81,12 +81,6 @@ class TicketIssueResponse(BaseModel):
     ticketBundle: TicketBundle | None = None
 
 
-class ManifestResponse(BaseModel):
-    manifestMtbTemplate: str = Field(description="base64url of an ES256 compact JWS")
-    manifestId: str | None = None
-    expires: str | None = Field(None, json_schema_extra={"format": "date-time"})
-
-
 class TicketMetadata(BaseModel):
     relativeValidityStart: str | None = Field(None, json_schema_extra={"format": "date-time"})
     ticketEventIds: list[str] | None = Field(None, description="the ids of the ticket's newest events (at most 20), "

@@ -46,15 +46,16 @@ from typing import Any
 from urllib.parse import quote
 
 import mtb
-from mtb import b64url_encode, signer
+from mtb import b64url_encode, keys, signer
 from mtb.timeutil import format_extended
 
 from ..auth import Principal
 from ..context import Context
 from ..errors import ApiError, field_error
 from ..models import ManifestCall
-from ..store import BundleRecord, DenyEntry, DuplicateManifest, EventRecord, StateConflict, TicketRecord
-from .manifest import Manifest, verify as verify_manifest
+from ..store import (BundleRecord, DenyEntry, DuplicateManifest, EventRecord, StateConflict, TicketRecord,
+                     TokenRecord, WhitelistEntry)
+from .manifest import Item, Manifest, verify as verify_manifest
 
 USABLE = frozenset({"active"})
 STATES = ("active", "frozen", "recovered", "replaced", "refunded", "revoked")
@@ -159,8 +160,9 @@ def event_result_json(event: EventRecord, ticket: TicketRecord | None = None,
                       event_ids: list[int] | None = None) -> dict[str, Any]:
     """A stored event as BoB's ``ticketEventResult``, with the ticket's state when the server knows it."""
     body = {**event.body, "time": format_extended(event.event_time), "eventId": str(event.event_id)}
-    status = event.event_result if event.event_result is not None else 0
-    result: dict[str, Any] = {"ticketEvent": body, "ticketEventStatus": status}
+    result: dict[str, Any] = {"ticketEvent": body}
+    if event.event_result is not None:  # an event reported without a result is not claimed valid
+        result["ticketEventStatus"] = event.event_result
     if ticket is not None:
         metadata: dict[str, Any] = {"relativeValidityStart": format_extended(ticket.valid_from)}
         if event_ids is not None:
@@ -189,11 +191,10 @@ async def load_ticket(ctx: Context, principal: Principal, ticket_id: str) -> Tic
 
 # --- minting ----------------------------------------------------------------------------------
 
-def _spec(ctx: Context, manifest: Manifest, ticket_id: str, vf: datetime, vu: datetime,
-          traveller_id: str | None) -> signer.TicketSpec:
-    return signer.TicketSpec(ticket_id=ticket_id, valid_from=vf, valid_until=vu, zones=manifest.zones,
-                             stop_areas=manifest.stopAreas, modes=manifest.modes, traveller_id=traveller_id,
-                             category=manifest.product.category, product_id=manifest.product.productId)
+def _spec(item: Item, ticket_id: str, vf: datetime, vu: datetime, traveller_id: str | None) -> signer.TicketSpec:
+    return signer.TicketSpec(ticket_id=ticket_id, valid_from=vf, valid_until=vu, zones=item.zones,
+                             stop_areas=item.stopAreas, modes=item.modes, traveller_id=traveller_id,
+                             category=item.product.category, product_id=item.product.productId)
 
 
 def mint(ctx: Context, specs: list[signer.TicketSpec]) -> str:
@@ -211,12 +212,13 @@ def spec_of(ticket: TicketRecord) -> signer.TicketSpec:
                              product_id=ticket.product_id)
 
 
-def _payload(manifest: Manifest, ticket_id: str, vf: datetime, vu: datetime, traveller_id: str | None) -> str:
+def _payload(manifest: Manifest, item: Item, ticket_id: str, vf: datetime, vu: datetime,
+             traveller_id: str | None) -> str:
     body = {"ticketId": ticket_id, "pid": manifest.pid, "manifestId": manifest.manifestId,
-            "productId": manifest.product.productId, "category": manifest.product.category,
-            "validFrom": format_extended(vf), "validUntil": format_extended(vu), "zones": manifest.zones,
-            "modes": manifest.modes, "stopAreas": manifest.stopAreas, "travellerId": traveller_id,
-            "fare": manifest.fare.model_dump()}
+            "productId": item.product.productId, "category": item.product.category,
+            "validFrom": format_extended(vf), "validUntil": format_extended(vu), "zones": item.zones,
+            "modes": item.modes, "stopAreas": item.stopAreas, "travellerId": traveller_id,
+            "fare": item.fare.model_dump()}
     return b64url_encode(json.dumps({k: v for k, v in body.items() if v is not None},
                                     separators=(",", ":"), ensure_ascii=False).encode())
 
@@ -227,14 +229,41 @@ def _payload(manifest: Manifest, ticket_id: str, vf: datetime, vu: datetime, tra
 class IssueResult:
     status: int  # 201 new, 200 a replay of the same requestId
     body: dict[str, Any]
-    location: str
+    location: str  # the bundle's path under the base path
+
+
+async def bound_token(ctx: Context, call: ManifestCall, manifest_pid: int, now: datetime) -> TokenRecord | None:
+    """The token the tickets are bound to (``tokenPublicKey`` registers it; ``tokenId`` alone
+    must name a known one); None when the call names none. A revoked token gets no tickets."""
+    if call.tokenPublicKey is None and call.tokenId is None:
+        return None
+    if call.tokenPublicKey is not None:
+        try:
+            public = keys.public_token_jwk(call.tokenPublicKey)
+            thumbprint = keys.jwk_thumbprint(public)
+        except keys.KeyMaterialError as exc:
+            raise field_error("tokenPublicKey", str(exc)) from None
+        if call.tokenId is not None and call.tokenId != thumbprint:
+            raise field_error("tokenId", "is not the RFC 7638 thumbprint of tokenPublicKey")
+        token = TokenRecord(thumbprint, call.tokenIssuer if call.tokenIssuer is not None else manifest_pid,
+                            public, now)
+        await ctx.run(ctx.store.add_token, token)
+    else:
+        found = await ctx.run(ctx.store.get_token, call.tokenId)
+        if found is None:
+            raise field_error("tokenId", "unknown token (give tokenPublicKey to register it)")
+        token = found
+    if await ctx.run(lambda: ctx.store.denied([("token", token.token_id)], now)):
+        raise ApiError(409, f"token {token.token_id} is revoked", code="token_revoked",
+                       details=[{"field": "tokenId", "message": "revoked"}])
+    return token
 
 
 def _issue_response(ctx: Context, bundle: BundleRecord, issue_mtb: bool, status: int) -> IssueResult:
     body: dict[str, Any] = {"settlementId": bundle.settlement_id, "ticketIds": bundle.ticket_ids}
     if issue_mtb:
         body["ticketBundle"] = bundle_json(bundle)
-    return IssueResult(status, body, ctx.url(f"/ticketbundle/{segment(bundle.bundle_id)}"))
+    return IssueResult(status, body, f"/ticketbundle/{segment(bundle.bundle_id)}")
 
 
 async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: datetime) -> IssueResult:
@@ -260,7 +289,6 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
         if start.timestamp() > manifest.latestStart:
             raise field_error("startOfValidity", "is later than the manifest allows")
         valid_from = max(start.replace(microsecond=0), now)
-    valid_until = valid_from + timedelta(seconds=manifest.validitySeconds)
 
     replaces = None
     if call.recoverTicketId is not None:
@@ -272,25 +300,34 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
                            details=[{"field": "recoverTicketId", "message": f"ticket is {old.state}"}])
         replaces = old.ticket_id
 
+    token = await bound_token(ctx, call, manifest.pid, now)
     holder = call.ticketHolder
     traveller_id = holder.travellerId if holder else None
     bundle_id, settlement_id = new_id("tb-"), new_id("st-")
-    ticket_ids = [new_id() for _ in range(manifest.count)]
-    specs = [_spec(ctx, manifest, tid, valid_from, valid_until, traveller_id) for tid in ticket_ids]
-    records = [TicketRecord(
-        ticket_id=tid, pid=manifest.pid, bundle_id=bundle_id, manifest_id=manifest.manifestId,
-        settlement_id=settlement_id, issued_at=now, valid_from=valid_from, valid_until=valid_until,
-        fare=manifest.fare.model_dump(), state="active",
-        payload=_payload(manifest, tid, valid_from, valid_until, traveller_id), mtb=mint(ctx, [spec]),
-        product_id=manifest.product.productId, category=manifest.product.category, traveller_id=traveller_id,
-        traveller_name=holder.travellerName if holder else None, request_id=call.requestId,
-        booking_id=call.bookingId, recovered_from=replaces, updated_at=now)
-        for tid, spec in zip(ticket_ids, specs)]
+    records, specs = [], []
+    for item in manifest.items:
+        valid_until = valid_from + timedelta(seconds=item.validitySeconds)
+        for _ in range(item.count):
+            tid = new_id()
+            spec = _spec(item, tid, valid_from, valid_until, traveller_id)
+            specs.append(spec)
+            records.append(TicketRecord(
+                ticket_id=tid, pid=manifest.pid, bundle_id=bundle_id, manifest_id=manifest.manifestId,
+                settlement_id=settlement_id, issued_at=now, valid_from=valid_from, valid_until=valid_until,
+                fare=item.fare.model_dump(), state="active",
+                payload=_payload(manifest, item, tid, valid_from, valid_until, traveller_id), mtb=mint(ctx, [spec]),
+                product_id=item.product.productId, category=item.product.category, traveller_id=traveller_id,
+                traveller_name=holder.travellerName if holder else None, request_id=call.requestId,
+                booking_id=call.bookingId, recovered_from=replaces, updated_at=now))
+    ticket_ids = [r.ticket_id for r in records]
     bundle = BundleRecord(bundle_id=bundle_id, pid=manifest.pid, manifest_id=manifest.manifestId,
                           settlement_id=settlement_id, mtb=records[0].mtb if len(specs) == 1 else mint(ctx, specs),
                           created_at=now, ticket_ids=ticket_ids, request_id=call.requestId)
+    whitelist = [WhitelistEntry(token.token_id, r.ticket_id, r.mtb, r.valid_from, r.valid_until, now)
+                 for r in records] if token is not None else []
     try:
-        await ctx.run(ctx.store.create_issue, bundle, records, actor=principal.key, replaces=replaces)
+        await ctx.run(lambda: ctx.store.create_issue(bundle, records, actor=principal.key, replaces=replaces,
+                                                     whitelist=whitelist))
     except DuplicateManifest:
         raise ApiError(409, "this manifest (or requestId) was already used to issue tickets",
                        code="manifest_already_used",

@@ -54,8 +54,8 @@ if str(ROOT) not in sys.path:
 import mtb  # noqa: E402
 from mtb import keys, signer  # noqa: E402
 from agent.cache import Cache  # noqa: E402
-from agent.policy import Policy  # noqa: E402
-from agent.scan_context import Context, Geo, Validator  # noqa: E402
+from mtb.policy import Policy  # noqa: E402
+from mtb.scan_context import Context, Geo, Validator  # noqa: E402
 from agent.engine import Engine  # noqa: E402
 from agent.sync import ServerClient, Syncer  # noqa: E402
 from mtb.timeutil import parse_time  # noqa: E402

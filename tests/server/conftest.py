@@ -42,6 +42,26 @@ PASSWORD = "correct horse battery staple"
 FARE = {"amount": 100.0, "currency": "SEK", "vatAmount": 6.0, "vatPercent": 6.0}
 
 
+def _product(product_id: str, **extra: Any) -> dict[str, Any]:
+    return {"productId": product_id, "productTitle": "Single, 2 hours", "validityPeriod": "PT2H",
+            "productCategoryId": "single", "fareCategoryId": "standard", "travellerCategoryId": "adult",
+            "fares": [FARE], "spatialValidity": {"groups": [{"groupType": "zone", "groupIds": ["A", "B"]}]},
+            "modesOfTransport": ["bus", "tram"], **extra}
+
+
+# The test deployments' product catalogue (products.json): what api.manifest() sells.
+CATALOGUE = {
+    "zoneSystems": [{"zoneSystemId": "test", "zones": ["A", "B", "C"]}],
+    "fareCategories": [{"fareCategoryId": "standard", "fareCategoryDescription": "Standard fare"}],
+    "productCategories": [{"productCategoryId": "single", "productCategoryDescription": "Single ticket"}],
+    "travellerCategories": [{"travellerCategoryId": "adult", "travellerCategoryDescription": "Adult"}],
+    "products": [
+        _product("single-2h"),
+        _product("single-2h-sa1", spatialValidity={"groups": [{"groupType": "zone", "groupIds": ["A", "B"]},
+                                                             {"groupType": "stopArea", "groupIds": ["SA1"]}]}),
+        _product("single-c", spatialValidity={"groups": [{"groupType": "zone", "groupIds": ["C"]}]}),
+    ],
+}
 BACKENDS = ("sqlite", "postgresql")
 POSTGRES_ENV = "MTB_TEST_POSTGRES"
 
@@ -192,6 +212,7 @@ def make_data_dir(path: Path, **config: Any) -> Path:
     metadata += keys.participant_metadata(OTHER_PID, [keys.public_jwk(other_issuer, f"{OTHER_PID}:issuer-1")],
                                           [keys.public_jwk(other_auth, f"{OTHER_PID}:auth-1")], name="Other")
     (path / "participant-metadata.json").write_text(json.dumps(metadata, indent=2))
+    (path / "products.json").write_text(json.dumps(CATALOGUE, indent=2))
     return path
 
 
@@ -269,12 +290,11 @@ class Api:
     async def put(self, path: str, body: Any = None, **kw: Any) -> Reply:
         return await self.call("PUT", path, json_body=body, **kw)
 
-    async def manifest(self, role: str = "pos", **overrides: Any) -> str:
-        body = {"productId": "single-2h", "fare": FARE, "validitySeconds": 7200, "zones": ["A", "B"],
-                "modes": ["bus", "tram"], "category": "adult", **overrides}
-        reply = await self.post("/manifest", body, role=role)
+    async def manifest(self, role: str = "pos", product: str = "single-2h", count: int = 1) -> str:
+        """A manifest for ``count`` tickets of a catalogue product (BoB's productSelections)."""
+        reply = await self.post("/manifest", {"productSelections": [{"productId": product}] * count}, role=role)
         assert reply.status == 201, reply
-        return reply.body["manifestMtbTemplate"]
+        return reply.body["manifest"]
 
     async def issue(self, traveller: str = "trav-1", role: str = "pos", *, manifest: dict[str, Any] | None = None,
                     **call: Any) -> Reply:

@@ -5,6 +5,7 @@ import json
 import time
 from datetime import datetime, timedelta, timezone
 
+import aiohttp
 import pytest
 
 import mtb
@@ -12,8 +13,9 @@ from mtb import keys, verifier
 from mtb import b64url_decode, b64url_encode
 from mtb.timeutil import parse_time
 from server import jws
+from server.config import ServerConfig
 
-from .conftest import FARE, OTHER_PID, PID
+from .conftest import FARE, OTHER_PID, PID, Api
 
 
 async def blacklist_after(api, after: int = 0) -> list[dict]:
@@ -42,9 +44,9 @@ async def test_whole_life_manifest_issue_freeze_thaw_refund(api):
                                        "ticketHolder": {"travellerId": "trav-life", "travellerName": "Per Busson"}})
     assert reply.status == 201, reply
     assert set(reply.body) == {"settlementId", "ticketIds"}  # no MTB unless issueMtb
-    assert reply.headers["Location"].startswith("/api/v1/ticketbundle/tb-")
+    assert reply.headers["Location"].startswith(api.d.url("/ticketbundle/tb-"))  # absolute
     [tid] = reply.body["ticketIds"]
-    bundle = await api.get(reply.headers["Location"][len("/api/v1"):], role="pos")
+    bundle = await api.get(reply.headers["Location"][len(api.d.base):], role="pos")
     assert bundle.status == 200 and bundle.body["ticketIds"] == [tid]
 
     ticket = (await api.get(f"/ticket/{tid}", role="pos")).body
@@ -108,7 +110,7 @@ async def test_revoke_puts_the_ticket_on_the_blacklist_feed(api):
 
 
 async def test_issued_mtb_decodes_and_verifies_against_served_metadata(api):
-    reply = await api.issue("trav-mtb", issueMtb=True, manifest={"count": 2, "stopAreas": ["SA1"]})
+    reply = await api.issue("trav-mtb", issueMtb=True, manifest={"count": 2, "product": "single-2h-sa1"})
     assert reply.status == 201, reply
     ids = reply.body["ticketIds"]
     assert len(ids) == 2
@@ -121,7 +123,7 @@ async def test_issued_mtb_decodes_and_verifies_against_served_metadata(api):
     assert [t.ticket_id for t in bundle_mtb.tickets] == ids
     t = bundle_mtb.tickets[0]
     assert bundle_mtb.issuer.header.iid == str(PID) and bundle_mtb.issuer.header.kid == f"{PID}:issuer-1"
-    assert t.product_id == "single-2h" and t.zones == ("A", "B") and t.modes == ("bus", "tram")
+    assert t.product_id == "single-2h-sa1" and t.zones == ("A", "B") and t.modes == ("bus", "tram")
     assert t.stop_areas == ("SA1",) and t.traveller_id == "trav-mtb" and t.category == "adult"
     assert t.valid_until - t.valid_from == timedelta(hours=2)
     assert abs((t.valid_from - datetime.now(timezone.utc)).total_seconds()) < 60
@@ -292,7 +294,7 @@ async def test_bad_manifests_are_400(api, deployment, case):
         token = b64url_decode(await api.manifest()).decode()
         head, body, sig = token.split(".")
         claims = json.loads(b64url_decode(body))
-        claims["fare"]["amount"] = 0.01
+        claims["items"][0]["fare"]["amount"] = 0.01
         template = f"{head}.{b64url_encode(json.dumps(claims).encode())}.{sig}"
     elif case == "alg none":
         token = b64url_decode(await api.manifest()).decode()
@@ -334,22 +336,6 @@ async def test_a_manifest_issues_once_and_request_id_replays(api):
 
 
 @pytest.mark.parametrize("body,field", [
-    ({"fare": FARE, "validitySeconds": 60}, "productId"),
-    ({"productId": "p", "fare": {**FARE, "amount": "100"}, "validitySeconds": 60}, "fare.amount"),
-    ({"productId": "p", "fare": {**FARE, "currency": "kronor"}, "validitySeconds": 60}, "fare.currency"),
-    ({"productId": "p", "fare": FARE, "validitySeconds": "3600"}, "validitySeconds"),
-    ({"productId": "p", "fare": FARE, "validitySeconds": 3600, "modes": ["rocket"]}, "modes[0]"),
-    ({"productId": "p", "fare": FARE, "validitySeconds": 3600, "count": 0}, "count"),
-    ({"productId": "p", "fare": FARE, "validitySeconds": 3600, "validity": 1}, "validity"),
-    ({"productId": 7, "fare": FARE, "validitySeconds": 3600}, "productId"),
-])
-async def test_bad_manifest_requests_are_422_naming_the_field(api, body, field):
-    reply = await api.post("/manifest", body, role="pos")
-    assert reply.status == 422, reply
-    assert field in [d["field"] for d in reply.body["details"]]
-
-
-@pytest.mark.parametrize("body,field", [
     ({}, "manifestMtbTemplate"),
     ({"manifestMtbTemplate": 5}, "manifestMtbTemplate"),
     ({"manifestMtbTemplate": "x", "issueMtb": "yes"}, "issueMtb"),
@@ -367,7 +353,7 @@ async def test_ticket_bundles(api):
     a, b, c = first.body["ticketIds"]
     reply = await api.post("/ticketbundle", {"ticketIds": [c, a]}, role="pos")
     assert reply.status == 201, reply
-    assert reply.headers["Location"] == f"/api/v1/ticketbundle/{reply.body['ticketBundleId']}"
+    assert reply.headers["Location"] == api.d.url(f"/ticketbundle/{reply.body['ticketBundleId']}")
     assert reply.body["ticketIds"] == [c, a]
     decoded = mtb.decode(reply.body["mtb"])
     assert [t.ticket_id for t in decoded.tickets] == [c, a]
@@ -398,3 +384,17 @@ def test_refund_value_is_pro_rata_and_none_once_validity_is_over():
     record.valid_until = now + timedelta(hours=2)
     half = remaining_value(record, now)
     assert half["amount"] == 50.0 and half["vatAmount"] == 3.0 and half["vatPercent"] == 6.0
+
+
+async def test_locations_are_absolute_and_use_the_public_url_behind_a_proxy(make_server):
+    d = make_server(public_url="https://tickets.example.com/")
+    async with aiohttp.ClientSession() as session:
+        api = Api(d, session)
+        issued = await api.issue("trav-proxy")
+        bundle = issued.headers["Location"]
+        assert bundle.startswith("https://tickets.example.com/api/v1/ticketbundle/tb-"), bundle
+        manifest = await api.post("/manifest", {"productSelections": [{"productId": "single-2h"}]}, role="pos")
+        assert manifest.headers["Location"] == f"https://tickets.example.com/api/v1/manifest/{manifest.body['manifestId']}"
+    for bad in ("tickets.example.com", "https://tickets.example.com/path", "ftp://x"):
+        with pytest.raises(ValueError):
+            ServerConfig(public_url=bad)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from agent.scan_context import Validator
+from mtb.scan_context import Validator
 from agent.runtime import Agent
 from agent.sync import RequestBudget
 from hardware import SimulatedFeedback, SimulatedReader

@@ -1,4 +1,5 @@
-"""The checks of a scan, as pure functions in spec order (mtb-format.md §5).
+"""The checks of a scan, as pure functions in spec order (mtb-format.md §5): what a validator
+decides, and what the server decides for an online validation, with the same code.
 
 Each check takes the scan's facts and returns its :class:`Verdict`: pass, fail or not
 applicable, with a reason. :data:`CHECKS` is the pipeline and the one statement of the spec's
@@ -17,14 +18,36 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from .cache import Use
+from datetime import datetime
+
+from .codec import Mtb, Ticket
 from .policy import Policy
 from .scan_context import Context
-from mtb import Mtb, Ticket
-from mtb.timeutil import format_basic
-from mtb.verifier import SignatureCheck
+from .timeutil import format_basic
+from .travel import distance_m
+from .verifier import SignatureCheck
 
 Outcome = Literal["pass", "fail", "n/a"]
+DenyKind = Literal["ticket", "traveller", "token"]
+
+
+@dataclass(frozen=True)
+class Use:
+    """One recorded scan of a ticket: what passback, fraud and the inspector's view look at (a
+    device's cache keeps them; the server's online validation makes one of the MTB's nearest
+    sighting)."""
+
+    ticket_id: str
+    time: datetime
+    event_type: str
+    result: int
+    device_id: str | None
+    stop_area: str | None
+    zone: str | None
+    lat: float | None
+    long: float | None
+    boot_id: str | None = None
+    monotonic: float | None = None
 
 
 class Verdict(NamedTuple):
@@ -59,6 +82,23 @@ class TicketFacts:
 
 
 CheckFn = Callable[[Mtb, Ticket, Context, TicketFacts, Policy], Verdict]
+
+
+def token_ids(scanned: Mtb) -> list[str]:
+    """A token is what carries the ticket: the phone (device id) or a card (its ``tpk`` key id)."""
+    ids = [scanned.device.header.did] if scanned.device else []
+    tpk = scanned.issuer.header.fields.get("tpk")
+    if isinstance(tpk, dict) and isinstance(tpk.get("kid"), str):
+        ids.append(tpk["kid"])
+    return ids
+
+
+def deny_candidates(ticket: Ticket, tokens: Sequence[str]) -> list[tuple[DenyKind, str]]:
+    """What of a scanned ticket a deny-list entry may name: the ticket, its traveller, its tokens."""
+    candidates: list[tuple[DenyKind, str]] = [("ticket", ticket.ticket_id)]
+    if ticket.traveller_id:
+        candidates.append(("traveller", ticket.traveller_id))
+    return candidates + [("token", token) for token in tokens]
 
 
 def well_formed(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
@@ -177,14 +217,6 @@ def where(use: Use, ctx: Context) -> str:
     if use.device_id in (None, ctx.validator.validator_id):
         return "on this device"
     return f"on {use.device_id}" + (f" at stop area {use.stop_area}" if use.stop_area else "")
-
-
-def distance_m(lat1: float, long1: float, lat2: float, long2: float) -> float:
-    """Great-circle distance (haversine) on a 6371 km sphere."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(long2 - long1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371000.0 * math.asin(math.sqrt(min(1.0, a)))
 
 
 NO_EARLIER_POSITION = not_applicable("no earlier use with a position to compare")

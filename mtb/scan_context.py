@@ -1,8 +1,9 @@
 """Where, when and as what a scan happens: the Context every check reads.
 
 Context comes from providers (clock, GPS or fixed position, stop/zone map, service plan,
-the device's own config); the engine never looks at hardware itself. (The server's request
-context is another thing: ``server/context.py``.)
+the device's own config); the engine never looks at hardware itself. The server's online
+validation makes one from the event a device reports. (The server's request context is
+another thing: ``server/context.py``.)
 """
 from __future__ import annotations
 
