@@ -10,11 +10,12 @@ The object is not thread-safe: the engine drives it from one worker thread.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,8 +23,14 @@ import sqlite_utils
 
 from mtb.checks import DenyKind, Use
 from mtb.keys import KeyMaterialError, KeyStore, jwk_public_key
-from .stops import StopArea
+from mtb.ticket_event import REQUIRED, event_problems
 from mtb.timeutil import format_extended, parse_time, utcnow
+from .cache_file import (CHECK_COMMAND, CacheError, ProcessLock, create_private, explain, inspect_file, is_damage,
+                         make_private, move_aside, quick_check, reindex, salvage)
+from .clock import ClockFloor
+from .stops import StopArea
+
+log = logging.getLogger(__name__)
 
 WAL_CHECKPOINT_PAGES = 10_000
 Durability = Literal["full", "normal"]
@@ -117,31 +124,45 @@ def _epoch(value: datetime) -> float:
 
 
 class Cache:
-    def __init__(self, path: str | Path, *, durability: Durability = "full") -> None:
+    """One device's cache. Opened for writing (the default) it is this process's alone, and checked
+    (see :mod:`agent.cache_file`); ``read_only`` opens share it with a running agent (``status``,
+    ``outbox list``) and never create, lock or change the file."""
+
+    def __init__(self, path: str | Path, *, durability: Durability = "full", read_only: bool = False,
+                 repair: bool = False, thorough: bool = False, max_skew_s: float = 30.0,
+                 floor_tolerance_s: float = 60.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_skew_s = max_skew_s
+        self.clock = ClockFloor(floor_tolerance_s)
+        self.repairs: list[str] = []  # what opening the file had to do, for `cache check`
         self.durability = durability
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        # Commits reach the write-ahead log, which survives a killed process. A power cut needs
-        # the log on the disk: make_durable does that (full durability), once for every batch.
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        # A checkpoint (two fsyncs, the log copied into the file) every ~3,000 scans rather than
-        # every ~300: a 40 MB log, and each page that many scans touched is copied once.
-        self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-        self.conn.execute("PRAGMA busy_timeout=5000")
-        self.db = sqlite_utils.Database(self.conn)
-        self._migrate()
         self._keystore: KeyStore | None = None
+        self._lock: ProcessLock | None = None
         self._wal_fd: int | None = None
         self._durable_changes = -1  # conn.total_changes when the log was last made durable
-        self.make_durable()
+        if read_only:
+            self.conn = self._open_read_only()
+        else:
+            damage = inspect_file(self.path)  # before the lock file: a wrong path leaves nothing behind
+            self._lock = ProcessLock(self.path)
+            try:
+                self.conn = self._open_checked(repair, damage, thorough)
+            except BaseException:
+                self._lock.release()
+                raise
+        self._use(self.conn)
+        self._load_clock()
+        if not read_only:
+            self.make_durable()
 
     def close(self) -> None:
         self.conn.close()
         if self._wal_fd is not None:
             os.close(self._wal_fd)
             self._wal_fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def make_durable(self) -> None:
         """Full durability: fsync the write-ahead log once for everything committed since the
@@ -161,6 +182,135 @@ class Cache:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    # --- opening -------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA journal_mode=WAL")
+        # Commits reach the write-ahead log, which survives a killed process. A power cut needs
+        # the log on the disk: make_durable does that (full durability), once for every batch.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        # A checkpoint (two fsyncs, the log copied into the file) every ~3,000 scans rather than
+        # every ~300: a 40 MB log, and each page that many scans touched is copied once.
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        return conn
+
+    def _open_checked(self, repair: bool, damage: str | None,
+                      thorough: bool) -> sqlite3.Connection:
+        """Schema version, quick_check (``thorough``: integrity_check), migrations, a test write;
+        with ``repair`` (the agent at start, ``cache check``) a damaged file gets REINDEX or is
+        moved aside, else it is an error."""
+        alarms: list[str] = []
+        conn: sqlite3.Connection | None = None
+        try:
+            if damage is None:
+                create_private(self.path)
+                conn = self._connect()
+                damage = self._damage(conn, thorough)
+            if damage is not None and not repair:
+                raise CacheError(f"the cache is damaged ({damage}): {self.path}; run `{CHECK_COMMAND}`")
+            if damage is not None and conn is not None and reindex(conn, thorough=thorough):
+                alarms.append(f"cache {self.path} was damaged ({damage}); repaired by REINDEX")
+                damage = None
+            if damage is not None:
+                if conn is not None:
+                    conn.close()
+                aside = move_aside(self.path)
+                create_private(self.path)
+                conn = self._connect()
+                self._use(conn)
+                self._migrate()
+                alarms.append(self._take_over(aside, damage))
+            assert conn is not None
+            self._use(conn)
+            self._migrate()
+            self._test_write()
+        except (sqlite3.Error, CacheError) as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, CacheError):
+                raise
+            raise explain(exc, self.path) from exc
+        make_private(self.path)
+        for text in alarms:
+            self.repairs.append(text)
+            self._alarm("cache", text)
+        return conn
+
+    def _test_write(self) -> None:
+        """A cache that cannot record must say so before READY, not at the first scan. A read-only
+        file or a full disk fails at the write itself, so this one commit skips the fsync."""
+        self.conn.execute("PRAGMA synchronous=OFF")
+        with self.transaction():
+            self._set_meta("write_checked_at", format_extended(utcnow()))
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    def _use(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    def _damage(self, conn: sqlite3.Connection, thorough: bool) -> str | None:
+        """Why the file is damaged, or None; refuses a schema newer than this agent knows."""
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                return str(exc)
+            raise
+        if version > len(MIGRATIONS):
+            raise CacheError(f"cache {self.path} has schema version {version}, newer than this agent knows "
+                             f"({len(MIGRATIONS)}): install the newer agent, or move the file aside")
+        if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise CacheError(f"{self.path} is an SQLite database but not an agent cache: check the path "
+                             "(--db, or db in the config)")
+        return quick_check(conn, thorough=thorough)
+
+    def _take_over(self, aside: Path, damage: str) -> str:
+        """Copy what reads of a moved-aside file into this (new) one; the alarm text."""
+        found = salvage(aside)
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO outbox(local_event_id, event_type, body, created_at, attempts, parked, "
+                "last_error) VALUES (?,?,?,?,?,?,?)", [row[1:] for row in found.outbox])
+            self.conn.executemany(_INSERT_USAGE, [row[1:] for row in found.usage])
+        for row in found.usage:
+            self.clock.note_event(parse_time(row[2]))
+        log.error("cache %s moved aside to %s", self.path, aside)
+        return (f"cache {self.path} was damaged ({damage}); moved aside to {aside.name} (kept), "
+                f"{len(found.outbox)} queued event(s) re-queued, {found.unreadable} unreadable, "
+                f"{len(found.usage)} usage row(s) kept; keys and lists come again from the server at the next sync")
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise CacheError(f"no cache at {self.path}: check the path (--db, or db in the agent's config); "
+                             "an agent creates its cache at its first start")
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=5000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise explain(exc, self.path) from exc
+        if not 1 <= version <= len(MIGRATIONS):
+            conn.close()
+            raise CacheError(f"{self.path} is not a cache this agent knows (schema version {version})")
+        return conn
+
+    def _load_clock(self) -> None:
+        """The clock floor as the last run left it: the server's time and the newest events since."""
+        server = self.get_meta("server_time")
+        if server:
+            self.clock.note_server(parse_time(server))
+        kept = self.get_meta("newest_event_at")
+        if kept:
+            self.clock.note_event(parse_time(kept))
+        after = int(self.get_meta("server_time_usage_id") or 0)
+        row = self.conn.execute("SELECT max(epoch) FROM (SELECT epoch FROM usage WHERE id > ? "
+                                "ORDER BY id DESC LIMIT 1000)", (after,)).fetchone()
+        if row[0] is not None:
+            self.clock.note_event(datetime.fromtimestamp(row[0], timezone.utc))
+
     # --- schema --------------------------------------------------------------------------------
 
     def _migrate(self) -> None:
@@ -171,6 +321,7 @@ class Cache:
                 self.conn.execute(f"PRAGMA user_version={number}")
 
     def transaction(self) -> "_Transaction":
+        """BEGIN IMMEDIATE ... COMMIT; inside another one it joins it (the outer one commits)."""
         return _Transaction(self.conn)
 
     # --- meta ------------------------------------------------------------------------------------
@@ -221,23 +372,35 @@ class Cache:
             self._set_meta("alarms", json.dumps(alarms, sort_keys=True))
         return True
 
+    def _alarm(self, kind: str, text: str) -> None:
+        """An alarm the cache raises itself (repairs, clock skew): logged at ERROR once, when new."""
+        if self.raise_alarm(kind, text):
+            log.error("ALARM %s: %s", kind, text)
+
     # --- the server's clock ----------------------------------------------------------------------
 
-    max_skew_s: float = 30.0  # config [clock] max_skew_seconds
-
     def observe_server_time(self, server_time: datetime, local_time: datetime) -> None:
-        """The server's ``Date`` at a successful contact against the device's clock: stored (the
-        last server time bounds what a wrong device clock can do) and, beyond ``max_skew_s``,
-        the ``clock-skew`` alarm."""
+        """The server's ``Date`` at a successful contact, and the device clock when it arrived.
+
+        The server's time becomes the clock floor (kept across restarts) and the bound for pruning,
+        which a wrong device clock cannot move; a skew beyond ``max_skew_s`` (config ``[clock]
+        max_skew_seconds``) is the ``clock-skew`` alarm."""
         skew = (local_time - server_time).total_seconds()
+        self.clock.note_server(server_time)
         with self.transaction():
             self._set_meta("server_time", format_extended(server_time))
+            self._set_meta("server_time_usage_id",
+                           str(self.conn.execute("SELECT coalesce(max(id), 0) FROM usage").fetchone()[0]))
             self._set_meta("clock_skew_s", f"{skew:.1f}")
+            self.conn.execute("DELETE FROM meta WHERE key='newest_event_at'")
         if abs(skew) > self.max_skew_s:
-            self.raise_alarm("clock-skew", f"device clock is {skew:+.0f} s off the server's "
-                                           f"(max {self.max_skew_s:.0f} s)")
-        elif "clock-skew" in self.alarms():
-            self.clear_alarm("clock-skew")
+            self._alarm("clock-skew", f"device clock is {skew:+.0f} s off the server's (max {self.max_skew_s:.0f} s)")
+        elif self.clear_alarm("clock-skew"):
+            log.info("alarm clock-skew cleared: the device clock is %+.0f s off the server's", skew)
+
+    def server_time(self) -> datetime | None:
+        """The server's time at the last successful contact."""
+        return self.clock.server_time
 
     # --- keys ------------------------------------------------------------------------------------
 
@@ -354,13 +517,23 @@ class Cache:
                                  (ticket_id, limit))
         return [_use(row) for row in rows]
 
-    def prune(self, usage_before: datetime, deny_expired_before: datetime) -> tuple[int, int]:
-        """Forget usage rows older than the history horizon and deny entries expired long ago
-        (an expired entry blocks nothing; the newest-wins rule keeps working without it)."""
+    def prune(self, now: datetime, *, history_days: float, deny_grace_days: float = 1.0) -> tuple[int, int]:
+        """Forget usage older than the history horizon and deny entries expired long ago (an expired
+        entry blocks nothing; the newest-wins rule keeps working without it).
+
+        Both bounds count back from the server's time at the last contact (or, on a device that
+        never reached a server, the newest recorded event), never from a later ``now``: a clock
+        40 days fast would otherwise delete deny entries still in force, which the deny-list feed
+        never sends again (its high-water mark has passed them). Without a server time no deny
+        entry is pruned."""
+        server = self.clock.server_time
+        reference = min(now, server or self.clock.newest_event or now)
         with self.transaction():
-            usage = self.conn.execute("DELETE FROM usage WHERE epoch < ?", (_epoch(usage_before),)).rowcount
-            deny = self.conn.execute("DELETE FROM deny_list WHERE expire_epoch < ?",
-                                     (_epoch(deny_expired_before),)).rowcount
+            usage = self.conn.execute("DELETE FROM usage WHERE epoch < ?",
+                                      (_epoch(reference - timedelta(days=history_days)),)).rowcount
+            deny = 0 if server is None else self.conn.execute(
+                "DELETE FROM deny_list WHERE expire_epoch < ?",
+                (_epoch(min(now, server) - timedelta(days=deny_grace_days)),)).rowcount
         return usage, deny
 
     # --- other devices' uses (the uses feed) -----------------------------------------------------
@@ -388,11 +561,6 @@ class Cache:
             at_stop = anywhere if anywhere[5] == stop_area else self.conn.execute(
                 _FLEET_LAST_AT, (ticket_id, stop_area)).fetchone()
         return (_fleet_use(anywhere) if anywhere else None), (_fleet_use(at_stop) if at_stop else None)
-
-    def server_time(self) -> datetime | None:
-        """The server's ``Date`` at the last successful contact."""
-        stored = self.get_meta("server_time")
-        return parse_time(stored) if stored else None
 
     def prune_fleet_uses(self, horizon_s: float, now: datetime) -> int:
         """Forget other devices' uses older than ``horizon_s``, counted back from the server's time
@@ -427,17 +595,28 @@ class Cache:
 
     def record(self, events: Sequence[dict[str, Any]], uses: Sequence[Use]) -> None:
         """The outbox events and their usage rows, in the caller's transaction (the engine's:
-        a scan's reads and its writes are one) or in one of their own."""
+        a scan's reads and its writes are one) or in one of their own.
+
+        Each event is checked against the server's ticketEvent shape first: an optional member it
+        would refuse is dropped (and the reason says so) rather than park the event for ever."""
         if not self.conn.in_transaction:
             with self.transaction():
                 return self.record(events, uses)
         now = format_extended(utcnow())
         execute = self.conn.execute
-        for event in events:
-            execute(_INSERT_OUTBOX, (event["localEventId"], event["eventType"], _JSON.encode(event), now))
+        try:
+            for event in events:
+                execute(_INSERT_OUTBOX, (event["localEventId"], event["eventType"], conformed(event), now))
+            for u in uses:
+                execute(_INSERT_USAGE, (u.ticket_id, format_extended(u.time), _epoch(u.time), u.event_type, u.result,
+                                        u.device_id, u.stop_area, u.zone, u.lat, u.long, u.boot_id, u.monotonic))
+            newest = self.clock.newest_event
+            if uses and newest is not None and self.clock.below(uses[0].time):  # keep the floor for a restart
+                self._set_meta("newest_event_at", format_extended(newest))
+        except sqlite3.Error as exc:
+            raise explain(exc, self.path) from exc
         for u in uses:
-            execute(_INSERT_USAGE, (u.ticket_id, format_extended(u.time), _epoch(u.time), u.event_type, u.result,
-                                    u.device_id, u.stop_area, u.zone, u.lat, u.long, u.boot_id, u.monotonic))
+            self.clock.note_event(u.time)
 
     def outbox(self, *, limit: int = 1000, event_type: str | None = None, parked: bool = False) -> list[OutboxEvent]:
         sql = "SELECT seq, local_event_id, event_type, body, attempts, parked, last_error FROM outbox WHERE parked=?"
@@ -479,7 +658,21 @@ class Cache:
             return self.conn.execute("UPDATE outbox SET parked=0 WHERE parked=1").rowcount
 
 
-_JSON = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps with options builds one per call
+def conformed(event: dict[str, Any]) -> str:
+    """The event as JSON the server accepts: members it would refuse are dropped, and noted."""
+    problems = event_problems(event)
+    if problems:
+        if REQUIRED & problems.keys():
+            raise ValueError(f"event {event.get('localEventId')} cannot be made acceptable: {problems}")
+        log.error("event %s: dropped what the server would refuse: %s", event.get("localEventId"), problems)
+        for member, why in problems.items():
+            event.pop(member, None)
+            event["eventReason"] = f"{event.get('eventReason', '')} [dropped {why}]"[:1000]
+    return _JSON.encode(event)
+
+
+# one encoder: json.dumps with options builds one per call; NaN and infinities are no JSON
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _INSERT_OUTBOX = "INSERT INTO outbox(local_event_id, event_type, body, created_at) VALUES (?,?,?,?)"
 _INSERT_USAGE = ("INSERT INTO usage(ticket_id, time, epoch, event_type, result, device_id, stop_area, zone, lat, long, "
                  "boot_id, monotonic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
@@ -504,16 +697,22 @@ def _use(row: Sequence[Any]) -> Use:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception. Inside an open transaction it
+    joins it: the engine's reads (passback, fraud) and its recording are one write transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.outer = False
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.outer = True
         return self.conn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self.outer:
+            return  # the outer transaction commits, or rolls back on the exception passing through it
         if exc_type is None:
             try:
                 self.conn.execute("COMMIT")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from mtb.timeutil import utcnow
+from mtb.timeutil import format_extended, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +46,46 @@ class ClockWatch:
                         "monotonic time within this boot", drift)
         self._last = (wall, mono)
         return wall, mono
+
+
+@dataclass
+class ClockFloor:
+    """The earliest time the device may believe it is: it never decides with a clock below it.
+
+    The floor is the later of the server's ``Date`` at the last successful contact and the newest
+    event recorded since then, less ``tolerance_s`` (the server's second-resolution ``Date``, the
+    skew allowed before an alarm, a clock slewed back by NTP). A wall clock below it has been set
+    back (a dead RTC battery, a bad NTP answer): a decision with it would call expired tickets
+    valid and a passenger's second scan a passback "0 s ago". Only events since the last contact
+    count: a clock that ran fast and recorded events in the future is forgiven by the next
+    contact with the server, whose time is the authority.
+    """
+
+    tolerance_s: float = 60.0
+    server_time: datetime | None = None
+    newest_event: datetime | None = None
+
+    def note_event(self, at: datetime) -> None:
+        if self.newest_event is None or at > self.newest_event:
+            self.newest_event = at
+
+    def note_server(self, server_time: datetime) -> None:
+        self.server_time, self.newest_event = server_time, None
+
+    def floor(self) -> tuple[datetime, str] | None:
+        """The floor before the tolerance, and what set it."""
+        known = [(t, what) for t, what in ((self.server_time, "the server's time at the last contact"),
+                                            (self.newest_event, "the newest recorded event")) if t is not None]
+        return max(known, key=lambda k: k[0]) if known else None
+
+    def below(self, now: datetime) -> bool:
+        floor = self.floor()
+        return floor is not None and (floor[0] - now).total_seconds() > self.tolerance_s
+
+    def problem(self, now: datetime) -> str | None:
+        """Why ``now`` cannot be trusted, or None."""
+        floor = self.floor()
+        if floor is None or not self.below(now):
+            return None
+        return (f"device clock {format_extended(now)} is before {floor[1]} ({format_extended(floor[0])}): "
+                "out of service until the clock is right")

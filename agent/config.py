@@ -6,14 +6,19 @@ first scan on the street.
 from __future__ import annotations
 
 import ipaddress
+import stat
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mtb.policy import Policy
 from .sync.tls import TlsSettings, parse_pin
+
+
+T = TypeVar("T")
 
 
 class Section(BaseModel):
@@ -28,6 +33,13 @@ class HardwareSection(BaseModel):
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    def build(self, section: str, factory: Callable[..., T]) -> T:
+        """The adapter, or one line naming the option it does not take (``baud`` for ``baudrate``)."""
+        try:
+            return factory(self.kind, **self.options())
+        except TypeError as exc:  # the adapter's constructor names the unknown or missing key
+            raise ConfigError(f"config [{section}] (kind {self.kind!r}): {exc}") from None
 
 
 class ServerSection(Section):
@@ -87,6 +99,22 @@ class ServerSection(Section):
                            frozenset(parse_pin(pin) for pin in self.pin_sha256))
 
 
+class ClockSection(Section):
+    """How far the device clock may be from the server's before an alarm (``max_skew_seconds``), and
+    how far below the clock floor (the server's time at the last contact, the newest recorded
+    event) it may read before the device goes out of service. The floor's tolerance must cover
+    the skew allowed, or a clock slightly behind the server's would stop the device."""
+
+    max_skew_seconds: float = Field(30.0, gt=0)
+    floor_tolerance_seconds: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tolerance_covers_skew(self) -> "ClockSection":
+        if self.floor_tolerance_seconds < self.max_skew_seconds:
+            raise ValueError("floor_tolerance_seconds must be at least max_skew_seconds")
+        return self
+
+
 class ServiceSection(Section):
     service_id: str
     trip_id: str | None = None
@@ -120,10 +148,6 @@ class PolicySection(Section):
                       require_device_time_by_pid={str(pid): required
                                                   for pid, required in self.require_device_time_by_pid.items()},
                       timezone=self.timezone)
-
-
-class ClockSection(Section):
-    max_skew_seconds: float = Field(30.0, gt=0)  # device clock vs the server's Date: beyond, an alarm
 
 
 class MetricsSection(Section):
@@ -163,6 +187,9 @@ class AgentConfig(Section):
     durability: Literal["full", "normal"] = "full"
     stops_file: Path | None = None  # GTFS stops.txt, imported into the cache at start
     stop_radius_m: float = Field(150.0, gt=0)
+    # scans in a row that could not be recorded before the device says "out of service", raises an
+    # alarm and stops feeding the watchdog (systemd then restarts it, and the start check runs)
+    max_failed_recordings: int = Field(3, ge=1)
     reader: HardwareSection
     position: HardwareSection | None = None
     feedback: HardwareSection = HardwareSection(kind="console")
@@ -209,8 +236,13 @@ def load_config(path: str | Path) -> AgentConfig:
 
 
 def read_credentials(path: Path) -> tuple[str, str]:
-    """``entity:password`` from a file kept out of the config (and out of logs)."""
+    """``entity:password`` from a file kept out of the config (and out of logs), readable by its
+    owner only: a password others can read is refused, as ssh refuses such a key."""
     try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigError(f"credentials file {path} is open to others (mode {mode:o}): "
+                              f"chmod 600 {path} (owner: the agent's user)")
         entity, sep, password = path.read_text(encoding="utf-8").strip().partition(":")
     except OSError as exc:
         raise ConfigError(f"cannot read credentials {path}: {exc.strerror}") from exc

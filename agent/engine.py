@@ -26,7 +26,7 @@ from mtb.timeutil import format_extended
 from mtb.verifier import SignatureCheck, verify_device, verify_issuer
 
 from .cache import Cache
-from .messages import passenger_message
+from .messages import OUT_OF_SERVICE, passenger_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -223,8 +223,9 @@ class Engine:
                           velocity: Velocity | None = None) -> Decision:
         """Decide and commit the events. Not yet durable: call it on the engine's thread (its
         batch ends in ``make_durable`` before the result is handed on) or use validate_sync.
-        ``refuse`` (e.g. the trust list is too old to decide) records a result-1 event for the
-        scan instead of deciding, so the refusal is on file too. ``velocity``: the back office's
+        ``refuse`` (the device cannot decide: its clock is below the floor, its trust list too
+        old) records an out-of-service decision instead: result 1 with that reason, so the refusal
+        is on file too, and "out of service" for the passenger. ``velocity``: the back office's
         fraud check of this scan, asked for as it was read; waited for (up to its deadline)
         only when a ticket would be accepted."""
         scanned = None
@@ -254,7 +255,8 @@ class Engine:
             code = 0
             notes = dict.fromkeys(v.reason for o in outcomes for v in o.verdicts if v.outcome == "pass" and v.reason)
             reason = "; ".join([f"{len(outcomes)} ticket(s) valid", *notes])
-        return Decision(code, reason, passenger_message(code, ctx.mode), events, outcomes, refuse is not None)
+        message = OUT_OF_SERVICE if refuse is not None else passenger_message(code, ctx.mode)
+        return Decision(code, reason, message, events, outcomes, refuse is not None)
 
     def _judge(self, scanned: codec.Mtb, ctx: Context, velocity: Velocity | None = None) -> list[TicketOutcome]:
         if not scanned.tickets:

@@ -15,6 +15,8 @@ PASSENGER = {
 }
 
 INSPECTION_VALID = "Ticket valid - thank you"
+# The device cannot decide (its clock, its trust list or its cache cannot be trusted): not the ticket's fault.
+OUT_OF_SERVICE = "Validator out of service - please ask staff"
 
 
 def passenger_message(code: int, mode: str) -> str:

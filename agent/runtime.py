@@ -7,16 +7,15 @@ network; no exception leaves it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
 import socket
+import sqlite3
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 
 from aiohttp import web
@@ -25,12 +24,15 @@ from hardware import Feedback, PositionSource, Reader
 from hardware.aio import sleep_unless
 
 from .cache import Cache
+from .cache_file import CacheError, explain
 from .clock import ClockWatch
-from mtb.scan_context import Context, Geo, Service, Validator
+from mtb.scan_context import Context, Service, Validator
 from .engine import Decision, Engine, Velocity
 from .logs import configure_logging
+from .messages import OUT_OF_SERVICE
 from .metrics import AgentMetrics
-from .stops import StopArea, StopLocator
+from .place import PositionTracker
+from .stops import StopLocator
 from .sync import Syncer
 from .sync.fraudcheck import FraudCheck
 from mtb.timeutil import format_extended, parse_time
@@ -39,37 +41,8 @@ log = logging.getLogger(__name__)
 BOOT_ID = uuid.uuid4().hex  # distinguishes this process's monotonic clock from earlier runs'
 RECENT_DECISIONS = 1000
 MAINTENANCE_INTERVAL_S = 3600.0
-OUT_OF_SERVICE = "Validator out of service - please ask staff"
 TRUST_LIST_TOO_OLD = "trust list (participant metadata) too old"
 PIPELINE_DEPTH = 32  # scans read ahead while earlier ones are decided
-
-
-@dataclass(frozen=True)
-class Place:
-    geo: Geo | None
-    stale: bool
-    stop_area: StopArea | None
-
-
-class PositionTracker:
-    """Turns fixes into a place (position, stop area, zone); keeps the last known when the fix is lost."""
-
-    def __init__(self, source: PositionSource | None, locator: StopLocator | None) -> None:
-        self.source = source
-        self.locator = locator
-        self._geo: Geo | None = None
-        self._stop: StopArea | None = None
-
-    def place(self) -> Place:
-        fix = self.source.current() if self.source is not None else None
-        if fix is None or not fix.valid:
-            return Place(self._geo, self._geo is not None, self._stop)
-        self._geo = Geo(fix.lat, fix.long, fix.alt)
-        if self.locator is not None:
-            hit = self.locator.nearest(fix.lat, fix.long)
-            if hit is not None:
-                self._stop = hit[0]  # between stops, the bus is still "after" the last one
-        return Place(self._geo, False, self._stop)
 
 
 def sd_notify(message: str) -> None:
@@ -93,7 +66,7 @@ class Agent:
                  operator_pid: int | None = None, mode_of_transport: str | None = None,
                  service: Service | None = None, clock: ClockWatch | None = None,
                  metadata_max_age_s: float | None = None, validate_with_stale_metadata: bool = True,
-                 history_days: float = 35.0, metrics: AgentMetrics | None = None,
+                 history_days: float = 35.0, max_failed_recordings: int = 3, metrics: AgentMetrics | None = None,
                  metrics_address: tuple[str, int] | None = None, fraudcheck: FraudCheck | None = None) -> None:
         self.engine = engine
         self.reader = reader
@@ -119,6 +92,13 @@ class Agent:
         self.metrics_address = metrics_address  # (host, port) to serve them on while running
         self.fraudcheck = fraudcheck  # the back office asked about each scan, when online
         self._alarms_changed: set[str] = set()  # kinds raised or cleared since the last write
+        self.max_failed_recordings = max_failed_recordings
+        self.failed_recordings = 0  # scans in a row that could not be recorded
+
+    @property
+    def cannot_record(self) -> bool:
+        """Out of service: the last ``max_failed_recordings`` scans could not be recorded."""
+        return self.failed_recordings >= self.max_failed_recordings
 
     # --- one scan -------------------------------------------------------------------------------
 
@@ -138,7 +118,7 @@ class Agent:
         """Decide, record (durable), then show. Any failure shows red and is logged; the loop goes on."""
         return await self._show(self._submit(raw))
 
-    def _submit(self, raw: bytes) -> asyncio.Future[tuple[Decision, str | None]]:
+    def _submit(self, raw: bytes) -> asyncio.Future[tuple[Decision, str | None, str | None]]:
         """Take the scan's context now and queue its decision on the engine's thread."""
         self.scans += 1
         try:
@@ -149,20 +129,26 @@ class Agent:
                 pending.add_done_callback(partial(self._count, self.metrics, time.perf_counter()))
             return pending
         except Exception as exc:
-            failed: asyncio.Future[tuple[Decision, str | None]] = asyncio.get_running_loop().create_future()
+            failed: asyncio.Future[tuple[Decision, str | None, str | None]] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             return failed
 
     @staticmethod
-    def _count(metrics: AgentMetrics, started: float, done: asyncio.Future[tuple[Decision, str | None]]) -> None:
+    def _count(metrics: AgentMetrics, started: float,
+               done: asyncio.Future[tuple[Decision, str | None, str | None]]) -> None:
         if not done.cancelled() and done.exception() is None:
             metrics.decided(done.result()[0].event_result, time.perf_counter() - started)
 
-    def _decide(self, raw: bytes, ctx: Context, velocity: Velocity | None) -> tuple[Decision, str | None]:
-        """On the engine's thread, in one hop: the trust list's state, then the decision (made
-        durable there before the result comes back). Also returns the trust-list alarm."""
+    def _decide(self, raw: bytes, ctx: Context,
+                velocity: Velocity | None) -> tuple[Decision, str | None, str | None]:
+        """On the engine's thread, in one hop: the clock floor and the trust list's state, then
+        the decision (made durable there before the result comes back). Also returns the
+        trust-list alarm and why the clock cannot be trusted (a clock below the floor, see
+        :class:`agent.clock.ClockFloor`, cannot decide). ``velocity``: the back office's fraud
+        check of this scan, when it was asked."""
+        clock = self.engine.cache.clock.problem(ctx.time)
         alarm, refuse = self._trust_list_state(ctx.time)
-        return self.engine.decide_and_record(raw, ctx, refuse, velocity), alarm
+        return self.engine.decide_and_record(raw, ctx, clock or refuse, velocity), alarm, clock
 
     def _trust_list_state(self, now: datetime) -> tuple[str | None, str | None]:
         """(alarm, refusal) from the participant metadata's age; an alarm of "" clears it, None
@@ -181,21 +167,28 @@ class Agent:
         return (f"participant metadata is {age:.0f} s old (max {self.metadata_max_age_s:.0f} s)",
                 None if self.validate_with_stale_metadata else TRUST_LIST_TOO_OLD)
 
-    async def _show(self, pending: asyncio.Future[tuple[Decision, str | None]]) -> Decision | None:
+    async def _show(self, pending: asyncio.Future[tuple[Decision, str | None, str | None]]) -> Decision | None:
         try:
-            decision, alarm = await pending
-        except Exception:
-            log.exception("scan could not be processed")
-            await self._show_safely("red", "Please try again", None)
+            decision, alarm, clock = await pending
+        except Exception as exc:
+            self._not_recorded(exc)
+            await self._show_safely("red", OUT_OF_SERVICE if self.cannot_record else "Please try again", None)
             return None
+        if self.failed_recordings:
+            self.failed_recordings = 0
+            self.clear_alarm("recording")
         self.decided += 1
         self.decisions.append(decision)
+        if clock:
+            self.alarm("clock-floor", clock)
+        else:
+            self.clear_alarm("clock-floor")
         if alarm:
             self.alarm("trust-list", alarm)
         elif alarm == "":
             self.clear_alarm("trust-list")
         if decision.out_of_service:
-            await self._show_safely("red", OUT_OF_SERVICE, [decision.event_reason])
+            await self._show_safely("red", decision.passenger_message, [decision.event_reason])
         else:
             try:
                 lines = await self._details(decision)
@@ -232,6 +225,17 @@ class Agent:
                              f"at {use.stop_area or use.device_id or '?'}")
         return lines
 
+    def _not_recorded(self, exc: Exception) -> None:
+        """A scan that could not be decided and recorded; after ``max_failed_recordings`` in a row
+        the device is out of service, raises an alarm and stops feeding the watchdog."""
+        self.failed_recordings += 1
+        cache = self.engine.cache
+        why = explain(exc, cache.path) if isinstance(exc, sqlite3.Error) else exc
+        log.error("scan could not be recorded (%d in a row): %s", self.failed_recordings, why,
+                  exc_info=not isinstance(exc, (sqlite3.Error, CacheError)))
+        if self.cannot_record:
+            self.alarm("recording", f"{self.failed_recordings} scans in a row could not be recorded: {why}")
+
     def alarm(self, kind: str, text: str) -> None:
         """Raise (or update) an alarm; logged at ERROR when it is raised, for the fleet's log watcher."""
         if kind not in self.alarms:
@@ -260,7 +264,7 @@ class Agent:
         """Scans are decided and shown in the order they were read. While one is being decided
         the next ones are read and queued (up to PIPELINE_DEPTH): a queue of passengers then
         costs the engine's thread one hop and one fsync per batch, not per scan."""
-        queued: asyncio.Queue[asyncio.Future[tuple[Decision, str | None]] | None] = asyncio.Queue(PIPELINE_DEPTH)
+        queued: asyncio.Queue[asyncio.Future[tuple[Decision, str | None, str | None]] | None] = asyncio.Queue(PIPELINE_DEPTH)
         showing = asyncio.create_task(self._show_in_order(queued), name="show")
         try:
             async for raw in self.reader.scans():
@@ -271,7 +275,7 @@ class Agent:
             await queued.put(None)
             await showing
 
-    async def _show_in_order(self, queued: asyncio.Queue[asyncio.Future[tuple[Decision, str | None]] | None]) -> None:
+    async def _show_in_order(self, queued: asyncio.Queue[asyncio.Future[tuple[Decision, str | None, str | None]] | None]) -> None:
         while (pending := await queued.get()) is not None:
             await self._show(pending)
 
@@ -284,7 +288,10 @@ class Agent:
         while not self.stop.is_set():
             try:
                 await asyncio.wait_for(self.engine.run(lambda: None), interval)
-                sd_notify("WATCHDOG=1")
+                if self.cannot_record:
+                    log.error("no scan can be recorded; withholding the watchdog ping")
+                else:
+                    sd_notify("WATCHDOG=1")
             except asyncio.TimeoutError:
                 log.error("engine thread did not answer within %.0f s; withholding the watchdog ping", interval)
             await sleep_unless(self.stop, interval)
@@ -295,8 +302,7 @@ class Agent:
         while not self.stop.is_set():
             try:
                 now = self.clock.read()[0]
-                pruned = await self.engine.run(self.engine.cache.prune, now - timedelta(days=self.history_days),
-                                               now - timedelta(days=1))
+                pruned = await self.engine.run(lambda: self.engine.cache.prune(now, history_days=self.history_days))
                 if any(pruned):
                     log.info("pruned %d usage rows and %d expired deny entries", *pruned)
             except Exception:
@@ -367,34 +373,43 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
     from .stops import load_stops
     from .sync import ServerClient
 
-    cache = Cache(config.db, durability=config.durability)
-    cache.max_skew_s = config.clock.max_skew_seconds
-    if config.stops_file is not None:
-        cache.replace_stop_areas(load_stops(config.stops_file))
-    engine = Engine(cache, config.policy.policy())
-    syncer = fraudcheck = None
+    reader = reader or config.reader.build("reader", make_reader)
+    feedback = feedback or config.feedback.build("feedback", make_feedback)
+    if position is None and config.position is not None:
+        position = config.position.build("position", make_position)
+    credentials = None
     if config.server is not None:
         if config.server.credentials_file is None:
             raise ValueError("server.credentials_file is required to sync")
-        entity, password = read_credentials(config.server.credentials_file)
+        credentials = read_credentials(config.server.credentials_file)
+    cache = Cache(config.db, durability=config.durability, repair=True,
+                  max_skew_s=config.clock.max_skew_seconds, floor_tolerance_s=config.clock.floor_tolerance_seconds)
+    try:
+        if config.stops_file is not None:
+            cache.replace_stop_areas(load_stops(config.stops_file))
+        areas = cache.stop_areas()
+    except BaseException:
+        cache.close()
+        raise
+    engine = Engine(cache, config.policy.policy())
+    syncer = fraudcheck = None
+    if config.server is not None and credentials is not None:
         server = config.server
-        client = ServerClient(server.base_url, entity, password, timeout_s=server.timeout_s, tls=server.tls(),
+        client = ServerClient(server.base_url, *credentials, timeout_s=server.timeout_s, tls=server.tls(),
                               allow_insecure_http=server.allow_insecure_http,
                               max_requests_per_minute=server.max_requests_per_minute)
         fraudcheck = FraudCheck(client, server.fraudcheck_budget_ms / 1000) if server.fraudcheck else None
         syncer = Syncer(engine, client, batch_size=server.batch_size, upload_interval_s=server.upload_interval_s,
                         feeds_interval_s=server.feeds_interval_s, long_poll_s=server.long_poll_s,
                         long_poll_gap_s=server.long_poll_gap_s, uses_horizon_s=config.policy.fleet_uses_horizon_s)
-    areas = cache.stop_areas()
-    if position is None and config.position is not None:
-        position = make_position(config.position.kind, **config.position.options())
-    tracker = PositionTracker(position, StopLocator(areas, config.stop_radius_m) if areas else None)
+    tracker = PositionTracker(position, StopLocator(areas, config.stop_radius_m) if areas else None,
+                              max_speed_kmh=config.policy.max_speed_kmh)
     if syncer is not None:
         syncer.on_stops = lambda new: setattr(tracker, "locator", StopLocator(new, config.stop_radius_m))
     return Agent(
         engine=engine,
-        reader=reader or make_reader(config.reader.kind, **config.reader.options()),
-        feedback=feedback or make_feedback(config.feedback.kind, **config.feedback.options()),
+        reader=reader,
+        feedback=feedback,
         validator=Validator(config.device_id, config.location, config.sublocation),
         mode=config.mode,
         tracker=tracker,
@@ -406,6 +421,7 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
         metadata_max_age_s=config.policy.metadata_max_age_s if config.server is not None else None,
         validate_with_stale_metadata=config.policy.validate_with_stale_metadata,
         history_days=config.policy.history_days,
+        max_failed_recordings=config.max_failed_recordings,
         metrics=AgentMetrics(engine) if config.metrics.port else None,
         metrics_address=(config.metrics.host, config.metrics.port) if config.metrics.port else None,
         fraudcheck=fraudcheck,

@@ -37,13 +37,12 @@ from mtb import keys, signer
 from .config import AgentConfig
 from .messages import RESULT_NAMES
 from .runtime import Agent, build_agent, close_agent
-from .stops import load_stops
+from .stops import SAMPLE_STOPS as STOPS, load_stops
 from .sync import basic_auth
 from mtb.timeutil import utcnow
 
-ROOT = Path(__file__).resolve().parents[1]
-STOPS = ROOT / "deploy" / "gtfs" / "stops.txt"
-PRODUCTS = ROOT / "deploy" / "products.json"  # the sample network's product catalogue
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, or site-packages once installed
+PRODUCTS = STOPS.parent / "products.json"  # the sample network's product catalogue
 ROUTE = ["CEN", "ODP", "KTH", "UNI", "BER", "DAN", "MOR"]  # bus 17, Centralstationen -> Mörby
 DEVICES = {  # device id: (role, mode, location)
     "bus-17": ("val", "validation", "vehicle"),
@@ -178,7 +177,7 @@ class Simulation:
     def start_agents(self) -> None:
         stops = {s.stop_area_id: s for s in load_stops(STOPS)}
         positions = {
-            "bus-17": SimulatedRoute([(stops[s].lat, stops[s].long) for s in ROUTE]),
+            "bus-17": SimulatedRoute([(stops[s].lat, stops[s].long) for s in ROUTE], speed_kmh=40),
             "platform-odp": SimulatedRoute([(stops["ODP"].lat, stops["ODP"].long)]),
             "platform-odp-2": SimulatedRoute([(stops["ODP"].lat, stops["ODP"].long)]),
             # at Centralstationen, where anna boarded seconds ago: the simulation is minutes shorter than

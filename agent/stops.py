@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_RADIUS_M = 150.0
+# The sample network the simulator drives (route 17, zones A-C); package data, so an installed agent has it.
+SAMPLE_STOPS = Path(__file__).resolve().parent / "sample" / "stops.txt"
 
 
 class GtfsError(ValueError):

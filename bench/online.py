@@ -124,7 +124,7 @@ def main() -> int:
         cli.init_data_dir(data_dir, pid=PID, admin_password=PASSWORD, rate_limit={"enabled": False})
         cli.add_credential(data_dir, "bench-val", "val", PASSWORD)
         cli.add_credential(data_dir, "bench-pos", "pos", PASSWORD)
-        shutil.copyfile(ROOT / "deploy" / "products.json", data_dir / "products.json")
+        shutil.copyfile(ROOT / "agent" / "sample" / "products.json", data_dir / "products.json")
         preload(data_dir, args.preload, args.mtbs)
         server = ServerThread(app_from_data_dir(data_dir)).start()
         asyncio.run(drive(f"{server.origin}/api/v1", args.requests, args.mtbs))

@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from time import monotonic
@@ -125,14 +126,21 @@ def _from_gga(msg: pynmea2.GGA, ref: dt.datetime | None) -> Fix | NoFix:
     if not msg.gps_qual or not msg.lat or not msg.lon:
         return NoFix("GGA", when)
     alt = float(msg.altitude) if msg.altitude is not None and msg.altitude != "" else None
-    return Fix(float(msg.latitude), float(msg.longitude), alt, when, source="GGA")
+    return Fix(*_on_earth(float(msg.latitude), float(msg.longitude), alt), when, source="GGA")
 
 
 def _from_rmc(msg: pynmea2.RMC) -> Fix | NoFix:
     when = msg.datetime.astimezone(UTC) if msg.datestamp and msg.timestamp else None
     if msg.status != "A" or getattr(msg, "mode_indicator", None) == "N" or not msg.lat or not msg.lon:
         return NoFix("RMC", when)
-    return Fix(float(msg.latitude), float(msg.longitude), None, when, source="RMC")
+    return Fix(*_on_earth(float(msg.latitude), float(msg.longitude), None), when, source="RMC")
+
+
+def _on_earth(lat: float, long: float, alt: float | None) -> tuple[float, float, float | None]:
+    """A sentence whose checksum is right can still say latitude 95.5 or altitude NaN: malformed."""
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= long <= 180.0) or (alt is not None and not math.isfinite(alt)):
+        raise ValueError(f"position off the earth: {lat}, {long}, alt {alt}")
+    return lat, long, alt
 
 
 def _date_near(tod: dt.time, ref: dt.datetime) -> dt.datetime:
@@ -269,13 +277,21 @@ class FixedPosition:
 Waypoint = tuple[float, float] | tuple[float, float, float]
 
 
+def _metres(lat1: float, long1: float, lat2: float, long2: float) -> float:
+    """Equirectangular distance: exact enough between the waypoints of a simulated route."""
+    x = math.radians(long2 - long1) * math.cos(math.radians((lat1 + lat2) / 2))
+    return 6371000.0 * math.hypot(x, math.radians(lat2 - lat1))
+
+
 class SimulatedRoute:
     """A bus driving through ``waypoints``, for the demo and tests.
 
     Each leg between two waypoints is split into ``steps_per_leg`` steps, interpolated
     linearly (fine over the short legs of a bus route). It moves one step per ``advance()``
     or, when ``tick`` is set, once per ``tick`` seconds inside ``run()``; it stops at the last
-    waypoint unless ``loop``. Set ``fix_lost = True`` to drive through a tunnel.
+    waypoint unless ``loop``. Set ``fix_lost = True`` to drive through a tunnel. With ``speed_kmh``
+    the fixes carry the receiver time of a bus driving at that speed (from the clock's time at the
+    start), so a jump from stop to stop in one ``advance()`` is a drive, not a teleport.
     """
 
     def __init__(
@@ -286,7 +302,10 @@ class SimulatedRoute:
         loop: bool = False,
         tick: float | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
+        speed_kmh: float | None = None,
     ) -> None:
+        if speed_kmh is not None and not speed_kmh > 0:
+            raise ValueError("speed_kmh must be > 0")
         if not waypoints:
             raise ValueError("a route needs at least one waypoint")
         if steps_per_leg < 1:
@@ -299,6 +318,9 @@ class SimulatedRoute:
         self.fix_lost = False
         self._clock = clock
         self._closed = asyncio.Event()
+        self.speed_kmh = speed_kmh
+        self._start = clock()
+        self._driven_m = 0.0
 
     @property
     def total_steps(self) -> int:
@@ -311,10 +333,13 @@ class SimulatedRoute:
     def advance(self, steps: int = 1) -> Fix:
         """Move on ``steps`` steps and return the new position."""
         total = self.total_steps
+        before = self._position()
         if self.loop and total:
             self.step = (self.step + steps) % total
         else:
             self.step = min(self.step + steps, total)
+        after = self._position()
+        self._driven_m += _metres(before.lat, before.long, after.lat, after.long)
         return self._position()
 
     def current(self) -> Fix | None:
@@ -328,7 +353,9 @@ class SimulatedRoute:
         lat = a[0] + (b[0] - a[0]) * t
         long = a[1] + (b[1] - a[1]) * t
         alt = a[2] + (b[2] - a[2]) * t if len(a) > 2 and len(b) > 2 else None
-        return Fix(lat, long, alt, self._clock(), source="simulated")
+        when = (self._clock() if self.speed_kmh is None
+                else self._start + dt.timedelta(seconds=self._driven_m / (self.speed_kmh / 3.6)))
+        return Fix(lat, long, alt, when, source="simulated")
 
     async def run(self) -> None:
         if self.tick is None:

@@ -2,6 +2,9 @@
 
 A reader knows nothing of tickets. It hands over one ``bytes`` object per scan and the agent
 decodes it (every byte is untrusted; the agent, not the reader, decides what is a ticket).
+What it hands over is the scanned MTB itself: an adapter for a card reader (ISO 7816 APDUs)
+strips the status word ``90 00`` that ends a card's response, as it strips a line terminator,
+and turns a response it did not get ("6A 82" and the like) into no scan at all.
 
 Two framings are understood on a serial line:
 

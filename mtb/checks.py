@@ -206,8 +206,8 @@ def passback(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy:
         return PASS
     earlier = facts.last_use_here
     elapsed = seconds_between(earlier, ctx)
-    if elapsed < policy.passback_window_s:
-        return fail(f"accepted {where(earlier, ctx)} {max(elapsed, 0):.0f} s ago "
+    if 0 <= elapsed < policy.passback_window_s:  # a scan dated before the accepted one is no passback
+        return fail(f"accepted {where(earlier, ctx)} {elapsed:.0f} s ago "
                     f"(passback window {policy.passback_window_s:.0f} s)")
     return PASS
 

@@ -14,11 +14,11 @@ class TimeFormatError(ValueError):
     """A time string that is not ISO 8601, or lacks a zone where one is required."""
 
 
-def parse_time(text: str, *, assume_utc: bool = False) -> datetime:
+def parse_time(text: str) -> datetime:
     """Parse basic (``20260101T120000Z``, fractions allowed) or extended ISO 8601 into UTC.
 
-    MTB fields must carry their zone; ``assume_utc`` is for operators' command lines, where a
-    bare local-looking time is taken as UTC rather than refused.
+    The zone is required everywhere, operators' command lines included: a bare time is refused,
+    never guessed as UTC.
     """
     if not isinstance(text, str) or not 8 <= len(text) <= 40:
         raise TimeFormatError(f"not an ISO 8601 time: {text!r:.60}")
@@ -27,9 +27,7 @@ def parse_time(text: str, *, assume_utc: bool = False) -> datetime:
     except ValueError as exc:
         raise TimeFormatError(f"not an ISO 8601 time: {text!r:.60}") from exc
     if value.tzinfo is None:
-        if not assume_utc:
-            raise TimeFormatError(f"time without a zone: {text!r:.60}")
-        value = value.replace(tzinfo=UTC)
+        raise TimeFormatError(f"time without a zone: {text!r:.60}")
     try:
         return value.astimezone(UTC)
     except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+14:00 falls before year 1 in UTC

@@ -308,6 +308,7 @@ def _read_password() -> str:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m server", description="The bundled BoB ticket server")
+    top.add_argument("--version", action="version", version=f"%(prog)s {__import__('mtb').__version__}")
     sub = top.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server (default command)")
     serve.add_argument("--data", type=Path, required=True, help="data directory made by `init`")
@@ -372,7 +373,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("serve", "init", "credentials", "tokens", "devices", "b2b", "-h", "--help"):
+    if not argv or argv[0] not in ("serve", "init", "credentials", "tokens", "devices", "b2b", "-h", "--help", "--version"):
         argv.insert(0, "serve")
     args = parser().parse_args(argv)
     try:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 import mtb
 from mtb import keys, signer
 from agent.cache import Cache
+from agent.stops import SAMPLE_STOPS
 from agent.cli import main
 
 from .conftest import NOW, ticket
 
-STOPS = Path(__file__).resolve().parents[1] / "deploy" / "gtfs" / "stops.txt"
+STOPS = SAMPLE_STOPS
 KDK = bytes(range(32))
 
 
@@ -54,7 +54,8 @@ def test_add_kdk_lets_the_device_signature_verify(tmp_path, capsys, db, issuer_k
                                 device_key=keys.derive_device_key(KDK, "phone-1"))
     file = scan_file(tmp_path, signed)
     assert validate(capsys, db, file)["eventResult"] == 6  # the KDK is not known yet
-    code, out, _ = run(capsys, "cache", "add-kdk", "--kid", "kdk-7", "--key", mtb.b64url_encode(KDK), "--db", db)
+    (tmp_path / "kdk-7").write_text(mtb.b64url_encode(KDK))
+    code, out, _ = run(capsys, "cache", "add-kdk", "--kid", "kdk-7", "--key-file", str(tmp_path / "kdk-7"), "--db", db)
     assert (code, json.loads(out)) == (0, {"kid": "kdk-7"})
     assert validate(capsys, db, file, "--validator-id", "gate-2")["eventResult"] == 0
     with Cache(db) as cache:

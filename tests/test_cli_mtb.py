@@ -80,16 +80,16 @@ def test_binary_file_input(tmp_path, capsys, issuer):
 
 def test_device_sign_with_kdk_and_verify(tmp_path, capsys, issuer):
     text = mint(capsys, issuer, "--bind-device", "phone-1", "--dsp", "1234")
-    kdk = mtb.b64url_encode(b"K" * 32)
+    kdk = write(tmp_path, "kdk", mtb.b64url_encode(b"K" * 32) + "\n")
     code, signed, err = run(capsys, "mtb", "device-sign", text, "--did", "phone-1", "--kid", "kdk-1",
-                            "--kdk", kdk, "--at", "2026-01-01T10:00:00Z", "--compress")
+                            "--kdk-file", kdk, "--at", "2026-01-01T10:00:00Z", "--compress")
     assert code == 0, err
     path = write(tmp_path, "s.txt", signed)
     code, out, _ = run(capsys, "mtb", "verify", path, "--metadata", issuer["participantMetadata"],
-                       "--kdk", f"kdk-1={kdk}")
+                       "--kdk-file", f"kdk-1={kdk}")
     assert json.loads(out)["deviceSignature"] == "valid" and json.loads(out)["eventResult"] == 0
     code, out, _ = run(capsys, "mtb", "verify", path, "--metadata", issuer["participantMetadata"],
-                       "--kdk", f"kdk-1={mtb.b64url_encode(b'Q' * 32)}")
+                       "--kdk-file", f"kdk-1={write(tmp_path, 'other', mtb.b64url_encode(b'Q' * 32))}")
     assert (json.loads(out)["deviceSignature"], json.loads(out)["eventResult"]) == ("invalid", 6)
     code, out, _ = run(capsys, "mtb", "verify", path, "--metadata", issuer["participantMetadata"])
     assert (json.loads(out)["deviceSignature"], json.loads(out)["eventResult"]) == ("unknown-key", 6)
@@ -105,7 +105,7 @@ def test_vectors_through_the_cli(tmp_path, capsys):
     code, out, _ = run(capsys, "mtb", "verify", entur, "--metadata", metadata)
     assert json.loads(out)["issuerSignature"] == "valid"
     code, out, _ = run(capsys, "mtb", "verify", str(VECTORS / "pid60-device-signed.zlib.b64u"), "--metadata",
-                       metadata, "--device-key", "MTIzNA")
+                       metadata, "--device-key-file", write(tmp_path, "device-key", "MTIzNA"))
     result = json.loads(out)
     assert (result["issuerSignature"], result["deviceSignature"], result["eventResult"]) == ("unknown-key", "valid", 5)
 
@@ -121,7 +121,8 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("name", BAD_INPUTS)
 def test_bad_input_one_line_and_result_1(tmp_path, name):
-    """Through a real process: one line on stderr, exit 1, no traceback; verify says 1."""
+    """Through a real process: one line on stderr, exit 1, no traceback; verify says 1, that the
+    signatures were not checked (not "invalid"), and exits 1: the input does not verify."""
     path = write(tmp_path, name, BAD_INPUTS[name])
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
     decode = subprocess.run([sys.executable, "-m", "agent", "mtb", "decode", path], capture_output=True,
@@ -131,8 +132,10 @@ def test_bad_input_one_line_and_result_1(tmp_path, name):
     verify = subprocess.run([sys.executable, "-m", "agent", "mtb", "verify", "-", "--metadata",
                              str(VECTORS / "participant-metadata-pid10.json")], input=BAD_INPUTS[name],
                             capture_output=True, env=env, timeout=60)
-    assert verify.returncode == 0, verify.stderr
-    assert json.loads(verify.stdout)["eventResult"] == 1
+    assert verify.returncode == 1, verify.stderr
+    result = json.loads(verify.stdout)
+    assert result["eventResult"] == 1 and "not an MTB, signatures not checked" in result["reason"]
+    assert result["issuerSignature"] == result["deviceSignature"] == "not checked"
 
 
 def test_missing_file_is_a_usage_error(capsys):
@@ -159,7 +162,7 @@ def test_verify_with_a_broken_key_skips_it(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('[{"pid": 60, "mtbPublicKeys": [[1], {"kid": 5}], "authtokenPublicKeys": {"x": 1}}]')
     code, out, _ = run(capsys, "mtb", "verify", str(VECTORS / "pid60-issuer-mtb.b64u"), "--metadata", str(bad))
-    assert code == 0 and json.loads(out)["issuerSignature"] == "unknown-key"
+    assert code == 1 and json.loads(out)["issuerSignature"] == "unknown-key"  # does not verify: exit 1
 
 
 def test_keys_are_never_overwritten(tmp_path, capsys, issuer):

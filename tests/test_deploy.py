@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigError, load_config
-from agent.stops import load_stops
+from agent.stops import SAMPLE_STOPS, load_stops
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
@@ -28,7 +28,7 @@ def test_a_config_mistake_names_the_field(tmp_path):
 
 
 def test_sample_gtfs_has_zones_for_every_stop_area():
-    areas = load_stops(DEPLOY / "gtfs" / "stops.txt")
+    areas = load_stops(SAMPLE_STOPS)
     assert {a.zone_id for a in areas} == {"A", "B", "C"}
     assert "CEN-1" not in {a.stop_area_id for a in areas}  # platforms fold into their station
 

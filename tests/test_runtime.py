@@ -5,20 +5,19 @@ from __future__ import annotations
 import functools
 import operator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from mtb import signer
 from mtb.scan_context import Validator
 from agent.runtime import Agent, PositionTracker
-from agent.stops import StopLocator, load_stops
+from agent.stops import SAMPLE_STOPS, StopLocator, load_stops
 from mtb.timeutil import utcnow
 from hardware import NmeaGps, SimulatedFeedback, SimulatedReader, SimulatedRoute
 
 from .conftest import ticket
 
-STOPS = load_stops(Path(__file__).resolve().parents[1] / "deploy" / "gtfs" / "stops.txt")
+STOPS = load_stops(SAMPLE_STOPS)
 BY_ID = {s.stop_area_id: s for s in STOPS}
 
 
@@ -88,7 +87,7 @@ async def test_a_scan_loop_survives_a_broken_display_and_a_broken_engine(engine,
     engine.cache.conn.close()  # the disk is gone: the engine cannot record
     assert await agent.handle_scan(live_ticket(issuer_key)) is None
     assert (agent.feedback.last.colour, agent.feedback.last.text) == ("red", "Please try again")
-    assert "scan could not be processed" in caplog.text
+    assert "scan could not be recorded (1 in a row)" in caplog.text and "device.db" in caplog.text
 
 
 async def test_inspection_details_failing_still_shows_the_decision(engine, issuer_key, caplog):
@@ -114,7 +113,8 @@ def test_prune_forgets_old_usage_and_long_expired_deny_entries(engine, issuer_ke
     cache.deny("ticket", "OLD", now - timedelta(days=3))
     cache.deny("ticket", "LIFTED-TODAY", now - timedelta(hours=1))
     cache.deny("ticket", "ACTIVE", now + timedelta(days=3))
-    assert cache.prune(now - timedelta(days=35), now - timedelta(days=1)) == (1, 1)
+    cache.observe_server_time(now, now)  # pruning counts back from the server's time
+    assert cache.prune(now, history_days=35) == (1, 1)
     assert [u.device_id for u in cache.recent_uses("T1")] == ["g1"]
     assert {v for (v,) in cache.conn.execute("SELECT value FROM deny_list")} == {"LIFTED-TODAY", "ACTIVE"}
     assert cache.outbox_count() == 2  # the outbox is never pruned

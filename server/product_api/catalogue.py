@@ -1,5 +1,5 @@
 """The product catalogue: what the operator sells, in ``products.json`` in the data directory
-(a sample in ``deploy/products.json``; the operator writes and edits it, the server re-reads
+(a sample in ``agent/sample/products.json``; the operator writes and edits it, the server re-reads
 it when it changes).
 
 ::

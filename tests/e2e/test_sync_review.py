@@ -76,14 +76,14 @@ def test_retry_after_is_kept_within_reason(header, seconds):
 
 async def test_stops_come_from_the_server_and_place_the_device(server: ServerProcess, backoffice, tmp_path):
     import shutil
-    from pathlib import Path
 
     from agent.runtime import build_agent, close_agent
+    from agent.stops import SAMPLE_STOPS
     from hardware import FixedPosition, SimulatedFeedback, SimulatedReader
 
     from .conftest import device_config
 
-    shutil.copy(Path(__file__).resolve().parents[2] / "deploy" / "gtfs" / "stops.txt", server.data_dir / "stops.txt")
+    shutil.copy(SAMPLE_STOPS, server.data_dir / "stops.txt")
     _, barcode = await issue(backoffice)
     agent = build_agent(device_config(tmp_path, server.origin, device_id="gate-odp"), reader=SimulatedReader(),
                         feedback=SimulatedFeedback(), position=FixedPosition(59.3429, 18.0497))

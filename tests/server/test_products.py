@@ -278,5 +278,5 @@ def test_durations_of_fixed_length_only():
 
 
 def test_the_shipped_catalogues_load():
-    for path in (ROOT / "deploy" / "products.json", CONFORMANCE / "products.json"):
+    for path in (ROOT / "agent" / "sample" / "products.json", CONFORMANCE / "products.json"):
         assert Catalogue.model_validate(json.loads(path.read_text())).products

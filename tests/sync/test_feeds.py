@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from pathlib import Path
 
 import pytest
 
 from agent.cli import main
+from agent.stops import SAMPLE_STOPS
 from agent.sync import BadFeedData, SyncStatus, Transient
 from mtb import keys
 
 from .conftest import HIGH_LIMIT
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def revoke(api, traveller: str) -> str:
@@ -102,7 +100,7 @@ async def test_stops_404_then_published_then_304(start_server, make_device):
     device.syncer.on_stops = lambda areas: seen.append(len(areas))
     feed = device.syncer.feed("stops")
     assert await feed.run() == 0 and feed.status.failures == 0  # this deployment publishes none
-    shutil.copy(ROOT / "deploy" / "gtfs" / "stops.txt", server.data_dir / "stops.txt")
+    shutil.copy(SAMPLE_STOPS, server.data_dir / "stops.txt")
     imported = await feed.run()
     assert imported > 0 and seen == [imported] and len(device.cache.stop_areas()) == imported
     assert await feed.run() == 0 and seen == [imported]  # 304: not imported again
