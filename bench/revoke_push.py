@@ -40,7 +40,6 @@ from agent.runtime import Agent, build_agent, close_agent  # noqa: E402
 from hardware import SimulatedFeedback, SimulatedReader  # noqa: E402
 
 DEVICE_PASSWORD = "bench-device-password"  # bench/fleet.py's, for every dev-N credential
-FARE = {"amount": 10.0, "currency": "SEK", "vatAmount": 0.6, "vatPercent": 6.0}
 
 
 def agent_config(work: Path, base: str, n: int) -> AgentConfig:
@@ -57,10 +56,8 @@ async def issue(session: aiohttp.ClientSession, base: str, token: str, count: in
     headers = {"X-BoB-AuthToken": token}
     tickets = []
     for i in range(count):
-        async with session.post(base + "/manifest", headers=headers, json={
-                "productId": "p", "fare": FARE, "validitySeconds": 3600, "zones": ["A"], "modes": ["bus"],
-                "category": "adult"}) as reply:
-            template = (await reply.json())["manifestMtbTemplate"]
+        async with session.post(base + "/manifest", headers=headers, json=fleet.PRODUCT) as reply:
+            template = (await reply.json())["manifest"]
         async with session.post(base + "/ticket", headers=headers, json={
                 "manifestMtbTemplate": template, "ticketHolder": {"travellerId": f"t{i}"}, "issueMtb": True}) as reply:
             body = await reply.json()
