@@ -155,11 +155,13 @@ class ServerClient:
 
     async def call(self, method: str, path: str, *, json_text: str | None = None,
                    params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-                   raw: bool = False, timeout_s: float | None = None,
-                   reserve: int = 0) -> tuple[int, CIMultiDict[str], Any]:
+                   raw: bool = False, timeout_s: float | None = None, reserve: int = 0,
+                   observe_date: bool = True) -> tuple[int, CIMultiDict[str], Any]:
         """One authenticated request (``json_text``: a body already encoded; ``raw``: the answer's
         bytes, not JSON; ``timeout_s``: this request's own deadline, e.g. a long-poll's hold plus
-        a margin; ``reserve``: see :meth:`RequestBudget.acquire`); a 401 renews the token once."""
+        a margin; ``reserve``: see :meth:`RequestBudget.acquire`; ``observe_date`` False: the
+        answer's ``Date`` is not handed to ``on_server_time``, for an answer the engine's thread
+        waits for, where that hand-over queues); a 401 renews the token once."""
         headers = dict(headers or {})
         if json_text is not None:
             headers["Content-Type"] = "application/json"
@@ -167,7 +169,8 @@ class ServerClient:
             token = await self._current_token()
             status, answer_headers, data = await self._send(method, path, data=json_text, params=params,
                                                             headers={**headers, TOKEN_HEADER: token}, raw=raw,
-                                                            timeout_s=timeout_s, reserve=reserve)
+                                                            timeout_s=timeout_s, reserve=reserve,
+                                                            observe_date=observe_date)
             if status != 401:
                 return status, answer_headers, data
             log.info("%s %s: token refused (401), fetching a new one", method, path)
@@ -176,7 +179,7 @@ class ServerClient:
 
     async def _send(self, method: str, path: str, *, data: str | None = None, params: dict[str, Any] | None = None,
                     headers: dict[str, str] | None = None, raw: bool = False, timeout_s: float | None = None,
-                    reserve: int = 0) -> tuple[int, CIMultiDict[str], Any]:
+                    reserve: int = 0, observe_date: bool = True) -> tuple[int, CIMultiDict[str], Any]:
         await self.budget.acquire(reserve)
         timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
@@ -205,7 +208,7 @@ class ServerClient:
                                   f"{body.decode('utf-8', 'replace')}")
         if status >= 400 and status != 401:
             raise Rejected(status, body.decode("utf-8", "replace"))
-        if status < 400:
+        if status < 400 and observe_date:
             await self._observe_date(answer_headers.get("Date"))
         if raw or status == 401:
             return status, answer_headers, body
