@@ -1,5 +1,6 @@
-"""A revoke reaches a running agent through its held deny-list request (issue 14.3), long
-before the next poll; a server that does not hold is polled at the feed interval, no faster."""
+"""A revoke reaches running agents through their held deny-list requests (issue 14.3), long
+before the next poll, and their next scan of the ticket is refused; a server that does not hold
+is polled at the feed interval, no faster."""
 from __future__ import annotations
 
 import asyncio
@@ -20,32 +21,40 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = BOUND
         await asyncio.sleep(0.02)
 
 
-def pushed_agent(make_agent, origin: str, **sync: float):
-    return make_agent(origin, sync={"feeds_interval_s": POLL_INTERVAL_S, "long_poll_s": 30, **sync})
+def pushed_agent(make_agent, origin: str, device_id: str = "bus-1", entity: str = "val1", **sync: float):
+    return make_agent(origin, device_id=device_id, entity=entity,
+                      sync={"feeds_interval_s": POLL_INTERVAL_S, "long_poll_s": 30, **sync})
 
 
-async def test_a_revoke_reaches_a_running_agent_through_the_held_request(server, backoffice, make_agent):
+async def test_a_revoke_reaches_running_agents_through_their_held_requests(server, backoffice, make_agent):
     ticket_id, barcode = await issue(backoffice)
-    agent = pushed_agent(make_agent, server.origin)
-    await agent.syncer.sync_once()
-    running = asyncio.create_task(agent.run(install_signal_handlers=False))
+    agents = [pushed_agent(make_agent, server.origin, "bus-1", "val1"),
+              pushed_agent(make_agent, server.origin, "bus-2", "val2")]
+    for agent in agents:
+        await agent.syncer.sync_once()
+    running = [asyncio.create_task(agent.run(install_signal_handlers=False)) for agent in agents]
     try:
-        assert (await agent.handle_scan(barcode.encode())).event_result == 0
-        deny = agent.syncer.feed("deny-list")
-        await until(lambda: deny.holding, "the deny-list request to be held")
-        asked = deny.requests
+        assert (await agents[0].handle_scan(barcode.encode())).event_result == 0
+        feeds = [agent.syncer.feed("deny-list") for agent in agents]
+        for deny in feeds:
+            await until(lambda: deny.holding, "the deny-list request to be held")
+        asked = [deny.requests for deny in feeds]
 
         assert (await backoffice.put(f"/ticket/{ticket_id}/revoke", role="admin")).status == 200
-        await until(lambda: deny.status.changes > 0, "the revoke to reach the agent")
-        assert deny.requests == asked  # it came through the request held before the revoke, not a new poll
+        for deny in feeds:
+            await until(lambda: deny.status.changes > 0, "the revoke to reach the agent")
+        assert [deny.requests for deny in feeds] == asked  # through the requests held before the revoke
 
-        decision = await agent.handle_scan(barcode.encode())
-        assert decision.event_result == 7, decision.event_reason
-        assert agent.feedback.last.colour == "red"
-        await until(lambda: deny.holding, "the next hold")  # and it holds again
+        for agent in agents:
+            decision = await agent.handle_scan(barcode.encode())
+            assert decision.event_result == 7, decision.event_reason
+            assert agent.feedback.last.colour == "red"
+        for deny in feeds:
+            await until(lambda: deny.holding, "the next hold")  # and each holds again
     finally:
-        agent.stop.set()
-        await asyncio.wait_for(running, 30)
+        for agent in agents:
+            agent.stop.set()
+        await asyncio.wait_for(asyncio.gather(*running), 30)
 
 
 async def test_a_server_that_does_not_hold_is_polled_at_the_feed_interval(tmp_path, make_agent):
