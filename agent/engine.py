@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -22,19 +23,19 @@ from mtb import checks
 from mtb.checks import Use
 from mtb.policy import Policy, operating_day
 from mtb.scan_context import Context
-from .cache import Cache
-from .messages import OUT_OF_SERVICE, passenger_message
+from mtb.ticket_event import event_problems
 from mtb.timeutil import format_extended
 from mtb.verifier import SignatureCheck, verify_device, verify_issuer
 
 from .cache import Cache
-from .messages import passenger_message
+from .messages import OUT_OF_SERVICE, passenger_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+# A scan's records are built on every scan: slotted or plain, never frozen (five times the cost).
+@dataclass(slots=True)
 class TicketOutcome:
     """One ticket's result and the verdicts it comes from, in the order of ``checks.CHECKS``
     (none when the scan could not be read far enough to judge a ticket)."""
@@ -50,7 +51,7 @@ class TicketOutcome:
         return [(check, v) for check, v in zip(checks.CHECKS, self.verdicts) if v.outcome == outcome]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Decision:
     event_result: int
     event_reason: str
@@ -101,48 +102,91 @@ def _int_pid(value: str | None) -> int | None:
 
 
 def scan_event_fields(ctx: Context, policy: Policy, scanned: codec.Mtb | None) -> dict[str, Any]:
-    """What every ticketEvent of one scan shares: when, where, on which validator, which MTB."""
-    event: dict[str, Any] = {
+    """What every ticketEvent of one scan shares: when and which MTB (:func:`moment_members`),
+    on what and where (:func:`place_members`)."""
+    return {**moment_members(ctx, policy, scanned), **place_members(ctx)}
+
+
+def moment_members(ctx: Context, policy: Policy, scanned: codec.Mtb | None) -> dict[str, Any]:
+    """The members of a scan's ticketEvents that the engine makes itself: the time, the operating
+    day and the MTB's references, each within what the server's ticketEvent accepts (an id that
+    would not be is left out), so they need no check."""
+    members: dict[str, Any] = {
         "time": format_extended(ctx.time),
-        "eventType": ctx.mode,
         "operatingDayDate": (ctx.operating_day or operating_day(ctx.time, policy)).isoformat(),
-        "validator": {k: v for k, v in (("validatorId", ctx.validator.validator_id),
-                                        ("location", ctx.validator.location),
-                                        ("sublocation", ctx.validator.sublocation)) if v is not None},
     }
     if scanned is not None:
-        pid = _int_pid(scanned.issuer.header.iid)
+        header = scanned.issuer.header
+        pid = _int_pid(header.iid)
         signature = codec.b64url_encode(scanned.issuer.signature)
         if pid is not None and len(signature) <= MAX_EVENT_ID:
-            event["mtbReference"] = {"pid": pid, "issuerSignature": signature}
+            members["mtbReference"] = {"pid": pid, "issuerSignature": signature}
         if scanned.device is not None:
-            device_pid = _int_pid(scanned.issuer.header.dsp) or pid
+            device_pid = _int_pid(header.dsp) or pid
             did = scanned.device.header.did
             if device_pid is not None and 0 < len(did) <= MAX_EVENT_ID:
-                event["deviceReference"] = {"pid": device_pid, "did": did}
-    if ctx.geo is not None:
-        event["geo"] = {k: v for k, v in (("lat", ctx.geo.lat), ("long", ctx.geo.long), ("alt", ctx.geo.alt))
-                        if v is not None}
+                members["deviceReference"] = {"pid": device_pid, "did": did}
+    return members
+
+
+def place_members(ctx: Context) -> dict[str, Any]:
+    """The members of a scan's ticketEvents taken from the device's configuration and position:
+    whether the server accepts them is for its model to say (:class:`PlaceCheck`)."""
+    validator = ctx.validator
+    members: dict[str, Any] = {
+        "eventType": ctx.mode,
+        "validator": {k: v for k, v in (("validatorId", validator.validator_id), ("location", validator.location),
+                                        ("sublocation", validator.sublocation)) if v is not None},
+    }
+    geo = ctx.geo
+    if geo is not None:
+        members["geo"] = {k: v for k, v in (("lat", geo.lat), ("long", geo.long), ("alt", geo.alt)) if v is not None}
     operator = ctx.operator_pid
     if operator is not None:
         if ctx.stop_area is not None:
-            event["stopArea"] = {"pid": operator, "stopAreaId": ctx.stop_area}
+            members["stopArea"] = {"pid": operator, "stopAreaId": ctx.stop_area}
         if ctx.zone is not None:
-            event["zone"] = {"pid": operator, "zoneId": ctx.zone}
+            members["zone"] = {"pid": operator, "zoneId": ctx.zone}
         if ctx.service is not None:
-            event["service"] = {k: v for k, v in (("pid", operator), ("serviceId", ctx.service.service_id),
-                                                  ("tripId", ctx.service.trip_id),
-                                                  ("blockId", ctx.service.block_id)) if v is not None}
+            members["service"] = {k: v for k, v in (("pid", operator), ("serviceId", ctx.service.service_id),
+                                                    ("tripId", ctx.service.trip_id),
+                                                    ("blockId", ctx.service.block_id)) if v is not None}
     if ctx.mode_of_transport is not None:
-        event["modeOfTransport"] = ctx.mode_of_transport
-    return event
+        members["modeOfTransport"] = ctx.mode_of_transport
+    return members
+
+
+class PlaceCheck:
+    """Whether the server's ticketEvent model takes a scan's :func:`place_members`, asked of the
+    model once for as long as they stay the same to the byte of their JSON (a gate stands in one
+    place all day, a bus scans a queue of passengers between two fixes): the model is the most
+    expensive step of building an event. A ``False`` sends the events through the cache's own
+    check, which drops what the server would refuse and says so in the reason."""
+
+    _KEY = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
+    _SOME_TIME = "2026-01-01T00:00:00.000Z"  # the members checked alone still make a whole event
+
+    def __init__(self) -> None:
+        self._last: tuple[str, bool] = ("", False)  # the members' JSON and the answer, set in one step
+
+    def conforming(self, members: dict[str, Any]) -> bool:
+        try:
+            key = self._KEY.encode(members)
+        except (TypeError, ValueError):  # not JSON at all: the cache's check says why
+            return False
+        checked, answer = self._last
+        if key != checked:
+            answer = not event_problems({"ticketId": "-", "time": self._SOME_TIME, **members})
+            self._last = (key, answer)
+        return answer
 
 
 def ticket_event(shared: dict[str, Any], outcome: TicketOutcome, position_stale: bool = False) -> dict[str, Any]:
     """One BoB ticketEvent: the scan's ``shared`` fields (:func:`scan_event_fields`) and the ticket's result."""
     reason = outcome.reason + STALE_POSITION if position_stale else outcome.reason
+    ticket_id = outcome.ticket_id
     return {
-        "ticketId": outcome.ticket_id if len(outcome.ticket_id) <= MAX_EVENT_ID else unreadable_id(outcome.ticket_id),
+        "ticketId": ticket_id if len(ticket_id) <= MAX_EVENT_ID else unreadable_id(ticket_id),
         "localEventId": str(uuid.uuid4()),
         "eventResult": outcome.code,
         "eventReason": reason[:MAX_EVENT_REASON],
@@ -180,6 +224,7 @@ class Engine:
         self.cache = cache
         self.policy = policy or Policy()
         self._worker = Worker("engine", after_batch=cache.make_durable)
+        self._place = PlaceCheck()
 
     def schedule(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Queue ``fn(*args)`` on the engine's thread without waiting (the agent queues the next
@@ -220,13 +265,14 @@ class Engine:
         with self.cache.transaction():  # one write transaction: what passback read is what it records beside
             if scanned is not None:
                 outcomes = self._judge(scanned, ctx)
-            shared = scan_event_fields(ctx, self.policy, scanned)
+            place = place_members(ctx)
+            shared = {**moment_members(ctx, self.policy, scanned), **place}
             events = [ticket_event(shared, o, ctx.position_stale) for o in outcomes]
             geo = ctx.geo
             uses = [Use(o.ticket_id, ctx.time, ctx.mode, o.code, ctx.validator.validator_id, ctx.stop_area, ctx.zone,
                         geo.lat if geo else None, geo.long if geo else None, ctx.boot_id, ctx.monotonic)
                     for o in outcomes]
-            self.cache.record(events, uses)
+            self.cache.record(events, uses, conforming=self._place.conforming(place))
         # committed: only now may the passenger see the result
         first = min((o for o in outcomes if o.code), key=lambda o: checks.rank(o.code), default=None)
         if first is not None:
@@ -249,8 +295,8 @@ class Engine:
 
     def _ticket_outcome(self, scanned: codec.Mtb, ticket: codec.Ticket, ctx: Context, issuer: SignatureCheck,
                         device: SignatureCheck, tokens: list[str]) -> TicketOutcome:
-        last, here = self.cache.last_uses(ticket.ticket_id, ctx.validator.validator_id)
-        hit = self.cache.denied(checks.deny_candidates(ticket, tokens), ctx.time)
+        last, here, hit = self.cache.scan_facts(ticket.ticket_id, ctx.validator.validator_id,
+                                                checks.deny_candidates(ticket, tokens), ctx.time)
         facts = checks.TicketFacts(issuer=issuer, device=device, denied=f"{hit[0]} {hit[1]}" if hit else None,
                                    last_use_here=here, last_use=last)
         verdicts = checks.judge(scanned, ticket, ctx, facts, self.policy)
