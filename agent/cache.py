@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 WAL_CHECKPOINT_PAGES = 10_000
 Durability = Literal["full", "normal"]
 
+# sqlite3 adapts every parameter that is not an int, float, str or bytearray: for None it finds no
+# adapter and raises (and clears) an AttributeError to learn so, once for each None bound, and a
+# scan's usage row binds three. None adapted to itself binds as NULL just the same.
+sqlite3.register_adapter(type(None), lambda value: value)
+
 
 @dataclass(frozen=True)
 class OutboxEvent:

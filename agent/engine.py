@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -158,26 +157,30 @@ def place_members(ctx: Context) -> dict[str, Any]:
 
 class PlaceCheck:
     """Whether the server's ticketEvent model takes a scan's :func:`place_members`, asked of the
-    model once for as long as they stay the same to the byte of their JSON (a gate stands in one
-    place all day, a bus scans a queue of passengers between two fixes): the model is the most
-    expensive step of building an event. A ``False`` sends the events through the cache's own
-    check, which drops what the server would refuse and says so in the reason."""
+    model only when the place changes (a gate stands in one place all day, a bus scans a queue of
+    passengers between two fixes): the model is the most expensive step of building an event. A
+    ``False`` sends the events through the cache's own check, which drops what the server would
+    refuse and says so in the reason.
 
-    _KEY = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
+    A place is compared by value, with the types of its numbers: ``==`` takes 1, 1.0 and True for
+    one another and the model does not (it refuses a latitude of true); everything else in a
+    place is text, where the model refuses a number of any type alike."""
+
     _SOME_TIME = "2026-01-01T00:00:00.000Z"  # the members checked alone still make a whole event
 
     def __init__(self) -> None:
-        self._last: tuple[str, bool] = ("", False)  # the members' JSON and the answer, set in one step
+        self._last: tuple[Any, bool] = (None, False)  # the place and the answer, set in one step
 
-    def conforming(self, members: dict[str, Any]) -> bool:
-        try:
-            key = self._KEY.encode(members)
-        except (TypeError, ValueError):  # not JSON at all: the cache's check says why
-            return False
+    def conforming(self, ctx: Context, members: dict[str, Any]) -> bool:
+        """``members``: :func:`place_members` of ``ctx``."""
+        geo = ctx.geo
+        place = (ctx.mode, ctx.validator, ctx.service, ctx.stop_area, ctx.zone, ctx.mode_of_transport,
+                 ctx.operator_pid, type(ctx.operator_pid), geo,
+                 None if geo is None else (type(geo.lat), type(geo.long), type(geo.alt)))
         checked, answer = self._last
-        if key != checked:
+        if place != checked:
             answer = not event_problems({"ticketId": "-", "time": self._SOME_TIME, **members})
-            self._last = (key, answer)
+            self._last = (place, answer)
         return answer
 
 
@@ -272,7 +275,7 @@ class Engine:
             uses = [Use(o.ticket_id, ctx.time, ctx.mode, o.code, ctx.validator.validator_id, ctx.stop_area, ctx.zone,
                         geo.lat if geo else None, geo.long if geo else None, ctx.boot_id, ctx.monotonic)
                     for o in outcomes]
-            self.cache.record(events, uses, conforming=self._place.conforming(place))
+            self.cache.record(events, uses, conforming=self._place.conforming(ctx, place))
         # committed: only now may the passenger see the result
         first = min((o for o in outcomes if o.code), key=lambda o: checks.rank(o.code), default=None)
         if first is not None:

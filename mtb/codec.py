@@ -124,8 +124,10 @@ def b64url_decode(text: str | bytes) -> bytes:
         raise MtbFormatError("not base64url text") from exc
     padded = raw.strip()
     raw = padded.rstrip(b"=")
-    # '+' and '/' are base64 but not base64url; strict mode refuses every other stray byte
-    if not raw or len(padded) - len(raw) > 2 or b"+" in raw or b"/" in raw:
+    # '+' and '/' are base64 but not base64url; strict mode refuses every other stray byte. (find,
+    # not `in`: bytes.__contains__ first tries its operand as an int and raises a TypeError to learn
+    # it is not one, on every scan)
+    if not raw or len(padded) - len(raw) > 2 or raw.find(b"+") >= 0 or raw.find(b"/") >= 0:
         raise MtbFormatError("not base64url text")
     try:
         return binascii.a2b_base64((raw + b"=" * (-len(raw) % 4)).translate(_B64URL_TO_B64), strict_mode=True)

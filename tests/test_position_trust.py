@@ -4,6 +4,7 @@ server for its shape (checked against the agent's copy of the ticketEvent model,
 against the server's own)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -207,8 +208,9 @@ places = st.builds(
     validator=st.builds(Validator, st.text(max_size=205), st.none() | st.text(max_size=1005)),
     geo=st.none() | st.builds(Geo, st.one_of(st.floats(-100, 100), st.integers(-90, 90), st.booleans()),
                               st.floats(-200, 200), st.none() | st.floats()),
-    zone=st.none() | st.text(max_size=205), stop=st.none() | st.sampled_from(["CEN", "S" * 201]),
-    operator=st.none() | st.integers(-1, 2 ** 54), mot=st.none() | st.text(max_size=55),
+    zone=st.none() | st.text(max_size=205) | st.integers(0, 2), stop=st.none() | st.sampled_from(["CEN", "S" * 201]),
+    operator=st.none() | st.integers(-1, 2 ** 54) | st.sampled_from([True, 1.0, 1234.0]),
+    mot=st.none() | st.text(max_size=55),
     mode=st.sampled_from(["validation", "inspection"]))
 
 
@@ -240,3 +242,20 @@ def test_a_place_equal_in_value_but_not_in_type_is_checked_again(engine, issuer_
         [event] = engine.validate_sync(raw, Context(time=NOW, validator=Validator("bus-1"), geo=Geo(lat, 18.0))).events
         assert ("geo" in event) is kept and ("[dropped geo.lat" in event["eventReason"]) is not kept, (lat, event)
         assert event.get("geo", {"lat": lat})["lat"] is lat  # the scan's own value, not an equal one from before
+
+
+@pytest.mark.parametrize("change, member", [
+    (dict(zone="Z" * 201), "zone"), (dict(stop_area="S" * 201), "stopArea"), (dict(mode_of_transport="m" * 51),
+                                                                              "modeOfTransport"),
+    (dict(validator=Validator("v" * 201)), "validator"), (dict(service=Service("s" * 201)), "service"),
+    (dict(operator_pid=2 ** 60), "zone"), (dict(operator_pid=1234.0), "zone"), (dict(operator_pid=True), "zone"),
+    (dict(geo=Geo(95.0, 18.0)), "geo"), (dict(geo=Geo(59.0, True)), "geo"), (dict(geo=Geo(59.0, 18.0, math.inf)), "geo"),
+])
+def test_a_place_that_changes_in_one_member_only_is_checked_again(engine, issuer_key, change, member):
+    """Between two scans at a place the server takes, one member turns into one it refuses (and back)."""
+    raw = signer.mint(issuer_key, pid=1234, kid="1234:k1", tickets=[ticket()])
+    good = Context(time=NOW, validator=Validator("bus-1"), geo=Geo(59.0, 18.0), zone="A", stop_area="CEN",
+                   mode_of_transport="bus", service=Service("17"), operator_pid=1234)
+    for ctx, kept in ((good, True), (dataclasses.replace(good, **change), False), (good, True)):
+        [event] = engine.validate_sync(raw, ctx).events
+        assert (member in event) is kept and ("[dropped " in event["eventReason"]) is not kept, (change, event)
