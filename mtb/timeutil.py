@@ -4,6 +4,7 @@ Everything inside the project is an aware UTC ``datetime``; only the edges forma
 """
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime, timedelta, timezone
 
@@ -90,21 +91,13 @@ def format_basic(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-_last_extended: tuple[datetime | None, str] = (None, "")  # the last time formatted, held, and its text
-
-
+@functools.lru_cache(maxsize=8)
 def format_extended(value: datetime) -> str:
     """ISO 8601 extended UTC with milliseconds, the form ticketEvents and the server use.
 
-    A scan formats its time for its event and again for its usage row: the text of the last
-    datetime object formatted is kept (by identity, which the held reference keeps unique)."""
-    global _last_extended
-    last, text = _last_extended
-    if value is last:
-        return text
-    text = value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    _last_extended = (value, text)
-    return text
+    Kept for the last few times formatted: a scan formats its time for its event and again for
+    its usage row (equal datetimes are one instant, whose UTC text is one)."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def utcnow() -> datetime:
