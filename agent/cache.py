@@ -103,9 +103,26 @@ def _deny_list_without_rowid_v4(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE deny_list_v4 RENAME TO deny_list")
 
 
+def _fleet_uses_v5(db: sqlite_utils.Database) -> None:
+    """Other devices' accepted validations, from the server's uses feed: what passback and fraud
+    know of a ticket beyond this device. By ticket (the checks), and by time (the pruning)."""
+    db.execute("CREATE TABLE fleet_uses (use_id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, time TEXT NOT NULL, "
+               "epoch FLOAT NOT NULL, device TEXT, stop_area TEXT, zone TEXT, lat FLOAT, long FLOAT)")
+    db.execute("CREATE INDEX fleet_uses_by_ticket ON fleet_uses (ticket_id, epoch)")
+    db.execute("CREATE INDEX fleet_uses_by_time ON fleet_uses (epoch)")
+
+
+def _tickle_macros_v6(db: sqlite_utils.Database) -> None:
+    """The operator's TICKLE macro sets by serial, each kept as the server sent it (JSON): the
+    conditions an MTB's ``c_tc`` names are not evaluated yet, only kept for when they are."""
+    db.execute("CREATE TABLE tickle_macro_sets (serial INTEGER PRIMARY KEY, pid INTEGER NOT NULL, "
+               "body TEXT NOT NULL)")
+
+
 # Append-only: migration N takes a cache at schema N-1 to N. Never edit a released one.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_create_v1, _lean_outbox_v2, _accepted_uses_index_v3,
-                                                              _deny_list_without_rowid_v4]
+                                                              _deny_list_without_rowid_v4, _fleet_uses_v5,
+                                                              _tickle_macros_v6]
 
 
 def _epoch(value: datetime) -> float:
@@ -544,6 +561,61 @@ class Cache:
                 (_epoch(min(now, server) - timedelta(days=deny_grace_days)),)).rowcount
         return usage, deny
 
+    # --- other devices' uses (the uses feed) -----------------------------------------------------
+
+    def apply_fleet_uses(self, uses: Sequence[tuple[int, Use]], high_water: int) -> None:
+        """Other devices' accepted uses by their server ``useId``; ``high_water``: the last id the
+        page covered (malformed entries and this device's own included)."""
+        rows = [(use_id, u.ticket_id, format_extended(u.time), _epoch(u.time), u.device_id, u.stop_area, u.zone,
+                 u.lat, u.long) for use_id, u in uses]
+        with self.transaction():
+            self.conn.executemany("INSERT OR REPLACE INTO fleet_uses(use_id, ticket_id, time, epoch, device, "
+                                  "stop_area, zone, lat, long) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            if high_water > self.uses_high_water():
+                self._set_meta("uses_high_water", str(high_water))
+
+    def uses_high_water(self) -> int:
+        """The highest server ``useId`` applied: the uses feed goes on after it."""
+        return int(self.get_meta("uses_high_water") or 0)
+
+    def fleet_last_uses(self, ticket_id: str, stop_area: str | None) -> tuple[Use | None, Use | None]:
+        """The ticket's latest accepted use on another device, anywhere and at ``stop_area``."""
+        anywhere = self.conn.execute(_FLEET_LAST, (ticket_id,)).fetchone()
+        at_stop = None
+        if anywhere is not None and stop_area is not None:
+            at_stop = anywhere if anywhere[5] == stop_area else self.conn.execute(
+                _FLEET_LAST_AT, (ticket_id, stop_area)).fetchone()
+        return (_fleet_use(anywhere) if anywhere else None), (_fleet_use(at_stop) if at_stop else None)
+
+    def prune_fleet_uses(self, horizon_s: float, now: datetime) -> int:
+        """Forget other devices' uses older than ``horizon_s``, counted back from the server's time
+        at the last contact (never from a later device clock: one running hours fast would
+        forget uses still inside the passback window). Without a server time, nothing."""
+        server = self.server_time()
+        if server is None:
+            return 0
+        before = min(server, now) - timedelta(seconds=horizon_s)
+        with self.transaction():
+            return self.conn.execute("DELETE FROM fleet_uses WHERE epoch < ?", (_epoch(before),)).rowcount
+
+    # --- TICKLE macro sets ------------------------------------------------------------------------
+
+    def replace_tickle_sets(self, sets: dict[int, tuple[int, str]]) -> int:
+        """The macro sets the server publishes now, ``{serial: (pid, body JSON)}``, in place of
+        those held; returns how many were added, changed or dropped (0: nothing written)."""
+        held = self.tickle_sets()
+        changed = {serial for serial in held.keys() | sets.keys() if held.get(serial) != sets.get(serial)}
+        if changed:
+            with self.transaction():
+                self.conn.execute("DELETE FROM tickle_macro_sets")
+                self.conn.executemany("INSERT INTO tickle_macro_sets(serial, pid, body) VALUES (?,?,?)",
+                                      [(serial, pid, body) for serial, (pid, body) in sets.items()])
+        return len(changed)
+
+    def tickle_sets(self) -> dict[int, tuple[int, str]]:
+        return {serial: (pid, body) for serial, pid, body in
+                self.conn.execute("SELECT serial, pid, body FROM tickle_macro_sets ORDER BY serial")}
+
     # --- recording and the outbox ----------------------------------------------------------------
 
     def record(self, events: Sequence[dict[str, Any]], uses: Sequence[Use], *, conforming: bool = False) -> None:
@@ -659,6 +731,15 @@ def _first_denied(candidates: Sequence[tuple[DenyKind, str]],
                   rows: Iterable[tuple[Any, Any]]) -> tuple[DenyKind, str] | None:
     found = set(rows)
     return next((c for c in candidates if c in found), None)
+
+
+_FLEET_COLUMNS = "ticket_id, time, device, stop_area, zone, lat, long"
+_FLEET_LAST = f"SELECT {_FLEET_COLUMNS} FROM fleet_uses WHERE ticket_id=? ORDER BY epoch DESC LIMIT 1"
+_FLEET_LAST_AT = f"SELECT {_FLEET_COLUMNS} FROM fleet_uses WHERE ticket_id=? AND stop_area=? ORDER BY epoch DESC LIMIT 1"
+
+
+def _fleet_use(row: Sequence[Any]) -> Use:
+    return Use(row[0], parse_time(row[1]), "validation", 0, row[2], row[3], row[4], row[5], row[6])
 
 
 def _use(row: Sequence[Any]) -> Use:

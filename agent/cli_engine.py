@@ -85,6 +85,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "issuerKeys": len(keys.issuer_keys), "kdks": len(keys.kdks),
                     "denyEntries": cache.conn.execute("SELECT count(*) FROM deny_list").fetchone()[0],
                     "denyHighWater": cache.deny_high_water(), "stopAreas": len(cache.stop_areas()),
+                    "fleetUses": cache.conn.execute("SELECT count(*) FROM fleet_uses").fetchone()[0],
+                    "usesHighWater": cache.uses_high_water(), "tickleMacroSets": sorted(cache.tickle_sets()),
                     **{k: v for k, v in times.items() if v}, **ages,
                     "serverTime": format_extended(server) if (server := cache.server_time()) else None,
                     "clockSkewSeconds": float(skew) if (skew := cache.get_meta("clock_skew_s")) else None,

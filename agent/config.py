@@ -5,6 +5,7 @@ first scan on the street.
 """
 from __future__ import annotations
 
+import ipaddress
 import stat
 import tomllib
 from collections.abc import Callable
@@ -49,6 +50,14 @@ class ServerSection(Section):
     # Uploads at least this far apart (an event after a quiet spell goes up at once).
     upload_interval_s: float = Field(5.0, gt=0)
     feeds_interval_s: float = Field(60.0, gt=0)
+    # The deny list and the uses feed pushed: one request held open up to this long (the server
+    # answers when an entry commits); 0 polls them every feeds_interval_s instead.
+    long_poll_s: float = Field(50.0, ge=0, le=55)
+    long_poll_gap_s: float = Field(1.0, gt=0)  # after entries came, the next hold this much later
+    # Online, ask the back office's GET /fraudcheck about a ticket about to be accepted, and
+    # wait for the answer at most this long after the scan was read (a refusal never waits).
+    fraudcheck: bool = True
+    fraudcheck_budget_ms: int = Field(150, ge=1, le=1000)
     batch_size: int = Field(200, ge=1, le=1000)
     timeout_s: float = Field(10.0, gt=0)
     # At most this many requests in any minute, feeds, uploads and tokens together: under the
@@ -114,6 +123,12 @@ class ServiceSection(Section):
 
 class PolicySection(Section):
     passback_window_s: float = Field(600.0, ge=0)
+    # device: this device's acceptances only; stop-area: also other devices' at the same stop
+    # area; operator: every device's (from the server's uses feed, as last received)
+    passback_scope: Literal["device", "stop-area", "operator"] = "device"
+    # other devices' uses kept this long (counted back from the server's time); set it to the
+    # server's uses_horizon_seconds
+    fleet_uses_horizon_s: float = Field(3600.0, gt=0)
     max_speed_kmh: float = Field(200.0, gt=0)
     device_time_window_s: float = Field(30.0, ge=0)
     # 't' in the device header: not required by default (real wallets send none), required for
@@ -126,12 +141,32 @@ class PolicySection(Section):
     history_days: float = Field(35.0, gt=0)  # usage history kept for passback, fraud and inspectors
 
     def policy(self) -> Policy:
-        return Policy(passback_window_s=self.passback_window_s, max_speed_kmh=self.max_speed_kmh,
+        return Policy(passback_window_s=self.passback_window_s, passback_scope=self.passback_scope,
+                      max_speed_kmh=self.max_speed_kmh,
                       device_time_window_s=self.device_time_window_s,
                       require_device_time=self.require_device_time,
                       require_device_time_by_pid={str(pid): required
                                                   for pid, required in self.require_device_time_by_pid.items()},
                       timezone=self.timezone)
+
+
+class MetricsSection(Section):
+    """Prometheus text format on ``http://host:port/metrics``: off unless a port is given, and
+    only on a loopback address (nothing on the device listens to the network)."""
+
+    port: int | None = Field(None, ge=1, le=65535)
+    host: str = "127.0.0.1"
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, host: str) -> str:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise ValueError(f"metrics are served on a loopback address only (got {host!r})")
+        return host
 
 
 class LoggingSection(Section):
@@ -163,6 +198,7 @@ class AgentConfig(Section):
     policy: PolicySection = PolicySection()
     clock: ClockSection = ClockSection()
     logging: LoggingSection = LoggingSection()
+    metrics: MetricsSection = MetricsSection()
 
     @model_validator(mode="after")
     def _server_has_url(self) -> "AgentConfig":

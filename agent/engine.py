@@ -13,7 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 from hardware.aio import Worker
 
@@ -31,6 +31,14 @@ from .messages import OUT_OF_SERVICE, passenger_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class Velocity(Protocol):
+    """The back office's answer about one scan (``agent.sync.fraudcheck``), awaited on the
+    engine's thread."""
+
+    def wait(self) -> float | None:
+        """km/h from the MTB's last sighting to this scan, or None: no answer within the budget."""
 
 
 # A scan's records are built on every scan: slotted or plain, never frozen (five times the cost).
@@ -100,6 +108,16 @@ def _int_pid(value: str | None) -> int | None:
     return pid if pid <= 2 ** 53 else None
 
 
+def mtb_reference(scanned: codec.Mtb) -> dict[str, Any] | None:
+    """The MTB as a ticketEvent and ``/fraudcheck`` name it (its issuer's pid and signature), or
+    None when the server could not take those."""
+    pid = _int_pid(scanned.issuer.header.iid)
+    signature = codec.b64url_encode(scanned.issuer.signature)
+    if pid is None or len(signature) > MAX_EVENT_ID:
+        return None
+    return {"pid": pid, "issuerSignature": signature}
+
+
 def scan_event_fields(ctx: Context, policy: Policy, scanned: codec.Mtb | None) -> dict[str, Any]:
     """What every ticketEvent of one scan shares: when and which MTB (:func:`moment_members`),
     on what and where (:func:`place_members`)."""
@@ -115,13 +133,11 @@ def moment_members(ctx: Context, policy: Policy, scanned: codec.Mtb | None) -> d
         "operatingDayDate": (ctx.operating_day or operating_day(ctx.time, policy)).isoformat(),
     }
     if scanned is not None:
-        header = scanned.issuer.header
-        pid = _int_pid(header.iid)
-        signature = codec.b64url_encode(scanned.issuer.signature)
-        if pid is not None and len(signature) <= MAX_EVENT_ID:
-            members["mtbReference"] = {"pid": pid, "issuerSignature": signature}
+        reference = mtb_reference(scanned)
+        if reference is not None:
+            members["mtbReference"] = reference
         if scanned.device is not None:
-            device_pid = _int_pid(header.dsp) or pid
+            device_pid = _int_pid(scanned.issuer.header.dsp) or _int_pid(scanned.issuer.header.iid)
             did = scanned.device.header.did
             if device_pid is not None and 0 < len(did) <= MAX_EVENT_ID:
                 members["deviceReference"] = {"pid": device_pid, "did": did}
@@ -238,24 +254,29 @@ class Engine:
         """Run a cache operation on the engine's thread (also used by sync)."""
         return await self._worker.run(fn, *args)
 
-    async def validate(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
-        return await self.run(self.decide_and_record, raw, ctx, refuse)
+    async def validate(self, raw: bytes | str, ctx: Context, refuse: str | None = None,
+                       velocity: Velocity | None = None) -> Decision:
+        return await self.run(self.decide_and_record, raw, ctx, refuse, velocity)
 
     def close(self) -> None:
         self._worker.close()
 
-    def validate_sync(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
+    def validate_sync(self, raw: bytes | str, ctx: Context, refuse: str | None = None,
+                      velocity: Velocity | None = None) -> Decision:
         """Decide, record and make durable, on the caller's thread (the CLI, tests, benches)."""
-        decision = self.decide_and_record(raw, ctx, refuse)
+        decision = self.decide_and_record(raw, ctx, refuse, velocity)
         self.cache.make_durable()
         return decision
 
-    def decide_and_record(self, raw: bytes | str, ctx: Context, refuse: str | None = None) -> Decision:
+    def decide_and_record(self, raw: bytes | str, ctx: Context, refuse: str | None = None,
+                          velocity: Velocity | None = None) -> Decision:
         """Decide and commit the events. Not yet durable: call it on the engine's thread (its
         batch ends in ``make_durable`` before the result is handed on) or use validate_sync.
         ``refuse`` (the device cannot decide: its clock is below the floor, its trust list too
         old) records an out-of-service decision instead: result 1 with that reason, so the refusal
-        is on file too, and "out of service" for the passenger."""
+        is on file too, and "out of service" for the passenger. ``velocity``: the back office's
+        fraud check of this scan, asked for as it was read; waited for (up to its deadline)
+        only when a ticket would be accepted."""
         scanned = None
         if refuse is not None:
             outcomes = [TicketOutcome(None, unreadable_id(raw), 1, refuse)]
@@ -267,7 +288,7 @@ class Engine:
                 outcomes = [TicketOutcome(None, unreadable_id(raw), 1, str(exc))]
         with self.cache.transaction():  # one write transaction: what passback read is what it records beside
             if scanned is not None:
-                outcomes = self._judge(scanned, ctx)
+                outcomes = self._judge(scanned, ctx, velocity)
             place = place_members(ctx)
             shared = {**moment_members(ctx, self.policy, scanned), **place}
             events = [ticket_event(shared, o, ctx.position_stale) for o in outcomes]
@@ -287,21 +308,52 @@ class Engine:
         message = OUT_OF_SERVICE if refuse is not None else passenger_message(code, ctx.mode)
         return Decision(code, reason, message, events, outcomes, refuse is not None)
 
-    def _judge(self, scanned: codec.Mtb, ctx: Context) -> list[TicketOutcome]:
+    def _judge(self, scanned: codec.Mtb, ctx: Context, velocity: Velocity | None = None) -> list[TicketOutcome]:
         if not scanned.tickets:
             return [TicketOutcome(None, unreadable_id(scanned.container), 1, "MTB carries no ticket")]
         keys = self.cache.keystore()
         issuer = verify_issuer(scanned, keys, self.policy.issuer_algs)
         device = verify_device(scanned, keys)
         tokens = checks.token_ids(scanned)
-        return [self._ticket_outcome(scanned, t, ctx, issuer, device, tokens) for t in scanned.tickets]
+        outcomes = [self._ticket_outcome(scanned, t, ctx, issuer, device, tokens) for t in scanned.tickets]
+        if velocity is None or not any(o.code == 0 for o in outcomes):
+            return outcomes  # a refusal never waits for the back office
+        kmh = velocity.wait()
+        if kmh is None:
+            return outcomes  # offline, or past the budget: decided with what the device has
+        return [self._ticket_outcome(scanned, o.ticket, ctx, issuer, device, tokens, kmh)
+                if o.code == 0 and o.ticket is not None else o for o in outcomes]
 
     def _ticket_outcome(self, scanned: codec.Mtb, ticket: codec.Ticket, ctx: Context, issuer: SignatureCheck,
-                        device: SignatureCheck, tokens: list[str]) -> TicketOutcome:
+                        device: SignatureCheck, tokens: list[str],
+                        server_velocity_kmh: float | None = None) -> TicketOutcome:
         last, here, hit = self.cache.scan_facts(ticket.ticket_id, ctx.validator.validator_id,
                                                 checks.deny_candidates(ticket, tokens), ctx.time)
+        last, here = self._with_other_devices(ticket.ticket_id, ctx, last, here)
         facts = checks.TicketFacts(issuer=issuer, device=device, denied=f"{hit[0]} {hit[1]}" if hit else None,
-                                   last_use_here=here, last_use=last)
+                                   last_use_here=here, last_use=last, server_velocity_kmh=server_velocity_kmh)
         verdicts = checks.judge(scanned, ticket, ctx, facts, self.policy)
         code, reason = checks.result(verdicts)
         return TicketOutcome(ticket, ticket.ticket_id, code, reason, verdicts)
+
+    def _with_other_devices(self, ticket_id: str, ctx: Context, last: Use | None,
+                            here: Use | None) -> tuple[Use | None, Use | None]:
+        """(the ticket's latest accepted use anywhere, for fraud; the latest that makes a passback
+        here). This device's own uses (``last``, ``here``: :meth:`Cache.scan_facts`), and other
+        devices' as the uses feed last brought them: passback counts those the policy's scope
+        takes in (a scope of stop areas needs to know where the device is; until it does, it is
+        this device's alone)."""
+        scope = self.policy.passback_scope
+        anywhere, at_stop = self.cache.fleet_last_uses(ticket_id, ctx.stop_area if scope == "stop-area" else None)
+        if scope == "operator":
+            here = latest(here, anywhere)
+        elif scope == "stop-area":
+            here = latest(here, at_stop)
+        return latest(last, anywhere), here
+
+
+def latest(a: Use | None, b: Use | None) -> Use | None:
+    """The later of two uses (either may be missing)."""
+    if a is None or b is None:
+        return a or b
+    return b if b.time > a.time else a

@@ -12,9 +12,13 @@ import os
 import signal
 import socket
 import sqlite3
+import time
 import uuid
 from collections import deque
 from datetime import datetime
+from functools import partial
+
+from aiohttp import web
 
 from hardware import Feedback, PositionSource, Reader
 from hardware.aio import sleep_unless
@@ -23,12 +27,14 @@ from .cache import Cache
 from .cache_file import CacheError, explain
 from .clock import ClockWatch
 from mtb.scan_context import Context, Service, Validator
-from .engine import Decision, Engine
+from .engine import Decision, Engine, Velocity
 from .logs import configure_logging
 from .messages import OUT_OF_SERVICE
+from .metrics import AgentMetrics
 from .place import PositionTracker
 from .stops import StopLocator
 from .sync import Syncer
+from .sync.fraudcheck import FraudCheck
 from mtb.timeutil import format_extended, parse_time
 
 log = logging.getLogger(__name__)
@@ -60,7 +66,8 @@ class Agent:
                  operator_pid: int | None = None, mode_of_transport: str | None = None,
                  service: Service | None = None, clock: ClockWatch | None = None,
                  metadata_max_age_s: float | None = None, validate_with_stale_metadata: bool = True,
-                 history_days: float = 35.0, max_failed_recordings: int = 3) -> None:
+                 history_days: float = 35.0, max_failed_recordings: int = 3, metrics: AgentMetrics | None = None,
+                 metrics_address: tuple[str, int] | None = None, fraudcheck: FraudCheck | None = None) -> None:
         self.engine = engine
         self.reader = reader
         self.feedback = feedback
@@ -81,6 +88,9 @@ class Agent:
         self.failed = False
         self.history_days = history_days
         self.alarms: dict[str, str] = {}
+        self.metrics = metrics
+        self.metrics_address = metrics_address  # (host, port) to serve them on while running
+        self.fraudcheck = fraudcheck  # the back office asked about each scan, when online
         self._alarms_changed: set[str] = set()  # kinds raised or cleared since the last write
         self.max_failed_recordings = max_failed_recordings
         self.failed_recordings = 0  # scans in a row that could not be recorded
@@ -113,20 +123,32 @@ class Agent:
         self.scans += 1
         try:
             ctx = self.context()
-            return self.engine.schedule(self._decide, raw, ctx)
+            velocity = self.fraudcheck.ask(raw, ctx) if self.fraudcheck is not None else None
+            pending = self.engine.schedule(self._decide, raw, ctx, velocity)
+            if self.metrics is not None:
+                pending.add_done_callback(partial(self._count, self.metrics, time.perf_counter()))
+            return pending
         except Exception as exc:
             failed: asyncio.Future[tuple[Decision, str | None, str | None]] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             return failed
 
-    def _decide(self, raw: bytes, ctx: Context) -> tuple[Decision, str | None, str | None]:
+    @staticmethod
+    def _count(metrics: AgentMetrics, started: float,
+               done: asyncio.Future[tuple[Decision, str | None, str | None]]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            metrics.decided(done.result()[0].event_result, time.perf_counter() - started)
+
+    def _decide(self, raw: bytes, ctx: Context,
+                velocity: Velocity | None) -> tuple[Decision, str | None, str | None]:
         """On the engine's thread, in one hop: the clock floor and the trust list's state, then
         the decision (made durable there before the result comes back). Also returns the
         trust-list alarm and why the clock cannot be trusted (a clock below the floor, see
-        :class:`agent.clock.ClockFloor`, cannot decide)."""
+        :class:`agent.clock.ClockFloor`, cannot decide). ``velocity``: the back office's fraud
+        check of this scan, when it was asked."""
         clock = self.engine.cache.clock.problem(ctx.time)
         alarm, refuse = self._trust_list_state(ctx.time)
-        return self.engine.decide_and_record(raw, ctx, clock or refuse), alarm, clock
+        return self.engine.decide_and_record(raw, ctx, clock or refuse, velocity), alarm, clock
 
     def _trust_list_state(self, now: datetime) -> tuple[str | None, str | None]:
         """(alarm, refusal) from the participant metadata's age; an alarm of "" clears it, None
@@ -287,6 +309,17 @@ class Agent:
                 log.exception("cache maintenance failed")
             await sleep_unless(self.stop, MAINTENANCE_INTERVAL_S)
 
+    async def _serve_metrics(self) -> web.AppRunner | None:
+        """The metrics port, when configured; one that cannot be opened is logged, and the
+        device validates on without it."""
+        if self.metrics is None or self.metrics_address is None:
+            return None
+        try:
+            return await self.metrics.serve(*self.metrics_address)
+        except OSError as exc:
+            log.error("metrics not served on %s:%d: %s", *self.metrics_address, exc)
+            return None
+
     async def _reader_connected(self, timeout_s: float = 5.0) -> None:
         """READY means a passenger can scan: wait (briefly) for the reader's port to be open."""
         if not await sleep_unless(self.reader.connected, timeout_s):
@@ -305,6 +338,7 @@ class Agent:
         if self.syncer is not None:
             background.append(asyncio.create_task(self.syncer.run(self.stop), name="sync"))
         reading = asyncio.create_task(self._read_loop(), name="reader")
+        serving = await self._serve_metrics()
         await self._reader_connected()
         sd_notify("READY=1")
         log.info("agent %s ready (%s mode)", self.validator.validator_id, self.mode)
@@ -320,6 +354,8 @@ class Agent:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        if serving is not None:
+            await serving.cleanup()
         if self.syncer is not None:
             try:
                 await asyncio.wait_for(self.syncer.upload_pending(), timeout=3)
@@ -356,15 +392,16 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
         cache.close()
         raise
     engine = Engine(cache, config.policy.policy())
-    syncer = None
+    syncer = fraudcheck = None
     if config.server is not None and credentials is not None:
         server = config.server
         client = ServerClient(server.base_url, *credentials, timeout_s=server.timeout_s, tls=server.tls(),
                               allow_insecure_http=server.allow_insecure_http,
                               max_requests_per_minute=server.max_requests_per_minute)
-        syncer = Syncer(engine, client, batch_size=config.server.batch_size,
-                        upload_interval_s=config.server.upload_interval_s,
-                        feeds_interval_s=config.server.feeds_interval_s)
+        fraudcheck = FraudCheck(client, server.fraudcheck_budget_ms / 1000) if server.fraudcheck else None
+        syncer = Syncer(engine, client, batch_size=server.batch_size, upload_interval_s=server.upload_interval_s,
+                        feeds_interval_s=server.feeds_interval_s, long_poll_s=server.long_poll_s,
+                        long_poll_gap_s=server.long_poll_gap_s, uses_horizon_s=config.policy.fleet_uses_horizon_s)
     tracker = PositionTracker(position, StopLocator(areas, config.stop_radius_m) if areas else None,
                               max_speed_kmh=config.policy.max_speed_kmh)
     if syncer is not None:
@@ -385,10 +422,15 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
         validate_with_stale_metadata=config.policy.validate_with_stale_metadata,
         history_days=config.policy.history_days,
         max_failed_recordings=config.max_failed_recordings,
+        metrics=AgentMetrics(engine) if config.metrics.port else None,
+        metrics_address=(config.metrics.host, config.metrics.port) if config.metrics.port else None,
+        fraudcheck=fraudcheck,
     )
 
 
 async def close_agent(agent: Agent) -> None:
+    if agent.fraudcheck is not None:
+        await agent.fraudcheck.close()
     if agent.syncer is not None:
         await agent.syncer.client.close()
     await agent.feedback.close()

@@ -47,6 +47,7 @@ ROUTE = ["CEN", "ODP", "KTH", "UNI", "BER", "DAN", "MOR"]  # bus 17, Centralstat
 DEVICES = {  # device id: (role, mode, location)
     "bus-17": ("val", "validation", "vehicle"),
     "platform-odp": ("val", "validation", "platform"),
+    "platform-odp-2": ("val", "validation", "platform"),  # the next gate of the same platform
     "handheld-7": ("ins", "inspection", "handheld"),
 }
 log = logging.getLogger("simulate")
@@ -59,6 +60,7 @@ class Passenger:
     barcode: str
     expected: int
     at_stop: str | None = None  # the bus drives to this stop before the scan
+    seen_elsewhere: bool = False  # scanned once the uses feed has brought another device's acceptance
 
 
 def free_port() -> int:
@@ -165,6 +167,8 @@ class Simulation:
             "durability": "normal", "stops_file": str(STOPS), "reader": {"kind": "simulated"},
             "feedback": {"kind": "simulated"},
             "service": {"service_id": "17", "trip_id": "17-0815", "block_id": "B3"} if device == "bus-17" else None,
+            # a platform's gates share passback: accepted at one, refused at the others
+            "policy": {"passback_scope": "stop-area" if location == "platform" else "device"},
             "server": {"production_url": self.base, "credentials_file": str(credentials),
                        "allow_insecure_http": True,  # the server runs on loopback, in this process's care
                        "upload_interval_s": 0.5, "feeds_interval_s": 2.0},
@@ -175,7 +179,10 @@ class Simulation:
         positions = {
             "bus-17": SimulatedRoute([(stops[s].lat, stops[s].long) for s in ROUTE], speed_kmh=40),
             "platform-odp": SimulatedRoute([(stops["ODP"].lat, stops["ODP"].long)]),
-            "handheld-7": SimulatedRoute([(stops["KTH"].lat, stops["KTH"].long)]),
+            "platform-odp-2": SimulatedRoute([(stops["ODP"].lat, stops["ODP"].long)]),
+            # at Centralstationen, where anna boarded seconds ago: the simulation is minutes shorter than
+            # the ride, and the inspector also hears of the bus's acceptances (travel-speed fraud, 9)
+            "handheld-7": SimulatedRoute([(stops["CEN"].lat, stops["CEN"].long)]),
         }
         for device in DEVICES:
             self.agents[device] = build_agent(self.device_config(device), reader=SimulatedReader(),
@@ -216,6 +223,7 @@ class Simulation:
             Passenger("a cracked phone screen", "bus-17", "not-an-mtb!", 1),
             Passenger("david at Odenplan platform", "platform-odp", platform_ticket, 0),
             Passenger("david again (passback)", "platform-odp", platform_ticket, 8),
+            Passenger("david hands it over at gate 2", "platform-odp-2", platform_ticket, 8, seen_elsewhere=True),
             Passenger("inspector checks eva", "handheld-7", inspected, 0),
             Passenger("inspector checks anna", "handheld-7", valid, 0),
         ]
@@ -233,6 +241,8 @@ class Simulation:
                 route.advance()  # type: ignore[union-attr]
                 if route.finished:  # type: ignore[union-attr]
                     raise RuntimeError(f"the bus never reached {person.at_stop} ({stops})")
+        if person.seen_elsewhere:
+            await self.fleet_use_arrived(agent, mtb.decode(person.barcode).tickets[0].ticket_id)
         feedback: SimulatedFeedback = agent.feedback  # type: ignore[assignment]
         shown, decided = len(feedback.shown), agent.decided
         await agent.reader.push(person.barcode)  # type: ignore[attr-defined]
@@ -243,8 +253,18 @@ class Simulation:
         place = agent.tracker.place().stop_area
         self.results.append((person, decision.event_result, decision.event_reason))
         mark = "ok " if decision.event_result == person.expected else "!! "
-        self.say(f"  {mark}{person.device:<13} {place.stop_area_id if place else '-':<4} {person.label:<36} "
+        self.say(f"  {mark}{person.device:<14} {place.stop_area_id if place else '-':<4} {person.label:<36} "
                  f"-> {decision.event_result} {feedback.shown[-1].colour:<5} {feedback.shown[-1].text}")
+        if person.seen_elsewhere:
+            self.say(f"       {person.device} knew from the server's uses feed: {decision.event_reason}")
+
+    async def fleet_use_arrived(self, agent: Agent, ticket_id: str, timeout: float = 15) -> None:
+        """Wait until the uses feed has brought another device's acceptance of the ticket."""
+        deadline = time.monotonic() + timeout
+        while (await agent.engine.run(agent.engine.cache.fleet_last_uses, ticket_id, None))[0] is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for the uses feed to bring {ticket_id}")
+            await asyncio.sleep(0.05)
 
     # --- the run --------------------------------------------------------------------------------
 
@@ -260,7 +280,8 @@ class Simulation:
                 tasks = [asyncio.create_task(a.run(install_signal_handlers=False)) for a in self.agents.values()]
                 for agent in self.agents.values():  # first contact: keys, KDKs, deny-list
                     await agent.syncer.sync_once()  # type: ignore[union-attr]
-                self.say("devices: bus-17 (route 17 Centralstationen -> Mörby), platform-odp, handheld-7 (inspection)")
+                self.say("devices: bus-17 (route 17 Centralstationen -> Mörby), platform-odp and platform-odp-2 "
+                         "(two gates of Odenplan), handheld-7 (inspection)")
                 for person in people:
                     await self.scan(person)
                 await office.call("admin", "PUT", f"/ticket/{revoked_id}/revoke")

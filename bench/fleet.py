@@ -55,6 +55,7 @@ from tests import pgcluster  # noqa: E402
 PID = 1234
 HOST = "127.0.0.1"  # loopback only
 LONG_POLL = 25
+PRODUCT = {"productSelections": [{"productId": "single-AB-adult"}]}  # from the sample catalogue, copied in
 
 
 def pct(values: list[float], q: float) -> float:
@@ -103,6 +104,7 @@ class Deployment:
         extra = {"database": database} if database else {}
         cli.init_data_dir(self.data, pid=PID, admin_password="bench-admin-password", **extra,
                           rate_limit={"requests": 1_000_000, "window_seconds": 60, "block_seconds": 1, "roles": {}})
+        shutil.copyfile(ROOT / "agent" / "sample" / "products.json", self.data / "products.json")
         self.key = keys.load_private_key((self.data / "authtoken-key.pem").read_bytes())
         store = open_store(load_config(self.data).database_target(), pool_size=1)
         hashed = auth.hash_password("bench-device-password")
@@ -228,9 +230,11 @@ async def device(session: aiohttp.ClientSession, base: str, token: str, n: int, 
             await asyncio.sleep(args.state_interval)
 
     polling = asyncio.ensure_future(deny())
-    await asyncio.gather(scans(), uses(), state(), return_exceptions=True)
-    polling.cancel()  # the long-poll in flight ends with the run, not LONG_POLL seconds later
-    await asyncio.gather(polling, return_exceptions=True)
+    try:
+        await asyncio.gather(scans(), uses(), state(), return_exceptions=True)
+    finally:  # the long-poll in flight ends with the run (or when the device is cancelled), not LONG_POLL s later
+        polling.cancel()
+        await asyncio.gather(polling, return_exceptions=True)
 
 
 async def operator(session: aiohttp.ClientSession, base: str, d: Deployment, args: argparse.Namespace,
@@ -238,10 +242,8 @@ async def operator(session: aiohttp.ClientSession, base: str, d: Deployment, arg
     headers = {"X-BoB-AuthToken": d.token("shop", "pos")}
     await asyncio.sleep(start)
     for i in range(args.revokes):
-        async with session.post(base + "/manifest", headers=headers, json={
-                "productId": "p", "fare": {"amount": 10.0, "currency": "SEK", "vatAmount": 0.6, "vatPercent": 6.0},
-                "validitySeconds": 3600, "zones": ["A"], "modes": ["bus"], "category": "adult"}) as reply:
-            template = (await reply.json())["manifestMtbTemplate"]
+        async with session.post(base + "/manifest", headers=headers, json=PRODUCT) as reply:
+            template = (await reply.json())["manifest"]
         async with session.post(base + "/ticket", headers=headers, json={
                 "manifestMtbTemplate": template, "ticketHolder": {"travellerId": f"t{i}"}}) as reply:
             tid = (await reply.json())["ticketIds"][0]

@@ -78,8 +78,9 @@ class TicketFacts:
     issuer: SignatureCheck
     device: SignatureCheck
     denied: str | None  # e.g. "ticket T1" when a deny entry is in force
-    last_use_here: Use | None  # last accepted validation of this ticket on this device
-    last_use: Use | None  # last accepted use anywhere the cache has heard of
+    last_use_here: Use | None  # last accepted validation within the passback scope (this device, by default)
+    last_use: Use | None  # last accepted use anywhere the cache has heard of (other devices' too)
+    server_velocity_kmh: float | None = None  # the back office's fraud check (/fraudcheck), when it answered
 
 
 CheckFn = Callable[[Mtb, Ticket, Context, TicketFacts, Policy], Verdict]
@@ -205,18 +206,38 @@ def passback(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy:
         return NO_PASSBACK_IN_INSPECTION
     if facts.last_use_here is None:
         return PASS
-    elapsed = seconds_between(facts.last_use_here, ctx)
+    earlier = facts.last_use_here
+    elapsed = seconds_between(earlier, ctx)
     if 0 <= elapsed < policy.passback_window_s:  # a scan dated before the accepted one is no passback
-        return fail(f"accepted on this device {elapsed:.0f} s ago "
+        return fail(f"accepted {where(earlier, ctx)} {elapsed:.0f} s ago "
                     f"(passback window {policy.passback_window_s:.0f} s)")
     return PASS
+
+
+def where(use: Use, ctx: Context) -> str:
+    """Where an earlier use was, as a reason says it: this device, or another one and its stop area."""
+    if use.device_id in (None, ctx.validator.validator_id):
+        return "on this device"
+    return f"on {use.device_id}" + (f" at stop area {use.stop_area}" if use.stop_area else "")
 
 
 NO_EARLIER_POSITION = not_applicable("no earlier use with a position to compare")
 
 
 def fraud(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Policy) -> Verdict:
-    last = facts.last_use
+    """Travel speed from the ticket's last use the device knows of, then the back office's
+    velocity (from the MTB's last sighting it knows of) when it answered in time."""
+    local = _travel_speed(ctx, facts.last_use, policy)
+    server = facts.server_velocity_kmh
+    if local.outcome == "fail" or server is None:
+        return local
+    if server > policy.max_speed_kmh:
+        return fail(f"the back office's fraud check: {server:.0f} km/h from its last sighting "
+                    f"(> {policy.max_speed_kmh:.0f})")
+    return PASS
+
+
+def _travel_speed(ctx: Context, last: Use | None, policy: Policy) -> Verdict:
     if last is None or ctx.geo is None or last.lat is None or last.long is None:
         return NO_EARLIER_POSITION
     metres = distance_m(last.lat, last.long, ctx.geo.lat, ctx.geo.long)
@@ -225,7 +246,7 @@ def fraud(mtb: Mtb, ticket: Ticket, ctx: Context, facts: TicketFacts, policy: Po
     elapsed = seconds_between(last, ctx)
     speed = math.inf if elapsed <= 0 else metres / elapsed * 3.6
     if speed > policy.max_speed_kmh:
-        return fail(f"{metres / 1000:.1f} km from its last use in {max(elapsed, 0):.0f} s "
+        return fail(f"{metres / 1000:.1f} km from its last use ({where(last, ctx)}) in {max(elapsed, 0):.0f} s "
                     f"({'∞' if speed == math.inf else f'{speed:.0f}'} km/h > {policy.max_speed_kmh:.0f})")
     return PASS
 

@@ -10,12 +10,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+PassbackScope = Literal["device", "stop-area", "operator"]
 
 
 @dataclass(frozen=True)
 class Policy:
     passback_window_s: float = 600.0
+    # Whose earlier acceptances make a passback: this device's only; also other devices' at the
+    # same stop area (a platform's gates); or every device's (the uses feed brings them).
+    passback_scope: PassbackScope = "device"
     max_speed_kmh: float = 200.0
     fraud_min_distance_m: float = 1000.0  # below this, GPS noise and stop spacing dominate
     device_time_window_s: float = 30.0

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from . import console, device_api, fleet, openapi, ops, product_api, ticket_api, token_api
 from .auth import auth_middleware
+from .b2b.api import B2B_KEY
 from .b2b.app import install as install_b2b
 from .auth.api import api as auth_api
 from .auth.passwords import HashPool
@@ -67,7 +68,8 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
         surface.add_routes(app.router, config.base_path)
     install_b2b(app, ctx)  # the JobTicket B2B API, under its own base path (config b2b.base_path)
     if config.console.enabled:
-        app.add_subapp(console.PREFIX, console.make_console(ctx))  # web pages, not an API surface
+        # web pages, not an API surface; the employer pages with the B2B side
+        app.add_subapp(console.PREFIX, console.make_console(ctx, b2b=app.get(B2B_KEY)))
 
     async def start_feeds(_app: web.Application) -> None:
         await ctx.feeds.start()

@@ -2,13 +2,15 @@
 value is a 400 that names the parameter, never a 500 or a silent default."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from .context import principal_of
 from .endpoint import Param
-from .errors import ApiError, field_error, read_json
+from .errors import ApiError, field_error, json_response, read_json
 from .store import SORT_ORDERS
 
 MAX_PAGE = 100
@@ -113,7 +115,8 @@ def sort_param(allowed: dict[str, str], default: str) -> Param:
 
 # --- feeds: lists a device follows by id (the deny list, the whitelist, the revocation list) ---
 
-FEED_MAX = 10_000  # a device (val, ins) may take this many entries a page; every other role 100
+FEED_MAX = 10_000  # a device may take this many entries a page; every other role 100
+DEVICES = ("val", "ins")  # the device roles
 
 
 @dataclass(frozen=True)
@@ -136,3 +139,14 @@ def feed_window(request: web.Request, id_name: str, *, device: bool) -> FeedWind
     _, sort_order = q_sort(request, {id_name: "id"}, id_name, "asc")
     offset, limit = q_page(request, FEED_MAX if device else MAX_PAGE)
     return FeedWindow(after, offset, limit, sort_order)
+
+
+async def feed_page(request: web.Request, id_name: str,
+                    read: Callable[[FeedWindow], Awaitable[tuple[Sequence[Any], int]]],
+                    item: Callable[[Any], dict[str, Any]]) -> web.Response:
+    """One page of a feed: the caller's window (a device's pages may be larger), ``read`` gives
+    the entries and the total, ``item`` their wire form; paging headers as every list has."""
+    window = feed_window(request, id_name, device=principal_of(request).role in DEVICES)
+    entries, total = await read(window)
+    return json_response([item(e) for e in entries],
+                         headers=page_headers(request, window.offset, window.limit, total))

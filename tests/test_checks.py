@@ -134,16 +134,29 @@ def test_passback(issued):
     assert checks.passback(issued, t, ctx(), facts(last_use_here=use("bus-17", 601)), policy) == checks.PASS
     inspection = checks.passback(issued, t, ctx(mode="inspection"), facts(last_use_here=use("bus-17", 5)), policy)
     assert inspection.outcome == "n/a"
+    # another gate of the platform (a stop-area or operator-wide scope brings its uses)
+    assert checks.passback(issued, t, ctx(), facts(last_use_here=use("gate-2", 30)), policy) == \
+        checks.fail("accepted on gate-2 at stop area SA1 30 s ago (passback window 600 s)")
 
 
 def test_fraud(issued):
     t = issued.tickets[0]
     far_and_soon = facts(last_use=use("tram-3", 600, GOTHENBURG))
     assert checks.fraud(issued, t, ctx(), far_and_soon, Policy()) == \
-        checks.fail("396.7 km from its last use in 600 s (2380 km/h > 200)")
+        checks.fail("396.7 km from its last use (on tram-3 at stop area SA1) in 600 s (2380 km/h > 200)")
     assert checks.fraud(issued, t, ctx(), facts(last_use=use("tram-3", 4 * 3600, GOTHENBURG)), Policy()) == \
         checks.PASS
     assert checks.fraud(issued, t, ctx(geo=None), far_and_soon, Policy()).outcome == "n/a"
+
+
+def test_fraud_with_the_back_offices_velocity(issued):
+    t = issued.tickets[0]
+    assert checks.fraud(issued, t, ctx(), facts(server_velocity_kmh=300.0), Policy()) == \
+        checks.fail("the back office's fraud check: 300 km/h from its last sighting (> 200)")
+    assert checks.fraud(issued, t, ctx(), facts(server_velocity_kmh=80.0), Policy()) == checks.PASS
+    # the device's own finding is the one reported when both see fraud
+    both = facts(last_use=use("tram-3", 600, GOTHENBURG), server_velocity_kmh=300.0)
+    assert checks.fraud(issued, t, ctx(), both, Policy()).reason.startswith("396.7 km from its last use")
 
 
 def test_result_is_the_first_failure_and_notes_ride_along():

@@ -26,3 +26,26 @@ def imported_packages(package: str) -> set[str]:
                                                 ("server", {"agent", "hardware"})])
 def test_layers_stay_apart(package, forbidden):
     assert not imported_packages(package) & forbidden
+
+
+def test_every_agent_module_imports_first():
+    """Each agent module imported before any other agent module (the others dropped from
+    sys.modules in between, in an interpreter of its own): an import cycle shows only when its
+    other end is not loaded yet (a bench importing agent.runtime first once found one)."""
+    import subprocess
+    import sys
+
+    modules = sorted(".".join(path.relative_to(ROOT).with_suffix("").parts)
+                     for path in (ROOT / "agent").rglob("*.py") if path.name not in ("__init__.py", "__main__.py"))
+    script = ("import importlib, sys\n"
+              "for name in sys.argv[1:]:\n"
+              "    for loaded in [m for m in sys.modules if m == 'agent' or m.startswith('agent.')]:\n"
+              "        del sys.modules[loaded]\n"
+              "    try:\n"
+              "        importlib.import_module(name)\n"
+              "    except ImportError as exc:\n"
+              "        print(name, exc)\n")
+    done = subprocess.run([sys.executable, "-c", script, *modules], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""

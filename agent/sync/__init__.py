@@ -8,7 +8,7 @@ keeps each one's state in the cache, ``pacing`` decides when anything may be sen
 from .client import ServerClient, basic_auth
 from .errors import AuthFailed, BadFeedData, RateLimited, Rejected, SyncError, TlsRefused, Transient
 from .feeds import (CursorFeed, DenyListFeed, EtagFeed, Feed, KdkFeed, ParticipantMetadataFeed, StopsFeed,
-                    deny_entries)
+                    TickleMacrosFeed, UsesFeed, deny_entries, fleet_uses, tickle_sets)
 from .pacing import Backoff, Clock, RequestBudget, SystemClock, retry_after
 from .status import SyncStatus
 from .syncer import Syncer
@@ -17,5 +17,6 @@ from .uploader import Uploader
 
 __all__ = ["AuthFailed", "Backoff", "BadFeedData", "Clock", "CursorFeed", "DenyListFeed", "EtagFeed", "Feed",
            "KdkFeed", "ParticipantMetadataFeed", "RateLimited", "Rejected", "RequestBudget", "ServerClient",
-           "StopsFeed", "SyncError", "SyncStatus", "Syncer", "SystemClock", "TlsRefused", "TlsSettings",
-           "Transient", "Uploader", "basic_auth", "deny_entries", "retry_after"]
+           "StopsFeed", "SyncError", "SyncStatus", "Syncer", "SystemClock", "TickleMacrosFeed", "TlsRefused",
+           "TlsSettings", "Transient", "Uploader", "UsesFeed", "basic_auth", "deny_entries", "fleet_uses",
+           "retry_after", "tickle_sets"]

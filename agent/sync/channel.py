@@ -3,6 +3,7 @@ feed, or the uploader). One failing channel neither holds back nor speeds up the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from ..engine import Engine
@@ -32,16 +33,16 @@ class Channel(ABC):
     def retry_delay(self) -> float:
         return self.backoff.next_delay()
 
-    async def run(self) -> int:
-        """One attempt, recorded in the channel's status, and the next one scheduled: after the
-        interval, after back-off on a failure, when the server's block ends on a 429. Raises
-        what failed."""
+    async def run(self, attempt: Callable[[SyncStatus], Awaitable[int]] | None = None) -> int:
+        """One attempt (``attempt``: another way of making it than :meth:`attempt`), recorded in
+        the channel's status, and the next one scheduled: after the interval, after back-off on a
+        failure, when the server's block ends on a 429. Raises what failed."""
         if not self._loaded:
             self.status = await self.engine.run(SyncStatus.load, self.cache, self.name)
             self._loaded = True
         clock = self.client.clock
         try:
-            changes = await self.attempt(self.status)
+            changes = await (attempt or self.attempt)(self.status)
         except Exception as exc:
             wait = exc.retry_after if isinstance(exc, RateLimited) else self.retry_delay()
             self.due = clock.monotonic() + wait

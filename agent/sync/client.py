@@ -109,6 +109,8 @@ class ServerClient:
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self._token_renew_at = 0.0  # on self.clock's monotonic scale
+        self._token_lock = asyncio.Lock()
+        self.online = False  # the last request got an answer (any status); False after a network or TLS failure
 
     def __repr__(self) -> str:  # never the password
         return f"ServerClient({self.base_url!r}, entity={self.entity!r})"
@@ -120,6 +122,11 @@ class ServerClient:
 
     def forget_token(self) -> None:
         self._token = None
+
+    @property
+    def has_token(self) -> bool:
+        """A token in hand that is not due for renewal: a request now costs no token fetch."""
+        return self._token is not None and self.clock.monotonic() < self._token_renew_at
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -140,22 +147,30 @@ class ServerClient:
         return self._token
 
     async def _current_token(self) -> str:
-        if self._token is None or self.clock.monotonic() >= self._token_renew_at:
-            return await self._fetch_token()
-        return self._token
+        """The token, fetched once when several requests (a held long-poll, an upload) need a new one."""
+        async with self._token_lock:
+            if self._token is None or self.clock.monotonic() >= self._token_renew_at:
+                return await self._fetch_token()
+            return self._token
 
     async def call(self, method: str, path: str, *, json_text: str | None = None,
                    params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-                   raw: bool = False) -> tuple[int, CIMultiDict[str], Any]:
+                   raw: bool = False, timeout_s: float | None = None, reserve: int = 0,
+                   observe_date: bool = True) -> tuple[int, CIMultiDict[str], Any]:
         """One authenticated request (``json_text``: a body already encoded; ``raw``: the answer's
-        bytes, not JSON); a 401 renews the token once."""
+        bytes, not JSON; ``timeout_s``: this request's own deadline, e.g. a long-poll's hold plus
+        a margin; ``reserve``: see :meth:`RequestBudget.acquire`; ``observe_date`` False: the
+        answer's ``Date`` is not handed to ``on_server_time``, for an answer the engine's thread
+        waits for, where that hand-over queues); a 401 renews the token once."""
         headers = dict(headers or {})
         if json_text is not None:
             headers["Content-Type"] = "application/json"
         for _ in range(2):
             token = await self._current_token()
             status, answer_headers, data = await self._send(method, path, data=json_text, params=params,
-                                                            headers={**headers, TOKEN_HEADER: token}, raw=raw)
+                                                            headers={**headers, TOKEN_HEADER: token}, raw=raw,
+                                                            timeout_s=timeout_s, reserve=reserve,
+                                                            observe_date=observe_date)
             if status != 401:
                 return status, answer_headers, data
             log.info("%s %s: token refused (401), fetching a new one", method, path)
@@ -163,14 +178,17 @@ class ServerClient:
         raise AuthFailed(401, f"{method} {path}: the server refused a fresh token")
 
     async def _send(self, method: str, path: str, *, data: str | None = None, params: dict[str, Any] | None = None,
-                    headers: dict[str, str] | None = None, raw: bool = False) -> tuple[int, CIMultiDict[str], Any]:
-        await self.budget.acquire()
+                    headers: dict[str, str] | None = None, raw: bool = False, timeout_s: float | None = None,
+                    reserve: int = 0, observe_date: bool = True) -> tuple[int, CIMultiDict[str], Any]:
+        await self.budget.acquire(reserve)
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
-            async with self._http().request(method, self.base_url + path, data=data, params=params,
+            async with self._http().request(method, self.base_url + path, data=data, params=params, timeout=timeout,
                                             headers=headers, allow_redirects=False) as response:
                 body = await response.read()
                 status, answer_headers = response.status, CIMultiDict(response.headers)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            self.online = False
             tls = _tls_failure(exc)
             if tls is not None:
                 raise TlsRefused(f"{method} {path}: TLS refused: {tls}") from exc
@@ -178,6 +196,7 @@ class ServerClient:
                 exc, aiohttp.ClientConnectorError)  # connected, then dropped
             hint = NO_CLIENT_CERT_HINT if dropped and self._https_without_client_cert else ""
             raise Transient(f"{method} {path}: {type(exc).__name__}: {exc}{hint}") from exc
+        self.online = True
         if status == 429:
             wait = retry_after(answer_headers.get("Retry-After"))
             self.budget.block(wait)
@@ -189,7 +208,7 @@ class ServerClient:
                                   f"{body.decode('utf-8', 'replace')}")
         if status >= 400 and status != 401:
             raise Rejected(status, body.decode("utf-8", "replace"))
-        if status < 400:
+        if status < 400 and observe_date:
             await self._observe_date(answer_headers.get("Date"))
         if raw or status == 401:
             return status, answer_headers, body

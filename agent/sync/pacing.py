@@ -104,6 +104,10 @@ class RequestBudget:
         self._forget(self.clock.monotonic())
         return len(self._sent)
 
+    def has_room(self, reserve: int = 0) -> bool:
+        """Whether a request now (leaving ``reserve`` to others) would go without waiting."""
+        return self.blocked_for() == 0 and self.used() < max(1, self.requests - reserve)
+
     def blocked_for(self) -> float:
         """Seconds left of the server's block (0 when not blocked)."""
         return max(0.0, self._blocked_until - self.clock.monotonic())
@@ -112,19 +116,23 @@ class RequestBudget:
         """The server said 429: send nothing for ``seconds``."""
         self._blocked_until = max(self._blocked_until, self.clock.monotonic() + seconds)
 
-    async def acquire(self) -> None:
+    async def acquire(self, reserve: int = 0) -> None:
         """Wait for room in the window, then count one request. Raises :class:`RateLimited`
-        while the server's block lasts: a request then would only be refused (and counted)."""
+        while the server's block lasts: a request then would only be refused (and counted).
+
+        ``reserve``: leave that many requests of the window to others. A long-poll that returns
+        at once while entries keep coming asks with a reserve, so uploads always find room."""
+        limit = max(1, self.requests - reserve)
         while True:
             blocked = self.blocked_for()
             if blocked > 0:
                 raise RateLimited(blocked)
             now = self.clock.monotonic()
             self._forget(now)
-            if len(self._sent) < self.requests:
+            if len(self._sent) < limit:
                 self._sent.append(now)
                 return
-            await self.clock.sleep(self._sent[0] + self.window_s - now)
+            await self.clock.sleep(self._sent[len(self._sent) - limit] + self.window_s - now)
 
     def _forget(self, now: float) -> None:
         while self._sent and self._sent[0] + self.window_s <= now:  # as acquire() computes its wait

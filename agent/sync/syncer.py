@@ -3,7 +3,17 @@ nothing while the server has blocked the device.
 
 The request rate is bounded three ways: uploads at least ``upload_interval_s`` apart, feeds
 every ``feeds_interval_s`` (back-off when one fails), and the client's request budget under the
-server's rate limit. A 429 stops every channel until ``Retry-After`` has passed; a 429, a
+server's rate limit. After them, every ``feeds_interval_s``, the device's state report.
+
+With ``long_poll_s`` the cursor feeds (the deny list, the uses feed) are pushed rather than
+polled: each keeps one request open that the server answers as soon as an entry commits (a
+revoke reaches the device within a round trip), or empty after ``long_poll_s``; a held request
+is one request of the budget, however long it is held. After entries came the next hold waits
+``long_poll_gap_s`` (a feed in flood costs at most one request per gap), and holds leave a
+quarter of the budget to the rest. A server that answers at once instead of holding, or fails,
+is polled at the feed interval (back-off after a failure) until it holds again.
+
+A 429 stops every channel until ``Retry-After`` has passed; a 429, a
 refused credential or a refused TLS handshake is an alarm in the cache (``agent status`` shows
 it, with the time it ends or is tried again), logged once when raised and once when cleared.
 """
@@ -11,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from mtb.timeutil import format_extended
@@ -21,14 +31,17 @@ from ..stops import StopArea
 from .channel import Channel
 from .client import ServerClient
 from .errors import AuthFailed, RateLimited, SyncError, TlsRefused
-from .feeds import Feed, StopsFeed, default_feeds
+from .feeds import CursorFeed, Feed, StopsFeed, UsesFeed, default_feeds
 from .pacing import Backoff
+from .state_report import StateReport
 from .uploader import Uploader
 
 log = logging.getLogger("agent.sync")
 
 RATE_LIMITED, AUTH_REFUSED, TLS_REFUSED = "sync-rate-limited", "sync-auth", "sync-tls"
 LINK_ALARMS = (RATE_LIMITED, AUTH_REFUSED, TLS_REFUSED)
+NOT_HELD_S = 5.0  # an empty answer to a long-poll faster than this (or half the hold): the server does not hold
+HOLD_BUDGET_SHARE = 4  # holds leave 1/4 of the request budget to the other channels
 
 
 def _alarm_kind(error: SyncError) -> str | None:
@@ -44,13 +57,21 @@ def _alarm_kind(error: SyncError) -> str | None:
 class Syncer:
     def __init__(self, engine: Engine, client: ServerClient, *, batch_size: int = 200,
                  upload_interval_s: float = 5.0, feeds_interval_s: float = 60.0,
-                 feeds: list[Feed] | None = None) -> None:
+                 feeds: list[Feed] | None = None, long_poll_s: float = 0.0, long_poll_gap_s: float = 1.0,
+                 uses_horizon_s: float = 3600.0) -> None:
         self.engine = engine
         self.cache = engine.cache
         self.client = client
         self.clock = client.clock
         self.feeds = feeds if feeds is not None else default_feeds(engine, client, feeds_interval_s)
         self.uploader = Uploader(engine, client, batch_size=batch_size, interval_s=upload_interval_s)
+        self.state = StateReport(engine, client, interval_s=feeds_interval_s)
+        for feed in self.feeds:
+            if isinstance(feed, UsesFeed):
+                feed.horizon_s = uses_horizon_s
+        self.long_poll_s = long_poll_s
+        self.long_poll_gap_s = long_poll_gap_s
+        self._held: set[Channel] = set()  # feeds their long-poll keeps up to date while run() runs
         self._kick = asyncio.Event()
         self._failing: dict[str, set[str]] = {}  # link alarm -> the channels failing with it
         self._stale_alarms_checked = False
@@ -58,7 +79,8 @@ class Syncer:
 
     @property
     def channels(self) -> list[Channel]:
-        return [*self.feeds, self.uploader]
+        """In the order a pass runs them: the lists, the events, then the device's report."""
+        return [*self.feeds, self.uploader, self.state]
 
     def feed(self, name: str) -> Feed:
         return next(feed for feed in self.feeds if feed.name == name)
@@ -120,6 +142,35 @@ class Syncer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sync until ``stop``; errors never escape, they only decide when each channel is next due."""
+        pushed = [feed for feed in self.feeds if isinstance(feed, CursorFeed)] if self.long_poll_s > 0 else []
+        holds = [asyncio.create_task(self._hold(feed, stop), name=f"hold-{feed.name}") for feed in pushed]
+        self._held.update(pushed)
+        try:
+            await self._poll(stop)
+        finally:
+            self._held.difference_update(pushed)
+            for task in holds:
+                task.cancel()  # a request held open ends now, not when the server lets it go
+            await asyncio.gather(*holds, return_exceptions=True)
+
+    async def _hold(self, feed: CursorFeed, stop: asyncio.Event) -> None:
+        """Keep ``feed``'s long-poll open until ``stop`` (see the module's docstring)."""
+        reserve = self.client.budget.requests // HOLD_BUDGET_SHARE
+        while not stop.is_set():
+            started = self.clock.monotonic()
+            try:
+                changes = await self._run(feed, lambda: feed.hold(self.long_poll_s, reserve))
+            except Exception as exc:  # recorded in the feed's status; the next try is at feed.due
+                if not isinstance(exc, SyncError):
+                    log.exception("sync %s failed", feed.name)
+                await self.clock.sleep(feed.due - self.clock.monotonic(), stop)
+                continue
+            if changes:
+                await self.clock.sleep(max(self.long_poll_gap_s, feed.min_hold_gap_s), stop)
+            elif self.clock.monotonic() - started < min(NOT_HELD_S, self.long_poll_s / 2):
+                await self.clock.sleep(feed.interval_s, stop)  # not held: poll at the feed's pace
+
+    async def _poll(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._kick.clear()
             blocked = self.client.budget.blocked_for()
@@ -140,19 +191,20 @@ class Syncer:
             await self.clock.sleep(self._next_due() - self.clock.monotonic(), stop, self._kick)
 
     def _due(self, channel: Channel) -> bool:
-        if channel is self.uploader and not self.uploader.pending:
+        if channel in self._held or (channel is self.uploader and not self.uploader.pending):
             return False
         return channel.due <= self.clock.monotonic()
 
     def _next_due(self) -> float:
-        dues = [feed.due for feed in self.feeds]
+        dues = [channel.due for channel in (*self.feeds, self.state) if channel not in self._held]
         if self.uploader.pending:
             dues.append(self.uploader.due)
         return min(dues, default=self.clock.monotonic() + 60.0)
 
-    async def _run(self, channel: Channel) -> int:
+    async def _run(self, channel: Channel, work: Callable[[], Awaitable[int]] | None = None) -> int:
+        """``channel.run()`` (or ``work``, another way of running it), with the link's alarms."""
         try:
-            changes = await channel.run()
+            changes = await (work() if work is not None else channel.run())
         except SyncError as exc:
             await self._link_failed(channel, exc)
             raise

@@ -38,6 +38,12 @@ class Principal:
     def admin(self) -> bool:
         return self.role == "admin"
 
+    def sees(self, record: Any) -> bool:
+        """Whether a stored record (anything with a ``pid``) exists for this caller: an admin sees
+        every participant's, anyone else only their own (another's is a 404, not a 403, so ids
+        cannot be probed)."""
+        return record is not None and (self.admin or record.pid == self.pid)
+
 
 def issue_token(ring: KeyRing, sub: str, role: str, now: datetime, lifetime: int) -> str:
     iat = int(now.timestamp())

@@ -69,6 +69,23 @@ class Integration:
 
 
 @dataclass(frozen=True)
+class SyncRun:
+    """One HR sync of an integration: applied (``sync_id`` and the counts) or refused
+    (``errors``, as the 422 gave them)."""
+
+    received_at: datetime
+    sync_id: str | None
+    added: int
+    updated: int
+    offboarded: int
+    errors: list[dict[str, Any]] | None
+
+    @property
+    def applied(self) -> bool:
+        return self.errors is None
+
+
+@dataclass(frozen=True)
 class TicketRef:
     ticket_id: str
     month: Month

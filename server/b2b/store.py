@@ -23,7 +23,7 @@ from . import webhooks
 from .calendar import Month
 from .reconcile import Change, HrData, Profile, SyncPlan, summary
 from .records import (ApiKey, Company, Delivery, Document, DuplicateSync, Employee, Endpoint, Integration, Product,
-                      Query, TicketRef)
+                      Query, SyncRun, TicketRef)
 from .resources import document_event_payload, subscription_event_payload
 from .subscription import Dates, Plan
 
@@ -315,10 +315,28 @@ class B2BStore:
                            "AND offboarded_on IS NULL", (sync_id, ts(now), integration.id))
 
     def record_sync_error(self, integration_id: int, errors: list[dict[str, Any]], now: datetime) -> None:
-        """A refused sync leaves its errors on the integration (``GET /hr-integrations/{id}``)."""
+        """A refused sync leaves its errors on the integration (``GET /hr-integrations/{id}``),
+        and a line in the integration's sync runs (the operator console lists them)."""
         with self.db.transaction() as tx:
             tx.execute("UPDATE b2b_hr_integrations SET errors = ?, status = CASE WHEN last_sync_id IS NULL "
                        "THEN status ELSE 'SYNC FAILED' END WHERE id = ?", (_json(errors[:20]), integration_id))
+            tx.execute("INSERT INTO b2b_hr_sync_failures(integration_id, received_at, errors) VALUES (?, ?, ?)",
+                       (integration_id, ts(now), _json(errors[:20])))
+
+    def list_syncs(self, integration_id: int, offset: int, limit: int) -> tuple[list[SyncRun], int]:
+        """The integration's HR syncs, newest first: those applied, with their counts, and those
+        refused, with their errors."""
+        total = self.db.query("SELECT (SELECT count(*) FROM b2b_hr_syncs WHERE integration_id = ?) + "
+                              "(SELECT count(*) FROM b2b_hr_sync_failures WHERE integration_id = ?) AS n",
+                              (integration_id, integration_id))[0]["n"]
+        rows = self.db.query(
+            "SELECT received_at, sync_id, added, updated, offboarded, CAST(NULL AS TEXT) AS errors, 0 AS id "
+            "FROM b2b_hr_syncs WHERE integration_id = ? UNION ALL "
+            "SELECT received_at, CAST(NULL AS TEXT) AS sync_id, 0 AS added, 0 AS updated, 0 AS offboarded, errors, id "
+            "FROM b2b_hr_sync_failures WHERE integration_id = ? "
+            "ORDER BY received_at DESC, id DESC LIMIT ? OFFSET ?", (integration_id, integration_id, limit, offset))
+        return [SyncRun(parse_time(r["received_at"]), r["sync_id"], r["added"], r["updated"], r["offboarded"],
+                        json.loads(r["errors"]) if r["errors"] is not None else None) for r in rows], int(total)
 
     def _write_change(self, tx: Tx, integration: Integration, change: Change, next_ticket_at: date | None,
                       sync_id: str | None, now: datetime) -> None:
@@ -491,14 +509,50 @@ class B2BStore:
                            (ts(at), f"every delivery failed for 24 h (last: {error or status_code})",
                             delivery.endpoint_id))
 
-    def deliveries(self, endpoint_id: int, limit: int = 100) -> list[Delivery]:
-        """The delivery log of an endpoint, newest first."""
-        return [_delivery(r) for r in self.db.query(self._DELIVERY + "WHERE d.endpoint_id = ? ORDER BY d.id DESC LIMIT ?",
-                                                    (endpoint_id, limit))]
+    def deliveries(self, endpoint_id: int, limit: int = 100, offset: int = 0,
+                   status: str | None = None) -> list[Delivery]:
+        """The delivery log of an endpoint, newest first (``status``: only pending, delivered or
+        failed ones)."""
+        where, params = ("AND d.status = ? ", [endpoint_id, status]) if status else ("", [endpoint_id])
+        return [_delivery(r) for r in self.db.query(self._DELIVERY + f"WHERE d.endpoint_id = ? {where}"
+                                                    "ORDER BY d.id DESC LIMIT ? OFFSET ?", [*params, limit, offset])]
+
+    def delivery_counts(self, endpoint_id: int) -> dict[str, int]:
+        """An endpoint's deliveries by status."""
+        return {r["status"]: int(r["n"]) for r in self.db.query(
+            "SELECT status, count(*) AS n FROM b2b_deliveries WHERE endpoint_id = ? GROUP BY status", (endpoint_id,))}
 
     def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.db.query("SELECT at, status_code, error, duration_ms FROM b2b_delivery_attempts "
-                                               "WHERE delivery_id = ? ORDER BY id", (delivery_id,))]
+        return self.attempts_of([delivery_id]).get(delivery_id, [])
+
+    def attempts_of(self, delivery_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """Every attempt of each delivery, oldest first."""
+        found: dict[int, list[dict[str, Any]]] = {}
+        for start in range(0, len(delivery_ids), _IN_CHUNK):
+            chunk = list(delivery_ids[start:start + _IN_CHUNK])
+            for r in self.db.query("SELECT delivery_id, at, status_code, error, duration_ms FROM b2b_delivery_attempts "
+                                   f"WHERE delivery_id IN ({_marks(len(chunk))}) ORDER BY id", chunk):
+                found.setdefault(r["delivery_id"], []).append(
+                    {"at": r["at"], "status_code": r["status_code"], "error": r["error"],
+                     "duration_ms": r["duration_ms"]})
+        return found
+
+    def retry_delivery(self, endpoint_id: int, delivery_id: int, now: datetime) -> bool:
+        """The operator's "retry now": a delivery not yet delivered (pending, or failed for good)
+        is due at ``now`` again; failed for good, it gets one more attempt (its 24 h are over).
+        False when there is no such delivery of that endpoint, or it was delivered."""
+        with self.db.transaction() as tx:
+            return tx.execute("UPDATE b2b_deliveries SET status = 'pending', next_attempt_at = ?, finished_at = NULL "
+                              "WHERE id = ? AND endpoint_id = ? AND status <> 'delivered'",
+                              (ts(now), delivery_id, endpoint_id)) > 0
+
+    def status_counts(self) -> dict[int, dict[str, int]]:
+        """Employees by company and subscription status."""
+        counts: dict[int, dict[str, int]] = {}
+        for r in self.db.query("SELECT company_id, status, count(*) AS n FROM b2b_employees "
+                               "GROUP BY company_id, status"):
+            counts.setdefault(r["company_id"], {})[r["status"]] = int(r["n"])
+        return counts
 
     def pending_deliveries(self) -> int:
         return self.db.query("SELECT count(*) AS n FROM b2b_deliveries WHERE status = 'pending'")[0]["n"]

@@ -18,9 +18,11 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from yarl import URL
 
+from ..b2b.service import B2B
 from ..context import CTX, Context
 from ..errors import ApiError
-from . import activity, assets, deny_list, login, tickets
+from . import activity, assets, deny_list, employers, fleet, login, tickets
+from .fleet_queries import FleetQueries
 from .page import ADMIN, CONSOLE, PUBLIC, USER, Console, access, access_of, console_of, render
 from .queries import ConsoleQueries
 from .render import ConsoleError, make_env, see_other
@@ -29,7 +31,10 @@ from .session import COOKIE, check_csrf, check_origin, current_user
 log = logging.getLogger("server.console")
 PREFIX = "/console"
 SAFE_METHODS = ("GET", "HEAD")
-SECTIONS = [("console.tickets", "Tickets"), ("console.deny_list", "Deny list"), ("console.activity", "Activity")]
+SECTIONS = [("console.tickets", "Tickets"), ("console.deny_list", "Deny list"), ("console.fleet", "Fleet"),
+            ("console.activity", "Activity")]
+EMPLOYERS = ("console.employers", "Employers")  # with the B2B side
+PAGES = (login, tickets, deny_list, fleet, activity, assets)  # each module's ``routes``; employers with B2B
 SECURITY_HEADERS = {
     # Everything from this server; no inline script at all; forms only post here; never framed.
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
@@ -40,13 +45,16 @@ SECURITY_HEADERS = {
 }
 
 
-def make_console(ctx: Context, prefix: str = PREFIX) -> web.Application:
+def make_console(ctx: Context, prefix: str = PREFIX, b2b: B2B | None = None) -> web.Application:
+    """The console; with ``b2b`` (the server's employer side) its Employers pages too."""
     tz = ZoneInfo(ctx.config.console.timezone)
     app = web.Application(middlewares=[console_middleware])
     app[CTX] = ctx
-    app[CONSOLE] = Console(ctx, make_env(tz), ConsoleQueries(ctx.store.db), tz, prefix, list(SECTIONS))
+    sections = [*SECTIONS, EMPLOYERS] if b2b is not None else list(SECTIONS)
+    app[CONSOLE] = Console(ctx, make_env(tz), ConsoleQueries(ctx.store.db), tz, prefix, FleetQueries(ctx.store.db),
+                           sections, b2b)
     app[assets.ASSETS] = assets.load_assets()
-    for module in (login, tickets, deny_list, activity, assets):
+    for module in (*PAGES, *([employers] if b2b is not None else [])):
         app.add_routes(module.routes)
     app.router.add_get("/", home, name="console.home")
     return app

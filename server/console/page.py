@@ -10,15 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from jinja2 import Environment
 
 from ..context import Context
+from .fleet_queries import FleetQueries
 from .queries import ConsoleQueries
 from .render import html
+
+if TYPE_CHECKING:
+    from ..b2b.service import B2B
 
 PUBLIC, READ, ADMIN = "public", "read", "admin"  # no session; any console role; admin only
 CONSOLE_ROLES = ("admin", "support")
@@ -46,7 +50,9 @@ class Console:
     queries: ConsoleQueries
     tz: ZoneInfo
     prefix: str  # where the console is mounted: "/console"
+    fleet: FleetQueries
     sections: list[tuple[str, str]] = field(default_factory=list)  # nav: (route name, label)
+    b2b: B2B | None = None  # the employer side, when the server runs it (b2b.enabled)
 
     @staticmethod
     def now() -> datetime:

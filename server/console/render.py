@@ -81,6 +81,7 @@ class Pager:
     size: int
     total: int
     url: URL  # the page's own URL: the links keep its other parameters
+    param: str = "page"  # a page with two lists pages the second with another parameter
 
     @property
     def offset(self) -> int:
@@ -99,14 +100,14 @@ class Pager:
         return min(self.total, self.offset + self.size)
 
     def link(self, number: int) -> str:
-        return str(self.url.update_query(page=number))
+        return str(self.url.update_query({self.param: number}))
 
 
-def page_number(request: web.Request) -> int:
+def page_number(request: web.Request, param: str = "page") -> int:
     """``?page=``: a whole number from 1 (absent: 1); anything else is a 400 that says so."""
-    value = request.query.get("page", "1") or "1"
+    value = request.query.get(param, "1") or "1"
     if not (value.isascii() and value.isdigit()) or not 1 <= int(value[:8]) <= MAX_PAGE_NUMBER:
-        raise ConsoleError(400, f"page must be a whole number from 1 to {MAX_PAGE_NUMBER}, not {value[:40]!r}.")
+        raise ConsoleError(400, f"{param} must be a whole number from 1 to {MAX_PAGE_NUMBER}, not {value[:40]!r}.")
     return int(value)
 
 

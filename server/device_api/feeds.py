@@ -44,6 +44,7 @@ class FeedWatch:
         self._poked = asyncio.Event()
         self._reading: asyncio.Task[int] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def poke(self) -> None:
         """Something committed: the next read asks the database, and waiters get it now
@@ -80,7 +81,7 @@ class FeedWatch:
         self.waiters += 1
         try:
             async with self._changed:
-                while self.newest <= after:
+                while self.newest <= after and not self._stopping:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -107,6 +108,11 @@ class FeedWatch:
         self._task = asyncio.get_running_loop().create_task(self.run(), name=f"feed-{self.name}")
 
     async def stop(self) -> None:
+        """Stop watching, and answer the requests waiting now (the server is shutting down:
+        a held long-poll must not hold the shutdown up for its whole wait)."""
+        self._stopping = True
+        async with self._changed:
+            self._changed.notify_all()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

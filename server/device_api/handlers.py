@@ -21,7 +21,7 @@ from ..context import ctx_of, principal_of
 from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, json_response, read_json
 from ..models import EVENT_MODELS, DeviceKeyRequest
-from ..params import FEED_MAX, body_model, feed_params, feed_window, page_headers, param, q_int
+from ..params import DEVICES, FEED_MAX, body_model, feed_params, feed_window, page_headers, param, q_int
 from ..store import NewEvent
 from ..ticket_api import tickets
 from ..ticket_api.schemas import TicketEventResult
@@ -32,7 +32,6 @@ from .schemas import BlacklistEntry, DeviceKey, Kdk, Participant, Use
 
 api = Api("Device API", "What validators and inspection devices call (BoB Validation and Inspection APIs)")
 
-DEVICES = ("val", "ins")
 EVERY_ROLE = ("val", "ins", "pos", "tvm")
 USES_DEFAULT = 1000
 IF_NONE_MATCH = Param("If-None-Match", "header", {"type": "string"})

@@ -17,9 +17,9 @@ from ..context import ctx_of, principal_of
 from ..endpoint import Param, Reply
 from ..errors import ApiError, from_validation, json_response, read_json
 from ..models import GeoPosition, IsoTime, MtbReference
-from ..params import feed_params, feed_window, page_headers, param, path_int
+from ..params import DEVICES, feed_page, feed_params, param, path_int
 from .events import mtb_ref
-from .handlers import DEVICES, EVERY_ROLE, FEED_DESCRIPTION, api
+from .handlers import EVERY_ROLE, FEED_DESCRIPTION, api
 from .tickle import TickleMacroSet
 
 
@@ -90,11 +90,8 @@ def whitelist_json(entry: Any) -> dict[str, Any]:
               replies={200: Reply(list[WhitelistEntryOut], headers=("X-Total-Count", "Link"))})
 async def get_whitelist(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    window = feed_window(request, "whitelistEntryId", device=principal_of(request).role in DEVICES)
-    entries, total = await ctx.run(lambda: ctx.store.whitelist_page(
-        window.after, offset=window.offset, limit=window.limit, sort_order=window.sort_order))
-    return json_response([whitelist_json(e) for e in entries],
-                         headers=page_headers(request, window.offset, window.limit, total))
+    return await feed_page(request, "whitelistEntryId", lambda w: ctx.run(
+        ctx.store.whitelist_page, w.after, offset=w.offset, limit=w.limit, sort_order=w.sort_order), whitelist_json)
 
 
 # --- fraud check ------------------------------------------------------------------------------

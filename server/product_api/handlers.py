@@ -216,7 +216,7 @@ async def get_manifest(request: web.Request) -> web.Response:
     principal = principal_of(request)
     manifest_id = request.match_info["manifestId"]
     record = await ctx.run(ctx.store.get_manifest, manifest_id)
-    if record is None or not (principal.admin or record.pid == principal.pid):
+    if not principal.sees(record):
         raise ApiError(404, f"manifest {manifest_id!r} not found", code="manifest_not_found")
     headers = _manifest_headers(ctx, request, record)
     del headers["Location"]

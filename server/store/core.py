@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from mtb.timeutil import format_extended, parse_time
@@ -37,6 +37,8 @@ _EVENT_COLUMNS = "sub, local_event_id, ticket_id, kind, event_time, event_result
 _IN_CHUNK = 500
 T = TypeVar("T")
 DENY_SEQUENCE = "deny_list"  # the lock deny ids are taken under, and the channel that says one committed
+HISTORY_EVERY = timedelta(minutes=5)  # a device's state history: at least this apart unless it changed
+HISTORY_KEEP = timedelta(days=7)  # ... and this long
 USES_LOCK = "uses"  # held shared by ingests (they commit in any order), exclusively by a horizon read
 WHITELIST_SEQUENCE = "whitelist"
 
@@ -462,15 +464,34 @@ class Store:
     # --- the fleet --------------------------------------------------------------------------
 
     def report_device(self, report: DeviceReport) -> None:
-        """Keep ``report`` as the device's latest (one row per device)."""
+        """Keep ``report`` as the device's latest (one row per device, with when it last
+        fetched the deny list), and in its history (:meth:`_keep_history`)."""
         with self.db.transaction() as tx:
-            tx.execute("INSERT INTO devices(device, last_contact, software_version, outbox_depth, alarm_count, state) "
-                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+            tx.execute("INSERT INTO devices(device, last_contact, software_version, outbox_depth, alarm_count, state, "
+                       "deny_fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
                        "last_contact = excluded.last_contact, software_version = excluded.software_version, "
                        "outbox_depth = excluded.outbox_depth, alarm_count = excluded.alarm_count, "
-                       "state = excluded.state",
+                       "state = excluded.state, deny_fetched_at = excluded.deny_fetched_at",
                        (report.device, ts(report.last_contact), report.software_version, report.outbox_depth,
-                        report.alarm_count, report.state))
+                        report.alarm_count, report.state, ts(report.deny_fetched_at())))
+            self._keep_history(tx, report)
+
+    @staticmethod
+    def _keep_history(tx: Tx, report: DeviceReport) -> None:
+        """A device's state over time, thinned (a device reports at every sync): a row when the
+        software or the number of alarms changed, else one every ``HISTORY_EVERY``; rows older
+        than ``HISTORY_KEEP`` go. The operator console's device page shows it."""
+        last = tx.query("SELECT at, software_version, alarm_count FROM device_history WHERE device = ? "
+                        "ORDER BY at DESC LIMIT 1", (report.device,))
+        if last and last[0]["software_version"] == report.software_version \
+                and last[0]["alarm_count"] == report.alarm_count \
+                and parse_time(last[0]["at"]) > report.last_contact - HISTORY_EVERY:
+            return
+        tx.execute("INSERT INTO device_history(device, at, software_version, outbox_depth, alarm_count, state) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", (report.device, ts(report.last_contact), report.software_version,
+                                                  report.outbox_depth, report.alarm_count, report.state))
+        tx.execute("DELETE FROM device_history WHERE device = ? AND at < ?",
+                   (report.device, ts(report.last_contact - HISTORY_KEEP)))
 
     def list_devices(self, *, silent_since: datetime, silent: bool | None = None, alarm: bool | None = None,
                      sort_field: str = "lastContact", sort_order: str = "asc", offset: int = 0,

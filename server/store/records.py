@@ -5,9 +5,13 @@ Handlers and services see these, never rows; the SQL that fills them is in
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+DENY_LIST_AGE = "denyList"  # the deny list's name in a device state report's listAgesSeconds
+MAX_LIST_AGE = 10 ** 9  # seconds: as the state report's schema bounds it
 
 
 class StoreError(Exception):
@@ -188,6 +192,19 @@ class DeviceReport:
     outbox_depth: int
     alarm_count: int
     state: str
+
+    def deny_fetched_at(self) -> datetime | None:
+        """When the device last fetched the deny list, by this report: the report's time less
+        the age the device gives for its deny list (``listAgesSeconds.denyList``); None when it
+        gives none (never loaded, or a device that does not say)."""
+        try:
+            ages = json.loads(self.state).get("listAgesSeconds")
+        except (ValueError, AttributeError):
+            return None
+        age = ages.get(DENY_LIST_AGE) if isinstance(ages, dict) else None
+        if not isinstance(age, (int, float)) or isinstance(age, bool) or not 0 <= age <= MAX_LIST_AGE:
+            return None
+        return self.last_contact - timedelta(seconds=age)
 
 
 # API sort field -> column. The only names that ever reach an ORDER BY.

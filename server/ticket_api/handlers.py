@@ -251,6 +251,6 @@ async def get_ticketbundle(request: web.Request) -> web.Response:
     principal = principal_of(request)
     bundle_id = request.match_info["ticketBundleId"]
     bundle = await ctx.run(ctx.store.get_bundle, bundle_id)
-    if bundle is None or not (principal.admin or bundle.pid == principal.pid):
+    if not principal.sees(bundle):
         raise ApiError(404, f"ticket bundle {bundle_id!r} not found", code="bundle_not_found")
     return json_response(tickets.bundle_json(bundle))

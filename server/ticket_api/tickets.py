@@ -184,7 +184,7 @@ def bundle_json(bundle: BundleRecord) -> dict[str, Any]:
 async def load_ticket(ctx: Context, principal: Principal, ticket_id: str) -> TicketRecord:
     """The ticket, if it exists and the caller's participant owns it (admin: any); else 404."""
     ticket = await ctx.run(ctx.store.get_ticket, ticket_id)
-    if ticket is None or not (principal.admin or ticket.pid == principal.pid):
+    if not principal.sees(ticket):
         raise ApiError(404, f"ticket {ticket_id!r} not found", code="ticket_not_found")
     return ticket
 
@@ -293,7 +293,7 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
     replaces = None
     if call.recoverTicketId is not None:
         old = await ctx.run(ctx.store.get_ticket, call.recoverTicketId)
-        if old is None or not (principal.admin or old.pid == principal.pid):
+        if not principal.sees(old):
             raise field_error("recoverTicketId", "no such ticket")
         if old.state != "recovered":
             raise ApiError(409, f"ticket {old.ticket_id} is {old.state}, not recovered", code="invalid_state",
@@ -383,7 +383,7 @@ async def make_bundle(ctx: Context, principal: Principal, ticket_ids: list[str],
     tickets = []
     for index, tid in enumerate(ticket_ids):
         ticket = await ctx.run(ctx.store.get_ticket, tid)
-        if ticket is None or not (principal.admin or ticket.pid == principal.pid):
+        if not principal.sees(ticket):
             raise field_error(f"ticketIds[{index}]", f"no such ticket {tid!r}")
         tickets.append(ticket)
     origins = {t.bundle_id for t in tickets}

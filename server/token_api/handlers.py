@@ -16,16 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mtb.timeutil import format_extended
 
-from ..context import ctx_of, principal_of
+from ..context import ctx_of
 from ..endpoint import Api, Param, Reply
 from ..errors import ApiError, field_error, json_response
-from ..params import FEED_MAX, feed_params, feed_window, page_headers, param, q_int
+from ..params import FEED_MAX, feed_page, feed_params, param, q_int
 from ..store import TokenRecord
 
 api = Api("Token API", "BoB Token API 1.4: token information and the revocation list")
 
 READERS = ("val", "ins", "pos", "tvm")
-DEVICES = ("val", "ins")
 TOKEN_ID = Param("tokenId", "path", {"type": "string"}, "RFC 7638 SHA-256 thumbprint of the token's public key")
 
 
@@ -100,11 +99,9 @@ async def get_tokens(request: web.Request) -> web.Response:
               replies={200: Reply(list[RevocationEntry], headers=("X-Total-Count", "Link"))})
 async def get_revocation_list(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    window = feed_window(request, "revocationListStartEntryId", device=principal_of(request).role in DEVICES)
-    entries, total = await ctx.run(lambda: ctx.store.token_revocations_page(
-        window.after, offset=window.offset, limit=window.limit, sort_order=window.sort_order))
-    return json_response([{"entryId": e.entry_id, "thumbprint": e.token_id, "expire": format_extended(e.expire)}
-                          for e in entries], headers=page_headers(request, window.offset, window.limit, total))
+    return await feed_page(request, "revocationListStartEntryId", lambda w: ctx.run(
+        ctx.store.token_revocations_page, w.after, offset=w.offset, limit=w.limit, sort_order=w.sort_order),
+        lambda e: {"entryId": e.entry_id, "thumbprint": e.token_id, "expire": format_extended(e.expire)})
 
 
 async def _token(request: web.Request) -> TokenRecord:

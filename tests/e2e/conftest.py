@@ -95,7 +95,8 @@ async def backoffice(server: ServerProcess) -> Any:
 
 
 def device_config(tmp_path: Path, base_url: str, *, device_id: str = "bus-1", entity: str = "val1",
-                  mode: str = "validation", **extra: Any) -> AgentConfig:
+                  mode: str = "validation", sync: dict[str, Any] | None = None, **extra: Any) -> AgentConfig:
+    """An agent's config; ``sync`` overrides keys of its ``[server]`` section."""
     credentials = tmp_path / f"{device_id}.credentials"
     credentials.write_text(f"{entity}:{PASSWORD}\n")
     credentials.chmod(0o600)
@@ -105,7 +106,7 @@ def device_config(tmp_path: Path, base_url: str, *, device_id: str = "bus-1", en
         "feedback": {"kind": "simulated"},
         "server": {"production_url": base_url + "/api/v1", "credentials_file": str(credentials),
                    "upload_interval_s": 0.05, "feeds_interval_s": 0.2, "allow_insecure_http": True,
-                   "max_requests_per_minute": 100_000},
+                   "max_requests_per_minute": 100_000, **(sync or {})},
         **extra})
 
 

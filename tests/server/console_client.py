@@ -5,7 +5,9 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -71,3 +73,20 @@ class ConsoleClient:
 def client_session() -> aiohttp.ClientSession:
     """Cookies for 127.0.0.1 too (aiohttp's default jar refuses cookies of IP addresses)."""
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+TIME = re.compile(r'<time datetime="([^"]+)Z" title="([^"]+) UTC">([^<]+)</time>')
+
+
+def assert_times_in_zone(text: str, zone: str) -> int:
+    """Every time on the page is in ``zone`` (to the second or to the minute) with its UTC time
+    in the title (hover); returns how many there are."""
+    times = TIME.findall(text)
+    for iso, utc_text, local_text in times:
+        utc = datetime.fromisoformat(iso).replace(tzinfo=timezone.utc)
+        assert utc_text == utc.strftime("%Y-%m-%d %H:%M:%S")
+        local = utc.astimezone(ZoneInfo(zone))
+        shown = [local.strftime(f"%Y-%m-%d {clock} ") + (local.tzname() or "") for clock in ("%H:%M:%S", "%H:%M")]
+        assert local_text in shown, (local_text, shown)  # to the second, or to the minute (the activity chart)
+    assert f"Times are shown in {zone}" in text
+    return len(times)

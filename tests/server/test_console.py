@@ -18,7 +18,7 @@ from server.app import app_from_data_dir
 from server.thread import ServerThread
 
 from .conftest import PASSWORD, Deployment, make_data_dir
-from .console_client import ConsoleClient, client_session
+from .console_client import ConsoleClient, assert_times_in_zone, client_session
 
 
 @pytest.fixture(scope="session")
@@ -240,6 +240,41 @@ async def test_forms_without_their_csrf_token_do_nothing(clients, api):
     assert (await client.get("/console/tickets")).status == 200  # still signed in
 
 
+def changing_routes() -> list[tuple[str, str, str]]:
+    """``(method, path, access)`` of every console route that changes something (not GET or
+    HEAD), each path part filled in with "1"."""
+    from server.console import employers
+    from server.console.app import PAGES
+    from server.console.page import ACCESS_ATTR, READ
+
+    return [(route.method, "/console" + re.sub(r"\{[^}]+\}", "1", route.path),
+             getattr(route.handler, ACCESS_ATTR, READ))
+            for module in (*PAGES, employers) for route in module.routes if route.method not in ("GET", "HEAD")]
+
+
+async def test_every_route_that_changes_something_needs_the_csrf_token_and_its_role(clients):
+    from server.console.page import ADMIN
+
+    routes = changing_routes()
+    assert {(method, path) for method, path, _ in routes} == {
+        ("POST", "/console/login"), ("POST", "/console/logout"), ("POST", "/console/tickets/1/action"),
+        ("POST", "/console/employers/1/webhooks/1/deliveries/1/retry"),
+        ("POST", "/console/employers/1/webhooks/1/enable")}
+    admin = await clients("admin")
+    for method, path, _ in routes:
+        for form in ({}, {"csrf": "x" * 43}):  # none, or a wrong one: refused before the handler runs
+            page = await admin.request(method, path, data=form)
+            assert page.status == 403 and "CSRF" in page.text, (method, path, form)
+    assert (await admin.get("/console/tickets")).status == 200  # still signed in
+    support = await clients("support1")
+    token = (await support.get("/console/tickets")).csrf()
+    admin_only = [(method, path) for method, path, level in routes if level == ADMIN]
+    assert len(admin_only) == 3
+    for method, path in admin_only:  # the right token, the wrong role
+        page = await support.request(method, path, data={"csrf": token})
+        assert page.status == 403 and "may look but not change" in page.text, (method, path)
+
+
 async def test_support_sees_everything_but_cannot_press_the_buttons(clients, api, deployment):
     ticket_id = await api.ticket_id("trav-support")
     support = await clients("support1")
@@ -389,15 +424,7 @@ async def test_times_are_in_the_operators_zone_with_utc_on_hover(make_server):
         client = ConsoleClient(deployment.server.origin, session)
         await client.sign_in("admin")
         page = await client.get(ticket_path(ticket_id))
-    times = re.findall(r'<time datetime="([^"]+)Z" title="([^"]+) UTC">([^<]+)</time>', page.text)
-    assert times
-    for iso, utc_text, local_text in times:
-        utc = datetime.fromisoformat(iso).replace(tzinfo=timezone.utc)
-        assert utc_text == utc.strftime("%Y-%m-%d %H:%M:%S")
-        from zoneinfo import ZoneInfo
-        local = utc.astimezone(ZoneInfo("Europe/Stockholm"))
-        assert local_text == local.strftime("%Y-%m-%d %H:%M:%S ") + local.tzname()
-    assert "Times are shown in Europe/Stockholm" in page.text
+    assert assert_times_in_zone(page.text, "Europe/Stockholm")
 
 
 def test_an_unknown_time_zone_is_refused_at_start(tmp_path):
@@ -416,8 +443,37 @@ async def test_the_deny_list_filters_by_kind_and_status(clients, api):
     expired = await client.get("/console/deny-list?status=expired")
     assert "&ldquo;checking&rdquo;" in in_force.text and "&ldquo;checked&rdquo;" not in in_force.text
     assert "&ldquo;checked&rdquo;" in expired.text and "lifts" in expired.text
-    assert "No entry" in (await client.get("/console/deny-list?kind=token")).text
     assert (await client.get("/console/deny-list?kind=everything")).status == 400
+
+
+async def test_the_deny_list_shows_what_each_entry_names_and_filters_by_kind(make_server):
+    from server.store import DenyEntry
+
+    from .conftest import Api
+
+    deployment = make_server()
+    now = datetime.now(timezone.utc)
+    store = deployment.store()
+    try:  # a traveller and a token denied as another tool would (the token CLI): no console actor
+        store.add_deny(DenyEntry(now + timedelta(days=30), traveller_id="trav-fraud", reason="fraud", created_at=now))
+        store.add_deny(DenyEntry(now + timedelta(days=30), token_id="tok-lost-card", reason="token revoked",
+                                 created_at=now))
+    finally:
+        store.close()
+    async with client_session() as session:
+        ticket_id = await Api(deployment, session).ticket_id("trav-kinds")
+        client = ConsoleClient(deployment.server.origin, session)
+        await client.sign_in("admin")
+        assert (await act(client, ticket_id, "revoke", "chargeback")).status == 303
+        pages = {kind: (await client.get(f"/console/deny-list?kind={kind}")).text
+                 for kind in ("all", "ticket", "traveller", "token")}
+    names = {"ticket": ticket_id, "traveller": "trav-fraud", "token": "tok-lost-card"}
+    for kind, name in names.items():
+        row = re.search(rf"<tr>\s*<td>\d+</td>\s*<td>{kind}</td>(.*?)</tr>", pages["all"], re.S)
+        assert row and name in row.group(1), kind
+        assert name in pages[kind] and all(other not in pages[kind] for other in names.values() if other != name)
+    assert "revoke: &ldquo;chargeback&rdquo;" in pages["ticket"] and "<td>admin</td>" in pages["ticket"]
+    assert "<td>fraud</td>" in pages["traveller"] and "<td>—</td>" in pages["traveller"]  # nobody in the console
 
 
 async def test_activity_charts_validations_by_result_and_lists_the_days_refusals(make_server, make_event):

@@ -2,6 +2,7 @@
 where to go after signing in, the buttons a state allows, paging, an event's place and device."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -10,10 +11,11 @@ from yarl import URL
 
 from server.console.activity import day_bounds
 from server.console.chart import BOTTOM, HEIGHT, TOP, nice_ceiling, stacked_minutes
+from server.console.fleet_queries import DeviceRow
 from server.console.login import safe_next
 from server.console.render import Pager, duration, when
 from server.console.tickets import clean_reason, event_device, event_place, possible_actions
-from server.store import TicketRecord
+from server.store import DeviceReport, TicketRecord
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 
@@ -108,6 +110,8 @@ def test_pager_keeps_the_other_parameters():
     assert pager.link(3) == "/console/tickets?by=traveller&q=a+b&page=3"
     empty = Pager(1, 5, 0, URL("/console/deny-list"))
     assert (empty.last, empty.first_row, empty.last_row) == (1, 0, 0)
+    second = Pager(1, 5, 12, URL("/console/devices/val1?page=2"), "history")  # a page's second list
+    assert second.link(2) == "/console/devices/val1?page=2&history=2"
 
 
 def test_an_events_place_and_device():
@@ -118,3 +122,22 @@ def test_an_events_place_and_device():
     assert event_device(event) == "V1, vehicle, door 1"
     assert event_place({}) == "—" and event_device({"deviceReference": {"did": "phone-9"}}) == "ticket device phone-9"
     assert event_place({"stopArea": "not an object", "geo": {"lat": 1}}) == "—"
+
+
+def test_when_a_device_last_fetched_the_deny_list_by_its_report():
+    def report(ages: object) -> DeviceReport:
+        return DeviceReport("val1", START, "1.0", 0, 0, json.dumps({"listAgesSeconds": ages}))
+
+    assert report({"denyList": 90.0, "uses": 3}).deny_fetched_at() == START - timedelta(seconds=90)
+    assert report({"denyList": 0}).deny_fetched_at() == START
+    for ages in ({"denyList": None}, {"uses": 3}, {"denyList": -1}, {"denyList": True}, {"denyList": "9"}, [], None):
+        assert report(ages).deny_fetched_at() is None, ages  # never loaded, not given, or nonsense: unknown
+    assert DeviceReport("val1", START, None, 0, 0, "not json").deny_fetched_at() is None
+
+
+def test_a_device_of_another_participant_is_named_so():
+    def row(device: str) -> DeviceRow:
+        return DeviceRow(device, None, START, None, 0, 0, {})
+
+    assert row("4321:val-of-4321").participant == "4321"
+    assert row("val1").participant is None and row("x:y").participant is None

@@ -134,7 +134,8 @@ async def test_status_shows_each_feed_and_the_uploader(start_server, make_device
     await device.syncer.sync_once()
     assert main(["status", "--db", str(device.cache.path)]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert set(shown["sync"]) == {"participant-metadata", "kdks", "deny-list", "stops", "upload"}
+    assert set(shown["sync"]) == {"participant-metadata", "kdks", "deny-list", "uses", "stops", "tickle-macros",
+                                  "upload"}
     metadata = shown["sync"]["participant-metadata"]
     assert metadata["etag"] and metadata["lastSuccessAgeSeconds"] <= 5 and "lastError" not in metadata
     assert shown["sync"]["deny-list"]["cursor"] == 0

@@ -8,6 +8,7 @@ import os
 
 from mtb.scan_context import Validator
 from agent.runtime import Agent
+from agent.sync import RequestBudget
 from hardware import SimulatedFeedback, SimulatedReader
 
 from ..simclock import SimulatedClock
@@ -114,3 +115,20 @@ async def test_an_event_after_a_quiet_spell_goes_up_at_once_a_rush_waits_for_the
     assert device.cache.outbox_count() == 0  # ...and goes up when it has passed
     stop.set()
     await loop
+
+
+async def test_a_request_with_a_reserve_leaves_that_much_of_the_budget_to_the_others():
+    """A long-poll that returns at once while entries flood in asks with a reserve: uploads
+    still find room in the window."""
+    clock = SimulatedClock()
+    budget = RequestBudget(8, 60.0, clock)
+    for _ in range(6):
+        await budget.acquire(reserve=2)
+    held = asyncio.create_task(budget.acquire(reserve=2))
+    await clock.settle()
+    assert not held.done()  # 6 of 8 used: another hold now would eat into the reserve
+    await budget.acquire()
+    await budget.acquire()  # the others get the last two at once
+    assert budget.used() == 8 and not held.done()
+    await clock.advance(60.0, sleepers=0)
+    assert held.done() and budget.used() == 1  # the window moved on: the hold got its turn
