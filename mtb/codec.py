@@ -228,15 +228,13 @@ def _texts(value: Any, key: str, what: str) -> tuple[str, ...]:
 
 
 def _triple(parts: Any, what: str) -> tuple[bytes, bytes, bytes]:
-    if (isinstance(parts, list) and len(parts) == 3 and isinstance(parts[0], bytes) and isinstance(parts[1], bytes)
-            and isinstance(parts[2], bytes)):
-        return parts[0], parts[1], parts[2]
     if not isinstance(parts, list) or len(parts) != 3:
         raise MtbFormatError(f"{what} is not an array of three byte strings")
-    for part, name in zip(parts, ("header", "body", "signature")):
-        if not isinstance(part, bytes):
-            raise MtbFormatError(f"{what} {name} is not a byte string")
-    return parts[0], parts[1], parts[2]
+    header, body, signature = parts
+    if isinstance(header, bytes) and isinstance(body, bytes) and isinstance(signature, bytes):
+        return header, body, signature
+    name = "header" if not isinstance(header, bytes) else "body" if not isinstance(body, bytes) else "signature"
+    raise MtbFormatError(f"{what} {name} is not a byte string")
 
 
 def _merged_metadata(metadata: Any, what: str) -> dict[str, Any]:
