@@ -309,9 +309,9 @@ class Simulation:
         data = str(self.data)
         company = server_cli("b2b", "company", "add", "--data", data, "--name", "ACME Logistics", "--product-id",
                              "job-ticket", "--fare-amount", "49", "--currency", "SEK", "--zones", "A,B,C",
-                             "--modes", "bus,metro")["companyId"]
+                             "--modes", "bus,metro")["id"]
         key = server_cli("b2b", "key", "add", "--data", data, "--company", str(company))
-        integration = server_cli("b2b", "integration", "add", "--data", data, "--company", str(company))["integrationId"]
+        integration = server_cli("b2b", "integration", "add", "--data", data, "--company", str(company))["id"]
         b2b = self.base.replace("/api/v1", "/b2b")
         auth = {"Authorization": basic_auth(key["keyId"], key["secret"])}
 

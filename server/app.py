@@ -23,7 +23,7 @@ from .b2b.api import B2B_KEY
 from .b2b.app import install as install_b2b
 from .auth.api import api as auth_api
 from .auth.passwords import HashPool
-from .auth.ratelimit import DatabaseLimiter, Limiter, RateLimiter
+from .auth.ratelimit import DatabaseLimiter, Limiter, RateLimiter, limits_shared
 from .auth.tokens import TokenCache
 from .clients import TrustedProxies
 from .config import PRODUCTS_FILE, TICKLE_FILE, ServerConfig, load_config
@@ -50,7 +50,7 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
             raise ValueError("make_app needs a keyring or a config loaded from a data directory")
         keyring = KeyRing.load(config.data_dir, config)
     run = StoreRunner(store)
-    limiter, login_limiter = make_limiters(config, store, run)
+    limiter, login_limiter, b2b_limiter = make_limiters(config, store, run)
     endpoints = {ep.operation_id: ep for surface in SURFACES for ep in surface.endpoints}
     data_dir = Path(config.data_dir or ".")
     ctx = Context(config=config, keyring=keyring, store=store, run=run, limiter=limiter,
@@ -66,7 +66,7 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     app[BODY_TIMEOUT] = config.connections.body_timeout_seconds
     for surface in SURFACES:
         surface.add_routes(app.router, config.base_path)
-    install_b2b(app, ctx)  # the JobTicket B2B API, under its own base path (config b2b.base_path)
+    install_b2b(app, ctx, b2b_limiter)  # the JobTicket B2B API, under its own base path (config b2b.base_path)
     if config.console.enabled:
         # web pages, not an API surface; the employer pages with the B2B side
         app.add_subapp(console.PREFIX, console.make_console(ctx, b2b=app.get(B2B_KEY)))
@@ -88,22 +88,24 @@ def make_app(config: ServerConfig, store: Store, keyring: KeyRing | None = None)
     return app
 
 
-def make_limiters(config: ServerConfig, store: Store, run: StoreRunner) -> tuple[Limiter | None, Limiter | None]:
-    """The request limiter and the login-failure limiter (None when off): in the database when
-    several processes share it (``shared_limits``; default: on PostgreSQL), else in this
-    process's memory."""
-    shared = config.shared_limits if config.shared_limits is not None else store.db.dialect != "sqlite"
+def make_limiters(config: ServerConfig, store: Store,
+                  run: StoreRunner) -> tuple[Limiter | None, Limiter | None, Limiter | None]:
+    """The request limiter, the login-failure limiter and the B2B API's per-key limiter (None
+    when off): in the database when several processes share it (``shared_limits``; default: on
+    PostgreSQL), else in this process's memory."""
+    shared = limits_shared(config.shared_limits, store.db.dialect)
 
     def limiter(requests: int, window: float, block: float, roles: Any = None) -> Limiter:
         if shared:
             return DatabaseLimiter(run, store, requests, window, block, roles=roles)
         return RateLimiter(requests, window, block, roles=roles)
 
-    rl, ll = config.rate_limit, config.login_limit
+    rl, ll, kl = config.rate_limit, config.login_limit, config.b2b.rate_limit
     requests = limiter(rl.requests, rl.window_seconds, rl.block_seconds,
                        {role: rl.for_role(role) for role in rl.roles}) if rl.enabled else None
     logins = limiter(ll.failures, ll.window_seconds, ll.block_seconds) if ll.enabled else None
-    return requests, logins
+    b2b_keys = limiter(kl.requests, kl.window_seconds, kl.block_seconds) if kl.enabled else None
+    return requests, logins, b2b_keys
 
 
 def app_from_data_dir(data_dir: str | Path, **overrides: object) -> web.Application:

@@ -24,13 +24,12 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from .b2b.config import B2BConfig
 from .store import is_database_url
 
 CONFIG_FILE = "config.json"
@@ -59,10 +58,10 @@ class RoleRateLimit(BaseModel):
 DEVICE_RATE_LIMIT = RoleRateLimit(requests=120, window_seconds=60, block_seconds=60)
 
 
-class RateLimitConfig(BaseModel):
-    """Per credential (entity id): ``requests`` in a rolling ``window_seconds``; the next one
-    gets 429 and blocks that credential for ``block_seconds``. ``roles`` gives a role its own
-    limit (default: the device roles ``val`` and ``ins``); ``{}`` gives every role the default."""
+class RequestLimit(BaseModel):
+    """Per caller: ``requests`` in a rolling ``window_seconds``; the next one gets 429 and blocks
+    that caller for ``block_seconds`` (the JobTicket B2B overview's rule: 100 a minute, then 5
+    minutes). :mod:`server.auth.ratelimit` applies it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -70,6 +69,12 @@ class RateLimitConfig(BaseModel):
     requests: int = Field(100, ge=1)
     window_seconds: float = Field(60.0, gt=0)
     block_seconds: float = Field(300.0, ge=0)
+
+
+class RateLimitConfig(RequestLimit):
+    """The BoB API's limit per credential (entity id). ``roles`` gives a role its own limit
+    (default: the device roles ``val`` and ``ins``); ``{}`` gives every role the default."""
+
     roles: dict[Literal["val", "ins", "tvm", "pos", "admin"], RoleRateLimit] = Field(
         default_factory=lambda: {"val": DEVICE_RATE_LIMIT, "ins": DEVICE_RATE_LIMIT})
 
@@ -83,25 +88,63 @@ class RateLimitConfig(BaseModel):
                 own.block_seconds if own.block_seconds is not None else self.block_seconds)
 
 
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Stockholm)") from None
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]  # an IANA name the system knows
+
+
 class ConsoleConfig(BaseModel):
     """The operator console under ``/console`` (:mod:`server.console`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    timezone: str = "UTC"  # IANA name; every time on a page is shown in it (UTC on hover)
+    timezone: TimeZoneName = "UTC"  # every time on a page is shown in it (UTC on hover)
     session_idle_seconds: int = Field(1800, ge=60)  # signed out after this long without a page
     session_max_seconds: int = Field(12 * 3600, ge=300)  # and after this long in any case
     page_size: int = Field(50, ge=5, le=500)  # rows of every list
 
-    @field_validator("timezone")
+
+class B2BConfig(BaseModel):
+    """The JobTicket B2B API (:mod:`server.b2b`; its README says what each choice means)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    base_path: str = "/b2b"  # the published paths (/employees, ...) live under it
+    public_url: str | None = None  # origin for HAL links (https://api.example.com); default: the request's
+    timezone: TimeZoneName = "UTC"  # the operator's zone: the calendar months of job tickets
+    # Per API key, as published: 100 a minute, rolling, then 429 and a 5-minute block. Kept where
+    # the server keeps its own limits (``shared_limits``: in the database, for every process).
+    rate_limit: RequestLimit = Field(default_factory=RequestLimit)
+    jobs: bool = True  # run the roll-over, the document renderer and the webhook sender inside the server
+    rollover_interval_seconds: float = Field(300.0, gt=0)
+    webhook_poll_seconds: float = Field(2.0, gt=0)
+    document_poll_seconds: float = Field(10.0, gt=0)  # documents another process's roll-over left to render
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    webhook_concurrency: int = Field(8, ge=1, le=100)
+    document_font: str | None = None  # a .ttf for the PDF; default DejaVu Sans, else reportlab's Vera
+
+    @field_validator("base_path")
     @classmethod
-    def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Stockholm)") from None
+    def _base_path(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if not value.startswith("/") or any(c in value for c in "{}?#% "):
+            raise ValueError("b2b.base_path must be a plain path starting with '/'")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("b2b.public_url must be an http(s) origin")
+        return value.rstrip("/") if value else value
 
 
 class LoginLimitConfig(BaseModel):
@@ -202,7 +245,7 @@ class ServerConfig(BaseModel):
     shared_limits: bool | None = None
     # Who may read GET {base}/metrics (Prometheus has no BoB token): networks, default loopback only
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
-    b2b: B2BConfig = Field(default_factory=B2BConfig)  # the JobTicket B2B API (server/b2b/)
+    b2b: B2BConfig = Field(default_factory=B2BConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     login_limit: LoginLimitConfig = Field(default_factory=LoginLimitConfig)
     password_hash: PasswordHashConfig = Field(default_factory=PasswordHashConfig)

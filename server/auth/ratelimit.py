@@ -82,6 +82,12 @@ class Limiter(Protocol):
         """Drop the slots ``key`` holds (a login succeeded: its earlier failures no longer count)."""
 
 
+def limits_shared(shared_limits: bool | None, dialect: str) -> bool:
+    """Whether the limits live in the database (config ``shared_limits``; default: on PostgreSQL,
+    where several processes share the database)."""
+    return shared_limits if shared_limits is not None else dialect != "sqlite"
+
+
 def give_back(state: LimitState) -> None:
     if state.hits:
         state.hits.pop()

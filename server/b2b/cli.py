@@ -7,14 +7,18 @@
     b2b company list | enable | disable --company N
     b2b key add --data DIR --company N [--permissions view-employees,...] [--name TEXT]   # secret shown once
     b2b key list --company N | b2b key enable|disable --key KEY_ID
+    b2b key permissions --key KEY_ID --permissions view-employees,...
     b2b integration add --data DIR --company N --name "Personio"
     b2b webhook add --data DIR --company N --url URL [--events a,b]                      # secret shown once
     b2b webhook list [--company N] | enable|disable --endpoint N | log --endpoint N
     b2b rollover --data DIR [--at 2026-05-01T00:05:00Z]
+    b2b documents --data DIR
     b2b deliver --data DIR [--at TIME]
 
-Every command prints JSON. ``rollover`` and ``deliver`` run the job once, in this process,
-against the same database the server uses (SQLite: WAL lets both write, one at a time).
+Every command prints JSON. Companies, keys, integrations and webhook endpoints are managed
+through :mod:`.admin`, exactly as the HTTP admin API manages them. ``rollover``, ``documents`` and ``deliver`` run the job once, in this
+process, against the same database the server uses, beside it and beside each other: the
+store's locks, unique index and claims keep them from doing anything twice (server/b2b/store.py).
 """
 from __future__ import annotations
 
@@ -27,18 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pydantic import ValidationError
 
-from mtb.timeutil import format_extended, parse_time
+from mtb.timeutil import parse_time
 
 from ..config import ServerConfig, load_config
 from ..context import Context
 from ..keyring import KeyRing
 from ..store import StoreRunner, open_store
-from . import keys, webhooks
-from .records import PERMISSIONS, Product
-from .service import B2B, rollover
+from ..errors import validation_details
+from . import admin, webhooks
+from .records import PERMISSIONS
+from .service import B2B, render_documents, rollover
 from .store import B2BStore
-from .subscription import Plan
 
 
 class B2BUsageError(ValueError):
@@ -84,6 +89,14 @@ async def run_rollover(data: Path, at: datetime) -> dict[str, Any]:
         b2b.ctx.run.close()
 
 
+async def run_documents(data: Path) -> dict[str, Any]:
+    b2b = open_b2b(data)
+    try:
+        return {"documents": await render_documents(b2b), "pending": await b2b.run(b2b.store.pending_documents)}
+    finally:
+        b2b.ctx.run.close()
+
+
 async def run_deliver(data: Path, at: datetime | None) -> dict[str, Any]:
     from .delivery import deliver_due
 
@@ -96,115 +109,85 @@ async def run_deliver(data: Path, at: datetime | None) -> dict[str, Any]:
         b2b.ctx.run.close()
 
 
-def _company(args: argparse.Namespace) -> Any:
-    config, store = _store(args.data)
-    now = datetime.now(timezone.utc)
-    try:
-        if args.action == "add":
-            if not args.name or not args.product_id or args.fare_amount is None or not args.currency:
-                raise B2BUsageError("company add needs --name, --product-id, --fare-amount and --currency")
-            vat = round(args.fare_amount * args.vat_percent / 100, 2)
-            product = Product(args.product_id, tuple(_csv(args.zones)), tuple(_csv(args.modes)),
-                              {"amount": args.fare_amount, "currency": args.currency, "vatAmount": vat,
-                               "vatPercent": args.vat_percent}, args.category)
-            plan = Plan(args.plan, args.contribution)
-            return {"companyId": store.add_company(args.name, product, plan, now)}
-        if args.action == "list":
-            return [{"id": c.id, "name": c.name, "apiEnabled": c.api_enabled, "productId": c.product.product_id,
-                     "zones": c.product.zones, "modes": c.product.modes, "fare": c.product.fare,
-                     "plan": c.plan.type, "contribution": c.plan.contribution} for c in store.list_companies()]
-        if not store.set_company_api(_need(args.company, "--company"), args.action == "enable"):
-            raise B2BUsageError(f"no company {args.company}")
-        return {"companyId": args.company, "apiEnabled": args.action == "enable"}
-    finally:
-        store.db.close()
-
-
 def _need(value: Any, name: str) -> Any:
     if value is None:
         raise B2BUsageError(f"{name} is required")
     return value
 
 
-def _key(args: argparse.Namespace) -> Any:
+def _admin(args: argparse.Namespace, action: Callable[[B2BStore, datetime], Any]) -> Any:
+    """Run one of :mod:`.admin`'s operations (the same the HTTP admin API runs) on the data
+    directory's store; its refusals become the CLI's error line."""
     _, store = _store(args.data)
     try:
-        if args.action == "add":
-            company = _need(args.company, "--company")
-            if store.get_company(company) is None:
-                raise B2BUsageError(f"no company {company}")
-            key, secret = keys.new_key(company, _csv(args.permissions) or list(PERMISSIONS),
-                                       datetime.now(timezone.utc), args.name)
-            store.add_api_key(key)
-            return {"keyId": key.key_id, "secret": secret, "permissions": sorted(key.permissions),
-                    "note": "the secret is shown only now; it is stored hashed"}
-        if args.action == "list":
-            return [{"keyId": k.key_id, "name": k.name, "enabled": k.enabled, "permissions": sorted(k.permissions),
-                     "createdAt": format_extended(k.created_at)}
-                    for k in store.list_api_keys(_need(args.company, "--company"))]
-        if not store.set_api_key(_need(args.key, "--key"), enabled=args.action == "enable"):
-            raise B2BUsageError(f"no API key {args.key}")
-        return {"keyId": args.key, "enabled": args.action == "enable"}
+        return action(store, datetime.now(timezone.utc))
+    except ValidationError as exc:
+        raise B2BUsageError("; ".join(f"{d['field']}: {d['message']}" for d in validation_details(exc))) from None
+    except admin.NotFound as exc:
+        raise B2BUsageError(str(exc)) from None
     finally:
         store.db.close()
+
+
+def _company(args: argparse.Namespace) -> Any:
+    if args.action == "add":
+        if not args.name or not args.product_id or args.fare_amount is None or not args.currency:
+            raise B2BUsageError("company add needs --name, --product-id, --fare-amount and --currency")
+        fare = {"amount": args.fare_amount, "currency": args.currency, "vatPercent": args.vat_percent}
+        product = {"productId": args.product_id, "category": args.category, "zones": _csv(args.zones),
+                   "modes": _csv(args.modes), "fare": fare}
+        plan = {"type": args.plan, "employeeContributionAmount": args.contribution}
+        body = {"name": args.name, "product": product, "plan": plan}
+        return _admin(args, lambda store, now: admin.create_company(store, admin.CompanyIn.model_validate(body), now))
+    if args.action == "list":
+        return _admin(args, lambda store, now: admin.list_companies(store))
+    company = _need(args.company, "--company")
+    patch = {"apiEnabled": args.action == "enable"}
+    return _admin(args, lambda store, now: admin.update_company(store, company, admin.CompanyPatch.model_validate(patch)))
+
+
+def _key(args: argparse.Namespace) -> Any:
+    if args.action == "add":
+        company = _need(args.company, "--company")
+        body = {"permissions": _csv(args.permissions) or None, "name": args.name}
+        return _admin(args, lambda store, now: admin.create_key(store, company, admin.ApiKeyIn.model_validate(body), now))
+    if args.action == "list":
+        company = _need(args.company, "--company")
+        return _admin(args, lambda store, now: admin.list_keys(store, company))
+    key_id = _need(args.key, "--key")
+    patch = ({"permissions": _csv(_need(args.permissions, "--permissions"))} if args.action == "permissions"
+             else {"enabled": args.action == "enable"})
+    return _admin(args, lambda store, now: admin.update_key(store, key_id, admin.ApiKeyPatch.model_validate(patch)))
 
 
 def _integration(args: argparse.Namespace) -> Any:
-    _, store = _store(args.data)
-    try:
-        company = _need(args.company, "--company")
-        if store.get_company(company) is None:
-            raise B2BUsageError(f"no company {company}")
-        if args.action == "add":
-            return {"integrationId": store.add_integration(company, args.name or "JobTicket+ API Integration",
-                                                           datetime.now(timezone.utc))}
-        from .records import Query
-        found, _ = store.list_integrations(company, Query("id", "asc", 0, 1000))
-        return [{"id": i.id, "name": i.name, "status": i.status, "lastSyncId": i.last_sync_id,
-                 "lastSyncedAt": i.last_synced_at, "errors": i.errors} for i in found]
-    finally:
-        store.db.close()
-
-
-def _endpoint_json(e: Any) -> dict[str, Any]:
-    return {"id": e.id, "companyId": e.company_id, "url": e.url, "events": e.event_types, "enabled": e.enabled,
-            "failingSince": e.failing_since, "disabledAt": e.disabled_at, "disabledReason": e.disabled_reason}
+    company = _need(args.company, "--company")
+    if args.action == "add":
+        body = {"name": args.name} if args.name else {}
+        return _admin(args, lambda store, now: admin.create_integration(store, company,
+                                                                        admin.IntegrationIn.model_validate(body), now))
+    return _admin(args, lambda store, now: admin.list_integrations(store, company))
 
 
 def _webhook(args: argparse.Namespace) -> Any:
-    _, store = _store(args.data)
-    now = datetime.now(timezone.utc)
-    try:
-        if args.action == "add":
-            company = _need(args.company, "--company")
-            url = _need(args.url, "--url")
-            if not url.startswith(("https://", "http://")):
-                raise B2BUsageError("--url must be an http(s) URL")
-            events = _csv(args.events) or list(webhooks.EVENT_TYPES)
-            unknown = set(events) - set(webhooks.EVENT_TYPES)
-            if unknown or store.get_company(company) is None:
-                raise B2BUsageError(f"unknown events {sorted(unknown)}" if unknown else f"no company {company}")
-            secret = webhooks.new_secret()
-            return {"endpointId": store.add_endpoint(company, url, events, secret, now), "secret": secret,
-                    "note": "the signing secret is shown only now; see server/b2b/README.md for the scheme"}
-        if args.action == "list":
-            return [_endpoint_json(e) for e in store.list_endpoints(args.company)]
-        endpoint = _need(args.endpoint, "--endpoint")
-        if args.action == "log":
-            return [{"deliveryId": d.id, "eventId": d.event_id, "type": d.event_type, "status": d.status,
-                     "attempts": d.attempts, "lastStatusCode": d.last_status_code, "lastError": d.last_error,
-                     "nextAttemptAt": d.next_attempt_at, "createdAt": d.created_at, "finishedAt": d.finished_at,
-                     "log": store.attempts(d.id)} for d in store.deliveries(endpoint, args.limit)]
-        if not store.set_endpoint_enabled(endpoint, args.action == "enable", now):
-            raise B2BUsageError(f"no webhook endpoint {endpoint}")
-        return _endpoint_json(store.get_endpoint(endpoint))
-    finally:
-        store.db.close()
+    if args.action == "add":
+        company = _need(args.company, "--company")
+        body = {"url": _need(args.url, "--url"), "events": _csv(args.events) or None}
+        return _admin(args, lambda store, now: admin.create_endpoint(store, company,
+                                                                     admin.EndpointIn.model_validate(body), now))
+    if args.action == "list":
+        return _admin(args, lambda store, now: admin.list_endpoints(store, args.company))
+    endpoint = _need(args.endpoint, "--endpoint")
+    if args.action == "log":
+        return _admin(args, lambda store, now: admin.delivery_log(store, endpoint, args.limit))
+    patch = admin.EndpointPatch(enabled=args.action == "enable")
+    return _admin(args, lambda store, now: admin.update_endpoint(store, endpoint, patch, now))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "company": _company, "key": _key, "integration": _integration, "webhook": _webhook,
     "rollover": lambda a: asyncio.run(run_rollover(a.data, _at(a.at))),
+    "documents": lambda a: asyncio.run(run_documents(a.data)),
     "deliver": lambda a: asyncio.run(run_deliver(a.data, _at(a.at) if a.at else None)),
 }
 
@@ -213,7 +196,7 @@ def add_parser(sub: Any) -> None:
     b2b = sub.add_parser("b2b", help="the employer side: companies, API keys, HR integrations, webhooks, roll-over")
     b2b.add_argument("what", choices=tuple(COMMANDS))
     b2b.add_argument("action", nargs="?", default="list",
-                     choices=("add", "list", "enable", "disable", "log"))
+                     choices=("add", "list", "enable", "disable", "log", "permissions"))
     b2b.add_argument("--data", type=Path, required=True)
     b2b.add_argument("--company", type=int)
     b2b.add_argument("--name")

@@ -36,7 +36,7 @@ SYSTEM_FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/f
 BUNDLED_FONT = Path(reportlab.__file__).parent / "fonts" / "Vera.ttf"
 MODULE_MM = 0.5
 MIN_SYMBOL_MM = 40.0
-_font_lock = threading.Lock()
+_lock = threading.Lock()  # reportlab keeps state in module globals: one render at a time per process
 _font_path: str | None = None
 
 
@@ -49,12 +49,12 @@ def font_path(configured: str | None = None) -> str:
 
 
 def _register_font(path: str) -> None:
-    """Register the font once per process (parsing a TrueType font is the slow part)."""
+    """Register the font once per process (parsing a TrueType font is the slow part); under
+    :data:`_lock`."""
     global _font_path
-    with _font_lock:
-        if _font_path != path:
-            pdfmetrics.registerFont(TTFont(FONT_NAME, path))
-            _font_path = path
+    if _font_path != path:
+        pdfmetrics.registerFont(TTFont(FONT_NAME, path))
+        _font_path = path
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,14 @@ def aztec_image(data: bytes) -> Image.Image:
 
 
 def render(doc: TicketDocument, font: str | None = None) -> bytes:
-    """The PDF bytes."""
-    _register_font(font_path(font))
+    """The PDF bytes. Threads render one after another (reportlab is not thread-safe: two
+    documents at once in one process corrupt each other's fonts); processes render in parallel."""
+    with _lock:
+        return _render(doc, font_path(font))
+
+
+def _render(doc: TicketDocument, font: str) -> bytes:
+    _register_font(font)
     symbol = aztec_image(doc.barcode)
     side = max(MIN_SYMBOL_MM, symbol.width * MODULE_MM) * mm
     out = io.BytesIO()

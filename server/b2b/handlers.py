@@ -5,9 +5,9 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from ..endpoint import Param, Reply
+from ..endpoint import Link, Param, Reply
 from ..errors import ApiError, field_error, read_json
-from . import schemas
+from . import roster, schemas
 from .api import Caller, endpoint, many, one, page_query, paging_params
 from .calendar import Month
 from .records import SYNC_PERMISSIONS
@@ -20,6 +20,18 @@ VIEW = ("view-employees",)
 VIEW_HR = ("view-hr-integrations",)
 ID = Param("id", "path", {"type": "integer", "minimum": 1})
 NOT_FOUND = "No such id (or not this company's)"
+
+
+def _links(expression: str, *operations: str) -> tuple[Link, ...]:
+    """OpenAPI links (the stateful conformance run follows them): ``operations`` called with
+    ``id`` = the value at ``expression`` in this answer."""
+    return tuple(Link(op, {"id": f"$response.body#{expression}"}) for op in operations)
+
+
+FIRST = "/data/data/0/id"  # the first item of a page
+EMPLOYEE_NEXT = ("getEmployee", "listEmployeeDocuments", "getEmployeeTicket")
+DOCUMENT_NEXT = ("getDocument", "downloadDocument")
+INTEGRATION_NEXT = ("getHrIntegration", "syncHrIntegration")
 
 
 def _id(request: web.Request, name: str = "id") -> int:
@@ -54,7 +66,7 @@ async def health(request: web.Request, b2b: B2B, caller: Caller) -> web.Response
                   Param("email", "query", {"type": "string"}, "exact, case-insensitive"),
                   Param("ids", "query", {"type": "string"}, "comma-separated employee ids, at most 100"),
                   *paging_params(EMPLOYEE_SORT, "id", "asc")),
-          replies={200: Reply(schemas.EmployeeList)})
+          replies={200: Reply(schemas.EmployeeList, links=_links(FIRST, *EMPLOYEE_NEXT))})
 async def list_employees(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     plan_type = request.query.get("planType")
     if plan_type is not None and plan_type not in PLAN_TYPES:
@@ -77,7 +89,7 @@ async def _employee(request: web.Request, b2b: B2B, caller: Caller):  # type: ig
 
 
 @endpoint("GET", "/employees/{id}", op="getEmployee", permissions=VIEW, summary="Get an employee", params=(ID,),
-          replies={200: Reply(schemas.EmployeeOne), 404: NOT_FOUND})
+          replies={200: Reply(schemas.EmployeeOne, links=_links("/data/id", *EMPLOYEE_NEXT[1:])), 404: NOT_FOUND})
 async def get_employee(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     employee = await _employee(request, b2b, caller)
     return one(employee_json(employee, caller.base, caller.company.product.fare["currency"]))
@@ -115,7 +127,7 @@ def _document_query(request: web.Request, employee_id: int | None):  # type: ign
 
 @endpoint("GET", "/employees/{id}/documents", op="listEmployeeDocuments", permissions=VIEW,
           summary="An employee's documents", params=(ID, *DOC_FILTERS, *paging_params(DOCUMENT_SORT, "createdAt", "desc")),
-          replies={200: Reply(schemas.DocumentList), 404: NOT_FOUND})
+          replies={200: Reply(schemas.DocumentList, links=_links(FIRST, *DOCUMENT_NEXT)), 404: NOT_FOUND})
 async def list_employee_documents(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     employee = await _employee(request, b2b, caller)
     query = _document_query(request, employee.id)
@@ -126,7 +138,7 @@ async def list_employee_documents(request: web.Request, b2b: B2B, caller: Caller
 @endpoint("GET", "/employee-documents", op="listDocuments", permissions=VIEW, summary="All documents of the company",
           params=(Param("employeeId", "query", {"type": "integer"}), *DOC_FILTERS,
                   *paging_params(DOCUMENT_SORT, "createdAt", "desc")),
-          replies={200: Reply(schemas.DocumentList)})
+          replies={200: Reply(schemas.DocumentList, links=_links(FIRST, *DOCUMENT_NEXT))})
 async def list_documents(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     query = _document_query(request, None)
     found, total = await b2b.run(b2b.store.list_documents, caller.company.id, query)
@@ -134,7 +146,8 @@ async def list_documents(request: web.Request, b2b: B2B, caller: Caller) -> web.
 
 
 @endpoint("GET", "/employee-documents/{id}", op="getDocument", permissions=VIEW, summary="A document's metadata",
-          params=(ID,), replies={200: Reply(schemas.DocumentOne), 404: NOT_FOUND})
+          params=(ID,), replies={200: Reply(schemas.DocumentOne, links=(
+              *_links("/data/id", "downloadDocument"), *_links("/data/employeeId", "getEmployee"))), 404: NOT_FOUND})
 async def get_document(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     document = await b2b.run(b2b.store.get_document, caller.company.id, _id(request))
     if document is None:
@@ -163,7 +176,7 @@ async def download_document(request: web.Request, b2b: B2B, caller: Caller) -> w
 
 @endpoint("GET", "/hr-integrations", op="listHrIntegrations", permissions=VIEW_HR, summary="HR integrations",
           params=paging_params(INTEGRATION_SORT, "id", "asc"),
-          replies={200: Reply(schemas.IntegrationList)})
+          replies={200: Reply(schemas.IntegrationList, links=_links(FIRST, *INTEGRATION_NEXT))})
 async def list_integrations(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     query = page_query(request, INTEGRATION_SORT, "id", "asc")
     found, total = await b2b.run(b2b.store.list_integrations, caller.company.id, query)
@@ -179,21 +192,13 @@ async def _integration(request: web.Request, b2b: B2B, caller: Caller):  # type:
 
 @endpoint("GET", "/hr-integrations/{id}", op="getHrIntegration", permissions=VIEW_HR,
           summary="An HR integration with its last sync (id, time, counts, errors)", params=(ID,),
-          replies={200: Reply(schemas.IntegrationOne), 404: NOT_FOUND})
+          replies={200: Reply(schemas.IntegrationOne, links=_links("/data/id", "syncHrIntegration")), 404: NOT_FOUND})
 async def get_integration(request: web.Request, b2b: B2B, caller: Caller) -> web.Response:
     return one(integration_json(await _integration(request, b2b, caller), caller.base))
 
 
-SYNC_BODY = {"type": "object", "required": ["syncId", "employees"], "properties": {
-    "syncId": {"type": "string", "minLength": 1, "maxLength": 200},
-    "allowEmptyRoster": {"type": "boolean", "default": False,
-                         "description": "true: an empty roster offboards everyone (refused otherwise)"},
-    "employees": {"type": "array", "items": {"type": "object", "required": ["firstName", "lastName", "email", "hrId",
-                                                                           "startDate"]}}}}
-
-
 @endpoint("POST", "/hr-integrations/{id}/sync", op="syncHrIntegration", permissions=SYNC_PERMISSIONS,
-          summary="Reconcile the full roster (by hrId) in one transaction", params=(ID,), body=SYNC_BODY,
+          summary="Reconcile the full roster (by hrId) in one transaction", params=(ID,), body=roster.SyncBody,
           description="New employees are added, changed ones updated, those left out offboarded (subscription "
                       "cancelled, ticket revoked). The same syncId with the same body is a no-op (204); with another "
                       "body 409. A bad row is a 422 naming its index and field, and nothing is applied.",

@@ -5,8 +5,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from ..store import BundleRecord, TicketRecord
+from . import webhooks
 from .calendar import Month
-from .reconcile import Current, HrData, Profile
+from .reconcile import Change, Current, HrData, Profile
 from .subscription import Dates, Plan, Status
 
 PERMISSIONS = ("view-employees", "add-employees", "update-employees", "remove-employees", "view-hr-integrations")
@@ -116,6 +118,53 @@ class Employee:
 
 
 @dataclass(frozen=True)
+class IssueTerms:
+    """What follows from issuing an employee's month ticket: the day of the next one
+    (``nextTicketAt``), and when a cancellation revokes the live tickets (None: none)."""
+
+    next_ticket_at: date | None
+    revoke_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Planned(IssueTerms):
+    """One employee's change as the store writes it, with its ``nextTicketAt`` and revocation
+    time (None: no cancellation, so any scheduled revocation is withdrawn)."""
+
+    change: Change
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """A month ticket signed by the roll-over, not stored yet: the B2B reference and the Ticket
+    API's records."""
+
+    employee_id: int
+    ref: TicketRef
+    bundle: BundleRecord
+    records: list[TicketRecord]
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """A ticket whose document is to be rendered, with what goes on the page."""
+
+    ticket_id: str
+    company_id: int
+    employee_id: int
+    month: Month
+    valid_from: date
+    valid_until: date  # last day
+    employee_name: str
+    company_name: str
+    zones: tuple[str, ...]
+    modes: tuple[str, ...]
+    mtb: str  # zlib+base64url
+    created_at: datetime  # the roll-over's moment: the document's createdAt
+    attempts: int
+
+
+@dataclass(frozen=True)
 class Document:
     id: int
     company_id: int
@@ -160,6 +209,23 @@ class Delivery:
     body: bytes = b""
     url: str = ""
     secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at a delivery, as the sender saw it: ``next_attempt_at`` None after a failure
+    means given up."""
+
+    delivery: Delivery
+    at: datetime  # the schedule's time of the round
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    next_attempt_at: datetime | None
+
+    @property
+    def ok(self) -> bool:
+        return webhooks.success(self.status_code)
 
 
 @dataclass(frozen=True)

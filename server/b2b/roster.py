@@ -18,7 +18,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr,
-                      ValidationError, model_validator)
+                      ValidationError, WithJsonSchema, model_validator)
 
 from ..errors import validation_details
 
@@ -39,9 +39,11 @@ def _day(value: object) -> object:
 
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-Day = Annotated[date, BeforeValidator(_day)]
+Day = Annotated[date, BeforeValidator(_day),
+                WithJsonSchema({"type": "string", "format": "date", "pattern": _DAY.pattern})]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=100)]
-Email = Annotated[StrictStr, Field(max_length=254), AfterValidator(_email)]
+Email = Annotated[StrictStr, Field(max_length=254), AfterValidator(_email),
+                  WithJsonSchema({"type": "string", "maxLength": 254, "pattern": _EMAIL.pattern})]
 HrId = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 
 
@@ -103,6 +105,12 @@ class SyncHead(BaseModel):
     syncId: Annotated[StrictStr, Field(min_length=1, max_length=200)]
     employees: Annotated[list[Any], Field(max_length=MAX_ROWS)]
     allowEmptyRoster: StrictBool = False
+
+
+class SyncBody(SyncHead):
+    """The body as the OpenAPI document shows it (:func:`parse` validates the rows one by one)."""
+
+    employees: Annotated[list[RosterRow], Field(max_length=MAX_ROWS)]
 
 
 class RosterError(Exception):

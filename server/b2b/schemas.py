@@ -181,3 +181,142 @@ class IntegrationOne(One[HrIntegration]):
 
 class EmployeeTicketOne(One[EmployeeTicket]):
     pass
+
+
+# --- the admin API (server/b2b/admin.py builds the JSON) ----------------------------------------
+
+class AdminFare(BaseModel):
+    amount: float
+    currency: str
+    vatAmount: float
+    vatPercent: float
+
+
+class AdminProduct(BaseModel):
+    productId: str
+    category: str | None
+    zones: list[str]
+    modes: list[str]
+    fare: AdminFare
+
+
+class AdminPlan(BaseModel):
+    type: Literal["fully-subsidized-plan", "split-pay-plan"]
+    employeeContributionAmount: float | None
+
+
+class AdminCompany(BaseModel):
+    id: int
+    name: str
+    apiEnabled: bool
+    product: AdminProduct
+    plan: AdminPlan
+    createdAt: str
+
+
+class AdminApiKey(BaseModel):
+    keyId: str
+    companyId: int
+    name: str | None
+    enabled: bool
+    permissions: list[str]
+    createdAt: str
+
+
+class AdminNewApiKey(AdminApiKey):
+    secret: str = Field(description="the API Key Secret: shown in this answer only, stored hashed")
+    note: str
+
+
+class AdminIntegration(BaseModel):
+    id: int
+    companyId: int
+    name: str
+    status: str
+    lastSyncId: str | None
+    lastSyncedAt: str | None
+    counts: SyncCounts
+    errors: list[dict]
+    createdAt: str
+
+
+class AdminEndpoint(BaseModel):
+    id: int
+    companyId: int
+    url: str
+    events: list[str]
+    enabled: bool
+    failingSince: str | None = Field(description="every attempt has failed since then")
+    disabledAt: str | None
+    disabledReason: str | None = Field(description="why it was disabled (by the operator, or after 24 h of failures)")
+    createdAt: str
+
+
+class AdminNewEndpoint(AdminEndpoint):
+    secret: str = Field(description="the signing secret (whsec_...): shown in this answer only")
+    note: str
+
+
+class AdminAttempt(BaseModel):
+    at: str
+    statusCode: int | None
+    error: str | None
+    durationMs: int
+
+
+class AdminDelivery(BaseModel):
+    deliveryId: int
+    eventId: str
+    type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    lastStatusCode: int | None
+    lastError: str | None
+    nextAttemptAt: str | None
+    createdAt: str
+    finishedAt: str | None
+    log: list[AdminAttempt]
+
+
+class AdminCompanyOne(One[AdminCompany]):
+    pass
+
+
+class AdminCompanyList(One[list[AdminCompany]]):
+    pass
+
+
+class AdminApiKeyOne(One[AdminApiKey]):
+    pass
+
+
+class AdminNewApiKeyOne(One[AdminNewApiKey]):
+    pass
+
+
+class AdminApiKeyList(One[list[AdminApiKey]]):
+    pass
+
+
+class AdminIntegrationOne(One[AdminIntegration]):
+    pass
+
+
+class AdminIntegrationList(One[list[AdminIntegration]]):
+    pass
+
+
+class AdminEndpointOne(One[AdminEndpoint]):
+    pass
+
+
+class AdminNewEndpointOne(One[AdminNewEndpoint]):
+    pass
+
+
+class AdminEndpointList(One[list[AdminEndpoint]]):
+    pass
+
+
+class AdminDeliveryList(One[list[AdminDelivery]]):
+    pass

@@ -6,24 +6,35 @@ the tables are migration ``0003_b2b``.
 A change and the webhook events it causes commit together (:meth:`B2BStore._enqueue` runs
 inside the change's transaction): a crash loses neither, and an event is never sent for a
 change that rolled back.
+
+Several server processes (and the CLI) may work on one database:
+
+- an HR sync, the roll-over's status refresh and its issuing take the company's lock
+  (:func:`company_lock`, ``Tx.serialize``) and read the employees inside that transaction, so
+  they never write an employee from a stale read;
+- one live ticket per employee and month is the unique index ``b2b_tickets_live``: a ticket
+  whose insert it refuses (another roll-over got there first) is dropped unseen, never a 409;
+- the queues (webhook deliveries, documents to render, revocations) are claimed with a lease
+  (``Tx.claim_rows``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so each row is worked on by one
+  process at a time and a dead process's rows are taken over when its lease runs out.
 """
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
-from datetime import date, datetime
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
 
 from mtb.timeutil import parse_time
 
-from ..store.core import ts
+from ..store.core import ts, write_issues
 from ..store.database import Database, Row, Tx
 from . import webhooks
 from .calendar import Month
-from .reconcile import Change, HrData, Profile, SyncPlan, summary
-from .records import (ApiKey, Company, Delivery, Document, DuplicateSync, Employee, Endpoint, Integration, Product,
-                      Query, SyncRun, TicketRef)
+from .reconcile import HrData, Profile, SyncPlan, summary
+from .records import (ApiKey, Attempt, Company, Delivery, Document, DuplicateSync, Employee, Endpoint, Integration,
+                      IssueTerms, NewTicket, Planned, Product, Query, RenderJob, SyncRun, TicketRef)
 from .resources import document_event_payload, subscription_event_payload
 from .subscription import Dates, Plan
 
@@ -33,6 +44,13 @@ DOCUMENT_SORT = {"id": "id", "createdAt": "created_at", "documentName": "name", 
 INTEGRATION_SORT = {"id": "id", "name": "name", "lastSyncedAt": "last_synced_at", "createdAt": "created_at"}
 ORDERS = {"asc": "ASC", "desc": "DESC"}
 _IN_CHUNK = 500
+T = TypeVar("T")
+Query_ = Callable[[str, Sequence[Any]], list[Row]]  # db.query, or tx.query inside a transaction
+
+
+def company_lock(company_id: int) -> str:
+    """The lock an HR sync and the roll-over take on a company's employees."""
+    return f"b2b-company:{company_id}"
 
 
 def _d(value: str | None) -> date | None:
@@ -116,6 +134,13 @@ _EMPLOYEE_WRITE = ("first_name", "last_name", "email", "profile_image", "date_of
                    "absences", "status", "paused_at", "reactivated_at", "cancelled_at", "next_ticket_at")
 
 
+def _moved_on(attempt: Attempt) -> tuple[Any, ...]:
+    """A delivery's new (status, next_attempt_at, last_status_code, last_error, finished_at, id)."""
+    status = "delivered" if attempt.ok else ("pending" if attempt.next_attempt_at is not None else "failed")
+    return (status, ts(attempt.next_attempt_at) if status == "pending" else None, attempt.status_code, attempt.error,
+            ts(attempt.at) if status != "pending" else None, attempt.delivery.id)
+
+
 def _employee_values(change: Change, next_ticket_at: date | None) -> tuple[Any, ...]:
     p, hr, d = change.profile, change.hr, change.dates
     return (p.first_name, p.last_name, p.email, p.profile_image, _day(p.date_of_birth), p.plan.type,
@@ -179,7 +204,7 @@ class B2BStore:
                 changed = tx.execute("UPDATE b2b_api_keys SET enabled = ? WHERE key_id = ?", (int(enabled), key_id))
             if permissions is not None:
                 changed = tx.execute("UPDATE b2b_api_keys SET permissions = ? WHERE key_id = ?",
-                                     (_json(sorted(permissions)), key_id))
+                                     (_json(sorted(set(permissions))), key_id))
             return changed > 0
 
     def add_integration(self, company_id: int, name: str, now: datetime) -> int:
@@ -229,18 +254,18 @@ class B2BStore:
 
     # --- employees --------------------------------------------------------------------------
 
-    def _tickets_of(self, employee_ids: Sequence[int]) -> dict[int, TicketRef]:
+    @staticmethod
+    def _tickets_of(query: Query_, employee_ids: Sequence[int]) -> dict[int, TicketRef]:
         latest: dict[int, TicketRef] = {}
         for start in range(0, len(employee_ids), _IN_CHUNK):
             chunk = list(employee_ids[start:start + _IN_CHUNK])
-            for row in self.db.query(f"SELECT employee_id, ticket_id, month, valid_from, valid_until FROM b2b_tickets "
-                                     f"WHERE revoked_at IS NULL AND employee_id IN ({_marks(len(chunk))}) ORDER BY month",
-                                     chunk):
+            for row in query(f"SELECT employee_id, ticket_id, month, valid_from, valid_until FROM b2b_tickets "
+                             f"WHERE revoked_at IS NULL AND employee_id IN ({_marks(len(chunk))}) ORDER BY month", chunk):
                 latest[row["employee_id"]] = _ticket(row)
         return latest
 
-    def _employees(self, rows: list[Row]) -> list[Employee]:
-        tickets = self._tickets_of([r["id"] for r in rows])
+    def _employees(self, rows: list[Row], query: Query_ | None = None) -> list[Employee]:
+        tickets = self._tickets_of(query or self.db.query, [r["id"] for r in rows])
         return [_employee(r, tickets.get(r["id"])) for r in rows]
 
     def get_employee(self, company_id: int, employee_id: int) -> Employee | None:
@@ -276,6 +301,17 @@ class B2BStore:
         """Every employee whose subscription can still change with the day (not cancelled)."""
         return self._employees(self.db.query("SELECT * FROM b2b_employees WHERE status <> 'cancelled' ORDER BY id"))
 
+    def ticketed(self, month: Month, employee_ids: Sequence[int]) -> set[int]:
+        """Which of ``employee_ids`` have a live ticket for ``month`` (a read to skip needless
+        signing; the unique index, not this, decides)."""
+        found: set[int] = set()
+        for start in range(0, len(employee_ids), _IN_CHUNK):
+            chunk = list(employee_ids[start:start + _IN_CHUNK])
+            found |= {r["employee_id"] for r in self.db.query(
+                f"SELECT employee_id FROM b2b_tickets WHERE month = ? AND revoked_at IS NULL AND employee_id IN "
+                f"({_marks(len(chunk))})", [str(month), *chunk])}
+        return found
+
     def ticket_mtb(self, company_id: int, employee_id: int) -> tuple[TicketRef, str] | None:
         row = self._one("SELECT b.ticket_id, b.month, b.valid_from, b.valid_until, t.mtb FROM b2b_tickets b "
                         "JOIN b2b_employees e ON e.id = b.employee_id JOIN tickets t ON t.ticket_id = b.ticket_id "
@@ -290,29 +326,34 @@ class B2BStore:
                         (integration_id, sync_id))
         return row["body_hash"] if row else None
 
-    def apply_sync(self, integration: Integration, sync_id: str, body_hash: str, plan: SyncPlan,
-                   next_ticket: dict[str, date | None], revoke_at: dict[str, datetime | None], now: datetime) -> None:
-        """Apply a reconciliation plan in one transaction: the sync record (its primary key makes
-        a concurrent twin with the same ``syncId`` fail with DuplicateSync), the employees, the
-        revocations it schedules or withdraws, the webhook events, the integration's counts.
-        ``next_ticket`` and ``revoke_at`` are by ``hrId``."""
-        counts = summary(plan)
+    def apply_sync(self, integration: Integration, sync_id: str, body_hash: str,
+                   decide: Callable[[list[Employee]], tuple[SyncPlan, list[Planned]]], now: datetime) -> SyncPlan:
+        """Apply an HR sync in one transaction under the company's lock: the sync record (its
+        primary key makes a concurrent twin with the same ``syncId`` fail with DuplicateSync),
+        then ``decide`` (pure) plans the changes from the integration's employees as read
+        inside this transaction (it may raise: nothing is applied), then the employees, the
+        revocations the plan schedules or withdraws, the webhook events and the counts."""
         with self.db.transaction() as tx:
+            tx.serialize(company_lock(integration.company_id))
             added = tx.execute("INSERT INTO b2b_hr_syncs(integration_id, sync_id, body_hash, received_at, added, updated, "
-                               "offboarded) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                               (integration.id, sync_id, body_hash, ts(now), counts["added"], counts["updated"],
-                                counts["offboarded"]))
+                               "offboarded) VALUES (?, ?, ?, ?, 0, 0, 0) ON CONFLICT DO NOTHING",
+                               (integration.id, sync_id, body_hash, ts(now)))
             if not added:
                 raise DuplicateSync(sync_id)
-            for change in plan.changes:
-                self._write_change(tx, integration, change, next_ticket[change.hr_id], sync_id, now)
-                self._schedule_revocations(tx, change, revoke_at[change.hr_id], now)
+            employees = self._employees(tx.query("SELECT * FROM b2b_employees WHERE integration_id = ? ORDER BY id",
+                                                 (integration.id,)), tx.query)
+            plan, planned = decide(employees)
+            counts = summary(plan)
+            self._write_planned(tx, integration, planned, sync_id, now)
+            tx.execute("UPDATE b2b_hr_syncs SET added = ?, updated = ?, offboarded = ? WHERE integration_id = ? AND "
+                       "sync_id = ?", (counts["added"], counts["updated"], counts["offboarded"], integration.id, sync_id))
             tx.execute("UPDATE b2b_hr_integrations SET status = 'SYNCED', last_sync_id = ?, last_synced_at = ?, "
                        "added = ?, updated = ?, offboarded = ?, errors = NULL WHERE id = ?",
                        (sync_id, ts(now), counts["added"], counts["updated"], counts["offboarded"], integration.id))
             if plan.unchanged:
                 tx.execute("UPDATE b2b_employees SET last_sync_id = ?, last_synced = ? WHERE integration_id = ? "
                            "AND offboarded_on IS NULL", (sync_id, ts(now), integration.id))
+            return plan
 
     def record_sync_error(self, integration_id: int, errors: list[dict[str, Any]], now: datetime) -> None:
         """A refused sync leaves its errors on the integration (``GET /hr-integrations/{id}``),
@@ -338,95 +379,187 @@ class B2BStore:
         return [SyncRun(parse_time(r["received_at"]), r["sync_id"], r["added"], r["updated"], r["offboarded"],
                         json.loads(r["errors"]) if r["errors"] is not None else None) for r in rows], int(total)
 
-    def _write_change(self, tx: Tx, integration: Integration, change: Change, next_ticket_at: date | None,
-                      sync_id: str | None, now: datetime) -> None:
-        values = _employee_values(change, next_ticket_at)
-        if change.kind == "add":
-            employee_id = self._insert_id(
-                tx, f"INSERT INTO b2b_employees(company_id, integration_id, hr_id, {', '.join(_EMPLOYEE_WRITE)}, "
-                    f"last_sync_id, last_synced, created_at, updated_at) VALUES ({_marks(len(_EMPLOYEE_WRITE) + 7)})",
-                (integration.company_id, integration.id, change.hr_id, *values, sync_id, ts(now), ts(now), ts(now)))
-        else:
-            employee_id = change.employee_id  # type: ignore[assignment]
-            sets = ", ".join(f"{c} = ?" for c in _EMPLOYEE_WRITE)
-            sync = ", last_sync_id = ?, last_synced = ?" if sync_id is not None else ""
-            tx.execute(f"UPDATE b2b_employees SET {sets}{sync}, updated_at = ? WHERE id = ?",
-                       (*values, *((sync_id, ts(now)) if sync_id is not None else ()), ts(now), employee_id))
-        if change.subscription_changed:
-            payload = subscription_event_payload(employee_id, change.after, change.dates, next_ticket_at)
-            self._enqueue(tx, integration.company_id, webhooks.SUBSCRIPTION_CHANGED, employee_id, payload, now)
+    def _write_planned(self, tx: Tx, integration: Integration, planned: Sequence[Planned], sync_id: str | None,
+                       now: datetime) -> None:
+        """Write the planned changes, their revocations and their webhook events in ``tx``, a
+        statement for all rows of a kind (one pipelined round trip each on PostgreSQL, not one
+        per employee: 10,000 new employees are a handful of statements)."""
+        stamp = ts(now)
+        adds = [item for item in planned if item.change.kind == "add"]
+        added = tx.returning(
+            f"INSERT INTO b2b_employees(company_id, integration_id, hr_id, {', '.join(_EMPLOYEE_WRITE)}, last_sync_id, "
+            f"last_synced, created_at, updated_at) VALUES ({_marks(len(_EMPLOYEE_WRITE) + 7)}) RETURNING id",
+            [(integration.company_id, integration.id, item.change.hr_id,
+              *_employee_values(item.change, item.next_ticket_at), sync_id, stamp, stamp, stamp) for item in adds])
+        new_ids = {item.change.hr_id: int(row["id"]) for item, row in zip(adds, added)}  # type: ignore[index]
+        updates = [item for item in planned if item.change.kind != "add"]
+        sets = ", ".join(f"{c} = ?" for c in _EMPLOYEE_WRITE)
+        sync = ", last_sync_id = ?, last_synced = ?" if sync_id is not None else ""
+        tx.executemany(f"UPDATE b2b_employees SET {sets}{sync}, updated_at = ? WHERE id = ?",
+                       [(*_employee_values(item.change, item.next_ticket_at),
+                         *((sync_id, stamp) if sync_id is not None else ()), stamp, item.change.employee_id)
+                        for item in updates])
+        self._schedule_revocations(tx, updates, now)
+        events = []
+        for item in planned:
+            change = item.change
+            if change.subscription_changed:
+                employee_id = change.employee_id if change.employee_id is not None else new_ids[change.hr_id]
+                events.append((employee_id, subscription_event_payload(employee_id, change.after, change.dates,
+                                                                       item.next_ticket_at), now))
+        self._enqueue(tx, integration.company_id, webhooks.SUBSCRIPTION_CHANGED, events)
 
     @staticmethod
-    def _schedule_revocations(tx: Tx, change: Change, revoke_at: datetime | None, now: datetime) -> None:
+    def _schedule_revocations(tx: Tx, updates: Sequence[Planned], now: datetime) -> None:
         """A cancellation revokes the employee's live tickets at ``revoke_at`` (the end of the
         last covered day; now when offboarded); a withdrawn cancellation withdraws them."""
-        if change.employee_id is None:
-            return
-        if revoke_at is None:
-            tx.execute("DELETE FROM b2b_revocations WHERE employee_id = ? AND done_at IS NULL", (change.employee_id,))
-            return
-        tx.execute("INSERT INTO b2b_revocations(ticket_id, employee_id, due_at, reason) "
-                   "SELECT ticket_id, employee_id, ?, ? FROM b2b_tickets WHERE employee_id = ? AND revoked_at IS NULL "
-                   "ON CONFLICT (ticket_id) DO UPDATE SET due_at = excluded.due_at, reason = excluded.reason "
-                   "WHERE b2b_revocations.done_at IS NULL",
-                   (ts(max(revoke_at, now)), change.event or "cancel", change.employee_id))
+        tx.executemany("DELETE FROM b2b_revocations WHERE employee_id = ? AND done_at IS NULL",
+                       [(item.change.employee_id,) for item in updates if item.revoke_at is None])
+        tx.executemany("INSERT INTO b2b_revocations(ticket_id, employee_id, due_at, reason) "
+                       "SELECT ticket_id, employee_id, ?, ? FROM b2b_tickets WHERE employee_id = ? AND revoked_at IS NULL "
+                       "ON CONFLICT (ticket_id) DO UPDATE SET due_at = excluded.due_at, reason = excluded.reason "
+                       "WHERE b2b_revocations.done_at IS NULL",
+                       [(ts(max(item.revoke_at, now)), item.change.event or "cancel", item.change.employee_id)
+                        for item in updates if item.revoke_at is not None])
 
-    def apply_refresh(self, changes: Sequence[tuple[int, Change, date | None, datetime | None]], now: datetime) -> None:
-        """The roll-over's own changes (company id, change, nextTicketAt, revoke at), one transaction."""
+    def refresh_company(self, company_id: int, decide: Callable[[list[Employee]], tuple[list[Planned], T]],
+                        now: datetime) -> T:
+        """The roll-over's own changes to a company's subscriptions (dates reached), under the
+        company's lock: ``decide`` (pure) gets the live employees as read in this transaction
+        and returns the changes to write and what the caller wants back."""
         with self.db.transaction() as tx:
-            for company_id, change, next_ticket_at, revoke_at in changes:
-                integration = Integration(0, company_id, "", "", None, None, 0, 0, 0, None, now)
-                self._write_change(tx, integration, change, next_ticket_at, None, now)
-                self._schedule_revocations(tx, change, revoke_at, now)
+            tx.serialize(company_lock(company_id))
+            employees = self._employees(tx.query("SELECT * FROM b2b_employees WHERE company_id = ? AND status <> "
+                                                 "'cancelled' ORDER BY id", (company_id,)), tx.query)
+            planned, result = decide(employees)
+            integration = Integration(0, company_id, "", "", None, None, 0, 0, 0, None, now)
+            self._write_planned(tx, integration, planned, None, now)
+            return result
 
     # --- monthly tickets and documents ------------------------------------------------------
 
-    def tickets_issued(self, employee_id: int, month: Month) -> int:
-        """How many tickets (live or revoked) the employee has had for ``month``."""
-        return self.db.query("SELECT count(*) AS n FROM b2b_tickets WHERE employee_id = ? AND month = ?",
-                             (employee_id, str(month)))[0]["n"]
-
-    def record_ticket(self, employee: Employee, ref: TicketRef, issued_at: datetime, document_name: str,
-                      pdf: bytes, next_ticket_at: date | None, revoke_at: datetime | None) -> Document | None:
-        """The month's ticket, its document and the ``new-employee-document-generated`` event,
-        together; None (nothing written) when the month already has a live ticket."""
+    def issue_tickets(self, company_id: int, new: Sequence[NewTicket], due: Callable[[Employee], IssueTerms | None],
+                      actor: str, now: datetime) -> list[NewTicket]:
+        """Store month tickets signed outside any lock, one transaction for the batch, under the
+        company's lock: a ticket is stored only if ``due`` (pure) says its employee, as stored
+        now, still gets it (a sync may have offboarded them since), and only if the employee has
+        no live ticket for that month: the unique index decides, so a ticket another roll-over
+        stored first wins and this one is dropped, never stored. Each stored ticket's Ticket
+        API records (:func:`~server.store.core.write_issues`), the employee's ``nextTicketAt``,
+        the revocation a scheduled cancellation needs, and its document's render job, together.
+        Returns the tickets stored."""
+        if not new:
+            return []
         with self.db.transaction() as tx:
-            added = tx.execute("INSERT INTO b2b_tickets(employee_id, month, ticket_id, valid_from, valid_until, issued_at) "
-                               "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                               (employee.id, str(ref.month), ref.ticket_id, _day(ref.valid_from), _day(ref.valid_until),
-                                ts(issued_at)))
-            if not added:
-                return None
-            document_id = self._insert_id(
-                tx, "INSERT INTO b2b_documents(company_id, employee_id, ticket_id, month, name, file_type, downloadable, "
-                    "content, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pdf', 1, ?, ?, ?)",
-                (employee.company_id, employee.id, ref.ticket_id, str(ref.month), document_name, pdf, ts(issued_at),
-                 ts(issued_at)))
-            tx.execute("UPDATE b2b_employees SET next_ticket_at = ?, updated_at = ? WHERE id = ?",
-                       (_day(next_ticket_at), ts(issued_at), employee.id))
-            if revoke_at is not None:  # issued during a scheduled cancellation: revoked with the others
-                tx.execute("INSERT INTO b2b_revocations(ticket_id, employee_id, due_at, reason) VALUES (?, ?, ?, "
-                           "'schedule-cancellation') ON CONFLICT DO NOTHING", (ref.ticket_id, employee.id, ts(revoke_at)))
-            document = Document(document_id, employee.company_id, employee.id, ref.ticket_id, ref.month, document_name,
-                                "pdf", True, issued_at, issued_at)
-            self._enqueue(tx, employee.company_id, webhooks.DOCUMENT_GENERATED, employee.id,
-                          document_event_payload(document), issued_at)
-            return document
+            tx.serialize(company_lock(company_id))
+            ids = sorted({n.employee_id for n in new})
+            rows = tx.query(f"SELECT * FROM b2b_employees WHERE company_id = ? AND id IN ({_marks(len(ids))})",
+                            [company_id, *ids])
+            terms = {e.id: t for e in (_employee(r, None) for r in rows) if (t := due(e)) is not None}
+            wanted = [n for n in new if n.employee_id in terms]
+            inserted = tx.returning(
+                "INSERT INTO b2b_tickets(employee_id, month, ticket_id, valid_from, valid_until, issued_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                [(n.employee_id, str(n.ref.month), n.ref.ticket_id, _day(n.ref.valid_from), _day(n.ref.valid_until),
+                  ts(now)) for n in wanted])
+            won = [n for n, row in zip(wanted, inserted) if row is not None]
+            write_issues(tx, [(n.bundle, n.records) for n in won], actor=actor)
+            tx.executemany("UPDATE b2b_employees SET next_ticket_at = ?, updated_at = ? WHERE id = ?",
+                           [(_day(terms[n.employee_id].next_ticket_at), ts(now), n.employee_id) for n in won])
+            tx.executemany("INSERT INTO b2b_revocations(ticket_id, employee_id, due_at, reason) VALUES (?, ?, ?, "
+                           "'schedule-cancellation') ON CONFLICT DO NOTHING",
+                           [(n.ref.ticket_id, n.employee_id, ts(terms[n.employee_id].revoke_at)) for n in won
+                            if terms[n.employee_id].revoke_at is not None])
+            tx.executemany("INSERT INTO b2b_render_jobs(ticket_id, company_id, employee_id, created_at) "
+                           "VALUES (?, ?, ?, ?)", [(n.ref.ticket_id, company_id, n.employee_id, ts(now)) for n in won])
+            return won
 
-    def due_revocations(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
-        """(ticketId, reason) of revocations due at ``now``, oldest first."""
-        return [(r["ticket_id"], r["reason"]) for r in self.db.query(
-            "SELECT ticket_id, reason FROM b2b_revocations WHERE done_at IS NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
-            (ts(now), limit))]
+    # --- queues shared by processes: claimed with a lease -------------------------------------
+
+    @staticmethod
+    def _claim(tx: Tx, table: str, key: str, keys: Sequence[Any], worker: str, lease_until: datetime,
+               extra: str = "") -> None:
+        if keys:
+            tx.execute(f"UPDATE {table} SET claimed_by = ?, claimed_until = ?{extra} WHERE {key} IN "
+                       f"({_marks(len(keys))})", [worker, ts(lease_until), *keys])
+
+    def claim_revocations(self, now: datetime, worker: str, clock: datetime, lease: timedelta,
+                          limit: int = 500) -> list[tuple[str, str]]:
+        """(ticketId, reason) of revocations due at ``now``, oldest first, claimed by ``worker``
+        until ``clock + lease`` (``clock``: the wall clock, which every process shares)."""
+        with self.db.transaction() as tx:
+            rows = tx.claim_rows("SELECT ticket_id, reason FROM b2b_revocations WHERE done_at IS NULL AND due_at <= ? "
+                                 "AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY due_at, ticket_id LIMIT ?",
+                                 (ts(now), ts(clock), limit))
+            self._claim(tx, "b2b_revocations", "ticket_id", [r["ticket_id"] for r in rows], worker, clock + lease)
+            return [(r["ticket_id"], r["reason"]) for r in rows]
 
     def mark_revoked(self, ticket_id: str, now: datetime) -> None:
         """After the Ticket API revoked it: the revocation is done, the ticket no longer live,
         its document no longer downloadable."""
         with self.db.transaction() as tx:
-            tx.execute("UPDATE b2b_revocations SET done_at = ? WHERE ticket_id = ?", (ts(now), ticket_id))
+            tx.execute("UPDATE b2b_revocations SET done_at = ?, claimed_by = NULL, claimed_until = NULL "
+                       "WHERE ticket_id = ?", (ts(now), ticket_id))
             tx.execute("UPDATE b2b_tickets SET revoked_at = ? WHERE ticket_id = ? AND revoked_at IS NULL",
                        (ts(now), ticket_id))
             tx.execute("UPDATE b2b_documents SET downloadable = 0, updated_at = ? WHERE ticket_id = ?", (ts(now), ticket_id))
+
+    _RENDER = ("SELECT j.ticket_id, j.company_id, j.employee_id, j.created_at, j.attempts, b.month, b.valid_from, "
+               "b.valid_until, e.first_name, e.last_name, c.name AS company_name, c.zones, c.modes, t.mtb "
+               "FROM b2b_render_jobs j JOIN b2b_tickets b ON b.ticket_id = j.ticket_id "
+               "JOIN b2b_employees e ON e.id = j.employee_id JOIN b2b_companies c ON c.id = j.company_id "
+               "JOIN tickets t ON t.ticket_id = j.ticket_id ")
+
+    def claim_render_jobs(self, worker: str, clock: datetime, lease: timedelta, limit: int) -> list[RenderJob]:
+        """Documents to render, oldest first, claimed by ``worker`` until ``clock + lease``."""
+        with self.db.transaction() as tx:
+            keys = [r["ticket_id"] for r in tx.claim_rows(
+                "SELECT ticket_id FROM b2b_render_jobs WHERE claimed_until IS NULL OR claimed_until <= ? "
+                "ORDER BY created_at, ticket_id LIMIT ?", (ts(clock), limit))]
+            if not keys:
+                return []
+            self._claim(tx, "b2b_render_jobs", "ticket_id", keys, worker, clock + lease, ", attempts = attempts + 1")
+            rows = tx.query(self._RENDER + f"WHERE j.ticket_id IN ({_marks(len(keys))}) ORDER BY j.created_at, "
+                                           "j.ticket_id", keys)
+        return [RenderJob(r["ticket_id"], r["company_id"], r["employee_id"], Month.parse(r["month"]),
+                          date.fromisoformat(r["valid_from"]), date.fromisoformat(r["valid_until"]),
+                          f"{r['first_name']} {r['last_name']}", r["company_name"], tuple(json.loads(r["zones"])),
+                          tuple(json.loads(r["modes"])), r["mtb"], parse_time(r["created_at"]), r["attempts"])
+                for r in rows]
+
+    def store_documents(self, rendered: Sequence[tuple[RenderJob, str, bytes]]) -> list[Document]:
+        """Rendered documents (job, name, PDF), each with its ``new-employee-document-generated``
+        event, in one transaction; the jobs are done. A document stored before (a lease ran
+        out and two processes rendered it) is not stored again. Its ticket revoked meanwhile:
+        stored, not downloadable."""
+        if not rendered:
+            return []
+        with self.db.transaction() as tx:
+            rows = tx.returning(
+                "INSERT INTO b2b_documents(company_id, employee_id, ticket_id, month, name, file_type, downloadable, "
+                "content, created_at, updated_at) SELECT ?, ?, ?, ?, ?, 'pdf', CASE WHEN revoked_at IS NULL THEN 1 "
+                "ELSE 0 END, ?, ?, ? FROM b2b_tickets WHERE ticket_id = ? ON CONFLICT DO NOTHING "
+                "RETURNING id, downloadable",
+                [(job.company_id, job.employee_id, job.ticket_id, str(job.month), name, pdf, ts(job.created_at),
+                  ts(job.created_at), job.ticket_id) for job, name, pdf in rendered])
+            tx.executemany("DELETE FROM b2b_render_jobs WHERE ticket_id = ?", [(job.ticket_id,) for job, _, _ in rendered])
+            stored = [Document(row["id"], job.company_id, job.employee_id, job.ticket_id, job.month, name, "pdf",
+                               bool(row["downloadable"]), job.created_at, job.created_at)
+                      for (job, name, _), row in zip(rendered, rows) if row is not None]
+            for company_id in sorted({d.company_id for d in stored}):
+                self._enqueue(tx, company_id, webhooks.DOCUMENT_GENERATED,
+                              [(d.employee_id, document_event_payload(d), d.created_at) for d in stored
+                               if d.company_id == company_id])
+        return stored
+
+    def render_failed(self, job: RenderJob, error: str, retry_at: datetime) -> None:
+        """A render that failed is tried again at ``retry_at`` (wall clock); the error is kept."""
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE b2b_render_jobs SET last_error = ?, claimed_by = NULL, claimed_until = ? "
+                       "WHERE ticket_id = ?", (error[:500], ts(retry_at), job.ticket_id))
+
+    def pending_documents(self) -> int:
+        return self.db.query("SELECT count(*) AS n FROM b2b_render_jobs")[0]["n"]
 
     def get_document(self, company_id: int, document_id: int) -> Document | None:
         row = self._one("SELECT id, company_id, employee_id, ticket_id, month, name, file_type, downloadable, created_at, "
@@ -453,61 +586,85 @@ class B2BStore:
 
     # --- webhooks ---------------------------------------------------------------------------
 
-    def _enqueue(self, tx: Tx, company_id: int, event_type: str, employee_id: int | None, payload: dict[str, Any],
-                 now: datetime) -> None:
-        """One event and a delivery to each enabled-or-not endpoint of the company that takes
-        its type (a disabled endpoint gets it when re-enabled), in the caller's transaction."""
+    def _enqueue(self, tx: Tx, company_id: int, event_type: str,
+                 events: Sequence[tuple[int | None, dict[str, Any], datetime]]) -> None:
+        """Events ``(employeeId, payload, at)`` in this order, and a delivery of each to every
+        endpoint of the company, enabled or not, that takes its type (a disabled endpoint gets
+        it when re-enabled), in the caller's transaction."""
+        if not events:
+            return
         endpoints = [r["id"] for r in tx.query("SELECT id, event_types FROM b2b_webhook_endpoints WHERE company_id = ?",
                                                (company_id,)) if event_type in json.loads(r["event_types"])]
         if not endpoints:
             return
-        event_id = str(uuid.uuid4())
-        body = webhooks.envelope(event_id, event_type, int(now.timestamp()), payload).decode("utf-8")
-        row_id = self._insert_id(tx, "INSERT INTO b2b_webhook_events(event_id, company_id, type, employee_id, "
-                                     "created_at, body) VALUES (?, ?, ?, ?, ?, ?)",
-                                 (event_id, company_id, event_type, employee_id, ts(now), body))
-        order_key = f"employee:{employee_id}" if employee_id is not None else f"event:{event_id}"
+        made = [(str(uuid.uuid4()), employee_id, payload, at) for employee_id, payload, at in events]
+        rows = tx.returning("INSERT INTO b2b_webhook_events(event_id, company_id, type, employee_id, created_at, body) "
+                            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                            [(event_id, company_id, event_type, employee_id, ts(at),
+                              webhooks.envelope(event_id, event_type, int(at.timestamp()), payload).decode("utf-8"))
+                             for event_id, employee_id, payload, at in made])
         tx.executemany("INSERT INTO b2b_deliveries(endpoint_id, event_row, order_key, status, next_attempt_at, "
                        "created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
-                       [(endpoint_id, row_id, order_key, ts(now), ts(now)) for endpoint_id in endpoints])
+                       [(endpoint_id, row["id"],  # type: ignore[index]
+                         f"employee:{employee_id}" if employee_id is not None else f"event:{event_id}", ts(at), ts(at))
+                        for (event_id, employee_id, _, at), row in zip(made, rows) for endpoint_id in endpoints])
 
     _DELIVERY = ("SELECT d.*, ev.event_id, ev.type, ev.body, e.url, e.secret FROM b2b_deliveries d "
                  "JOIN b2b_webhook_events ev ON ev.id = d.event_row JOIN b2b_webhook_endpoints e ON e.id = d.endpoint_id ")
 
-    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+    def claim_deliveries(self, now: datetime, limit: int, worker: str, clock: datetime,
+                         lease: timedelta) -> list[Delivery]:
         """Deliveries due at ``now`` to enabled endpoints, each the oldest unfinished one of its
-        endpoint and employee (so events reach a receiver in order per employee). One delivery
-        worker per database (see the README)."""
-        rows = self.db.query(
-            self._DELIVERY + "WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND e.enabled = 1 AND NOT EXISTS "
-            "(SELECT 1 AS one FROM b2b_deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key "
-            "AND p.status = 'pending' AND p.id < d.id) ORDER BY d.next_attempt_at, d.id LIMIT ?", (ts(now), limit))
+        endpoint and employee (so events reach a receiver in order per employee: the next one
+        waits while this one is pending, claimed or not), claimed by ``worker`` until
+        ``clock + lease`` (the wall clock), so several processes send without sending one twice."""
+        with self.db.transaction() as tx:
+            keys = [r["id"] for r in tx.claim_rows(
+                "SELECT d.id FROM b2b_deliveries d JOIN b2b_webhook_endpoints e ON e.id = d.endpoint_id "
+                "WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND e.enabled = 1 AND (d.claimed_until IS NULL "
+                "OR d.claimed_until <= ?) AND NOT EXISTS (SELECT 1 AS one FROM b2b_deliveries p WHERE p.endpoint_id = "
+                "d.endpoint_id AND p.order_key = d.order_key AND p.status = 'pending' AND p.id < d.id) "
+                "ORDER BY d.next_attempt_at, d.id LIMIT ?", (ts(now), ts(clock), limit), of="d")]
+            if not keys:
+                return []
+            self._claim(tx, "b2b_deliveries", "id", keys, worker, clock + lease)
+            rows = tx.query(self._DELIVERY + f"WHERE d.id IN ({_marks(len(keys))}) ORDER BY d.next_attempt_at, d.id",
+                            keys)
         return [_delivery(r) for r in rows]
 
-    def record_attempt(self, delivery: Delivery, at: datetime, status_code: int | None, error: str | None,
-                       duration_ms: int, next_attempt_at: datetime | None) -> None:
-        """Log one attempt and move the delivery on: delivered on a 2xx, else due again at
-        ``next_attempt_at`` (None: failed for good). An endpoint failing for a day is disabled."""
-        ok = webhooks.success(status_code)
+    def record_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Log a round's attempts and move each delivery on, in one transaction: delivered on a
+        2xx, else due again at ``next_attempt_at`` (None: failed for good). An endpoint with a
+        success in the round is working again; one whose every attempt failed for a day is
+        disabled."""
+        if not attempts:
+            return
         with self.db.transaction() as tx:
-            tx.execute("INSERT INTO b2b_delivery_attempts(delivery_id, at, status_code, error, duration_ms) "
-                       "VALUES (?, ?, ?, ?, ?)", (delivery.id, ts(at), status_code, error, duration_ms))
-            status = "delivered" if ok else ("pending" if next_attempt_at is not None else "failed")
-            tx.execute("UPDATE b2b_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, "
-                       "last_status_code = ?, last_error = ?, finished_at = ? WHERE id = ?",
-                       (status, ts(next_attempt_at) if status == "pending" else None, status_code, error,
-                        ts(at) if status != "pending" else None, delivery.id))
-            if ok:
-                tx.execute("UPDATE b2b_webhook_endpoints SET failing_since = NULL WHERE id = ?", (delivery.endpoint_id,))
+            tx.executemany("INSERT INTO b2b_delivery_attempts(delivery_id, at, status_code, error, duration_ms) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           [(a.delivery.id, ts(a.at), a.status_code, a.error, a.duration_ms) for a in attempts])
+            tx.executemany("UPDATE b2b_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, "
+                           "last_status_code = ?, last_error = ?, finished_at = ?, claimed_by = NULL, "
+                           "claimed_until = NULL WHERE id = ?", [_moved_on(a) for a in attempts])
+            working = {a.delivery.endpoint_id for a in attempts if a.ok}
+            failing: dict[int, Attempt] = {}
+            for a in attempts:
+                if a.delivery.endpoint_id not in working:
+                    failing.setdefault(a.delivery.endpoint_id, a)  # the first failure; the last for the reason
+            tx.executemany("UPDATE b2b_webhook_endpoints SET failing_since = NULL WHERE id = ?",
+                           [(endpoint_id,) for endpoint_id in sorted(working)])
+            tx.executemany("UPDATE b2b_webhook_endpoints SET failing_since = coalesce(failing_since, ?) WHERE id = ?",
+                           [(ts(a.at), endpoint_id) for endpoint_id, a in sorted(failing.items())])
+            if not failing:
                 return
-            tx.execute("UPDATE b2b_webhook_endpoints SET failing_since = coalesce(failing_since, ?) WHERE id = ?",
-                       (ts(at), delivery.endpoint_id))
-            [row] = tx.query("SELECT failing_since FROM b2b_webhook_endpoints WHERE id = ?", (delivery.endpoint_id,))
-            if webhooks.should_disable(_t(row["failing_since"]), at):
-                tx.execute("UPDATE b2b_webhook_endpoints SET enabled = 0, disabled_at = ?, disabled_reason = ? "
+            last = {a.delivery.endpoint_id: a for a in attempts if a.delivery.endpoint_id in failing}
+            rows = tx.query(f"SELECT id, failing_since FROM b2b_webhook_endpoints WHERE id IN "
+                            f"({_marks(len(failing))})", sorted(failing))
+            tx.executemany("UPDATE b2b_webhook_endpoints SET enabled = 0, disabled_at = ?, disabled_reason = ? "
                            "WHERE id = ? AND enabled = 1",
-                           (ts(at), f"every delivery failed for 24 h (last: {error or status_code})",
-                            delivery.endpoint_id))
+                           [(ts(last[r["id"]].at), f"every delivery failed for 24 h (last: "
+                             f"{last[r['id']].error or last[r['id']].status_code})", r["id"]) for r in rows
+                            if webhooks.should_disable(_t(r["failing_since"]), last[r["id"]].at)])
 
     def deliveries(self, endpoint_id: int, limit: int = 100, offset: int = 0,
                    status: str | None = None) -> list[Delivery]:

@@ -107,6 +107,29 @@ def _placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
+def write_issues(tx: Tx, issues: Sequence[tuple[BundleRecord, Sequence[TicketRecord]]], *, actor: str) -> None:
+    """Store issued bundles and their tickets (with the log's ``issue`` entries) in the caller's
+    transaction, a statement per table for all of them: ``POST /ticket`` writes one, the B2B
+    roll-over a batch. DuplicateManifest when a bundle's manifest or requestId was used before."""
+    if not issues:
+        return
+    added = tx.returning("INSERT INTO bundles(bundle_id, pid, manifest_id, settlement_id, parent_id, request_id, mtb, "
+                         "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING bundle_id",
+                         [(b.bundle_id, b.pid, b.manifest_id, b.settlement_id, b.parent_id, b.request_id, b.mtb,
+                           ts(b.created_at)) for b, _ in issues])
+    for (bundle, _), row in zip(issues, added):
+        if row is None:
+            raise DuplicateManifest(f"bundle {bundle.bundle_id}: its manifest {bundle.manifest_id} or request "
+                                    f"{bundle.request_id} was already used")
+    tx.executemany("INSERT INTO bundle_tickets(bundle_id, position, ticket_id) VALUES (?, ?, ?)",
+                   [(b.bundle_id, i, tid) for b, _ in issues for i, tid in enumerate(b.ticket_ids)])
+    tx.executemany(f"INSERT INTO tickets({', '.join(_TICKET_COLUMNS)}) VALUES ({_placeholders(len(_TICKET_COLUMNS))})",
+                   [_ticket_row(t) for _, records in issues for t in records])
+    tx.executemany("INSERT INTO ticket_log(ticket_id, at, action, from_state, to_state, actor) "
+                   "VALUES (?, ?, 'issue', NULL, ?, ?)",
+                   [(t.ticket_id, ts(b.created_at), t.state, actor) for b, records in issues for t in records])
+
+
 class Store:
     """The core store on one :class:`~server.store.database.Database` (migrated on open)."""
 
@@ -154,18 +177,6 @@ class Store:
 
     # --- tickets ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _insert_bundle(tx: Tx, bundle: BundleRecord) -> bool:
-        """False when a unique rule (one bundle per manifest, one per requestId) refused it."""
-        added = tx.execute("INSERT INTO bundles(bundle_id, pid, manifest_id, settlement_id, parent_id, request_id, "
-                           "mtb, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                           (bundle.bundle_id, bundle.pid, bundle.manifest_id, bundle.settlement_id, bundle.parent_id,
-                            bundle.request_id, bundle.mtb, ts(bundle.created_at)))
-        if added:
-            tx.executemany("INSERT INTO bundle_tickets(bundle_id, position, ticket_id) VALUES (?, ?, ?)",
-                           [(bundle.bundle_id, i, tid) for i, tid in enumerate(bundle.ticket_ids)])
-        return bool(added)
-
     def create_issue(self, bundle: BundleRecord, tickets: Sequence[TicketRecord], *, actor: str,
                      replaces: str | None = None, whitelist: Sequence[WhitelistEntry] = ()) -> None:
         """Issue tickets (and the whitelist entries of those bound to a token) in one transaction."""
@@ -179,12 +190,7 @@ class Store:
                     raise StateConflict(f"ticket {replaces} is not in the recovered state")
                 tx.execute("INSERT INTO ticket_log(ticket_id, at, action, from_state, to_state, actor) "
                            "VALUES (?, ?, 'reissue', 'recovered', 'replaced', ?)", (replaces, at, actor))
-            if not self._insert_bundle(tx, bundle):
-                raise DuplicateManifest(f"manifest {bundle.manifest_id} or request {bundle.request_id} already used")
-            tx.executemany(f"INSERT INTO tickets({', '.join(_TICKET_COLUMNS)}) "
-                           f"VALUES ({_placeholders(len(_TICKET_COLUMNS))})", [_ticket_row(t) for t in tickets])
-            tx.executemany("INSERT INTO ticket_log(ticket_id, at, action, from_state, to_state, actor) "
-                           "VALUES (?, ?, 'issue', NULL, ?, ?)", [(t.ticket_id, at, t.state, actor) for t in tickets])
+            write_issues(tx, [(bundle, tickets)], actor=actor)
             self.add_whitelist_in(tx, whitelist)
 
     def find_issue(self, pid: int, request_id: str) -> BundleRecord | None:
@@ -244,8 +250,7 @@ class Store:
 
     def create_bundle(self, bundle: BundleRecord) -> None:
         with self.db.transaction() as tx:
-            if not self._insert_bundle(tx, bundle):
-                raise DuplicateManifest(f"bundle {bundle.bundle_id} exists")
+            write_issues(tx, [(bundle, ())], actor="")
 
     def get_bundle(self, bundle_id: str) -> BundleRecord | None:
         row = self._one("SELECT * FROM bundles WHERE bundle_id = ?", (bundle_id,))

@@ -38,6 +38,13 @@ class Tx(Protocol):
         """Run an ``INSERT ... RETURNING`` once per parameter row; the returned row for each
         (None where ``ON CONFLICT DO NOTHING`` skipped it), in order."""
 
+    def claim_rows(self, sql: str, params: Sequence[Any] = (), *, of: str | None = None) -> list[Row]:
+        """A ``SELECT`` of rows to claim (a work queue shared by several processes): the rows
+        read stay locked until this transaction ends, and rows another transaction holds are
+        skipped, not waited for. ``of``: the table (alias) whose rows are locked in a join.
+        The caller marks what it read as claimed (a lease: who, until when) in the same
+        transaction, so the claim outlives it and a crashed claimer's lease runs out."""
+
     def serialize(self, name: str) -> None:
         """Hold a lock named ``name`` until this transaction ends, so that transactions that
         allocate ids of one sequence commit in id order (readers of a feed by id never skip

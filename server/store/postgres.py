@@ -12,6 +12,8 @@ threads release the GIL while they wait).
   state = ?`` re-checks its condition after waiting for a concurrent writer, and ``INSERT ... ON
   CONFLICT DO NOTHING`` waits for a concurrent insert of the same key to commit or roll back,
   so the store's rules hold across processes without SERIALIZABLE retries.
+- ``claim_rows``: ``SELECT ... FOR UPDATE SKIP LOCKED``, so several processes take work from
+  one queue without waiting for each other or taking the same row.
 - ``serialize(name)``: a transaction-level advisory lock, released at COMMIT after the commit is
   visible; transactions that allocate ids of one sequence under it commit in id order, so a
   reader by high-water mark never skips an id that commits late.
@@ -87,6 +89,10 @@ class PostgresTx:
                 if not cur.nextset():
                     break
         return out
+
+    def claim_rows(self, sql: str, params: Sequence[Any] = (), *, of: str | None = None) -> list[Row]:
+        """``FOR UPDATE [OF of] SKIP LOCKED``: rows another transaction is claiming are passed over."""
+        return self.query(f"{sql} FOR UPDATE{f' OF {of}' if of else ''} SKIP LOCKED", params)
 
     def serialize(self, name: str) -> None:
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(name),))

@@ -38,6 +38,11 @@ class SqliteTx:
     def returning(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row | None]:
         return [self._db.execute(sql, row).fetchone() for row in rows]
 
+    def claim_rows(self, sql: str, params: Sequence[Any] = (), *, of: str | None = None) -> list[Row]:
+        """A plain read: ``BEGIN IMMEDIATE`` holds the one write lock, so no other transaction
+        holds (or can claim) any row until this one ends."""
+        return self.query(sql, params)
+
     def serialize(self, name: str) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already holds the one write lock."""
 

@@ -267,10 +267,7 @@ def _issue_response(ctx: Context, bundle: BundleRecord, issue_mtb: bool, status:
 
 
 async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: datetime) -> IssueResult:
-    manifest = verify_manifest(ctx.keyring, call.manifestMtbTemplate, now, ctx.config.clock_skew_seconds)
-    if not principal.admin and manifest.pid != principal.pid:
-        raise ApiError(403, f"manifest is for participant {manifest.pid}, the token for {principal.pid}",
-                        code="wrong_participant")
+    manifest = checked_manifest(ctx, principal, call, now)
     if call.requestId is not None:
         earlier = await ctx.run(ctx.store.find_issue, manifest.pid, call.requestId)
         if earlier is not None:
@@ -278,17 +275,7 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
                 raise ApiError(409, f"requestId {call.requestId!r} was used with another manifest",
                                code="request_id_reused", details=[{"field": "requestId", "message": "reused"}])
             return _issue_response(ctx, earlier, call.issueMtb, 200)  # a retry: same answer, nothing new
-
-    now = now.replace(microsecond=0)
-    skew = timedelta(seconds=ctx.config.clock_skew_seconds)
-    valid_from = now
-    if call.startOfValidity is not None:
-        start = call.startOfValidity
-        if start < now - skew:
-            raise field_error("startOfValidity", "must not be in the past")
-        if start.timestamp() > manifest.latestStart:
-            raise field_error("startOfValidity", "is later than the manifest allows")
-        valid_from = max(start.replace(microsecond=0), now)
+    valid_from = _valid_from(ctx, manifest, call, now)
 
     replaces = None
     if call.recoverTicketId is not None:
@@ -301,6 +288,59 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
         replaces = old.ticket_id
 
     token = await bound_token(ctx, call, manifest.pid, now)
+    bundle, records = _build(ctx, manifest, call, now, valid_from, replaces)
+    whitelist = [WhitelistEntry(token.token_id, r.ticket_id, r.mtb, r.valid_from, r.valid_until, bundle.created_at)
+                 for r in records] if token is not None else []
+    try:
+        await ctx.run(lambda: ctx.store.create_issue(bundle, records, actor=principal.key, replaces=replaces,
+                                                     whitelist=whitelist))
+    except DuplicateManifest:
+        raise ApiError(409, "this manifest (or requestId) was already used to issue tickets",
+                       code="manifest_already_used",
+                       details=[{"field": "manifestMtbTemplate", "message": "already used"}]) from None
+    except StateConflict as exc:
+        raise ApiError(409, str(exc), code="invalid_state") from None
+    return _issue_response(ctx, bundle, call.issueMtb, 201)
+
+
+def prepare_issue(ctx: Context, principal: Principal, call: ManifestCall,
+                  now: datetime) -> tuple[BundleRecord, list[TicketRecord]]:
+    """The records ``POST /ticket`` would store for ``call`` (manifest verified, validity
+    checked, MTBs signed), for a caller that writes them in a transaction of its own with
+    :func:`server.store.core.write_issues` (the B2B roll-over signs a batch, then stores it under
+    its lock). Pure: no store access, so no ``requestId`` replay, no ``recoverTicketId`` and no
+    token binding (its token is looked up and registered in the store)."""
+    if any(v is not None for v in (call.requestId, call.recoverTicketId, call.tokenId, call.tokenPublicKey)):
+        raise ValueError("prepare_issue takes no requestId, recoverTicketId, tokenId or tokenPublicKey")
+    manifest = checked_manifest(ctx, principal, call, now)
+    return _build(ctx, manifest, call, now, _valid_from(ctx, manifest, call, now), None)
+
+
+def checked_manifest(ctx: Context, principal: Principal, call: ManifestCall, now: datetime) -> Manifest:
+    manifest = verify_manifest(ctx.keyring, call.manifestMtbTemplate, now, ctx.config.clock_skew_seconds)
+    if not principal.admin and manifest.pid != principal.pid:
+        raise ApiError(403, f"manifest is for participant {manifest.pid}, the token for {principal.pid}",
+                       code="wrong_participant")
+    return manifest
+
+
+def _valid_from(ctx: Context, manifest: Manifest, call: ManifestCall, now: datetime) -> datetime:
+    """When the tickets start: now, or the call's ``startOfValidity`` if the manifest allows it."""
+    now = now.replace(microsecond=0)
+    if call.startOfValidity is None:
+        return now
+    start = call.startOfValidity
+    if start < now - timedelta(seconds=ctx.config.clock_skew_seconds):
+        raise field_error("startOfValidity", "must not be in the past")
+    if start.timestamp() > manifest.latestStart:
+        raise field_error("startOfValidity", "is later than the manifest allows")
+    return max(start.replace(microsecond=0), now)
+
+
+def _build(ctx: Context, manifest: Manifest, call: ManifestCall, now: datetime, valid_from: datetime,
+           replaces: str | None) -> tuple[BundleRecord, list[TicketRecord]]:
+    """The bundle and its tickets (each item's count, with the item's validity), MTBs signed."""
+    now = now.replace(microsecond=0)
     holder = call.ticketHolder
     traveller_id = holder.travellerId if holder else None
     bundle_id, settlement_id = new_id("tb-"), new_id("st-")
@@ -323,18 +363,7 @@ async def issue(ctx: Context, principal: Principal, call: ManifestCall, now: dat
     bundle = BundleRecord(bundle_id=bundle_id, pid=manifest.pid, manifest_id=manifest.manifestId,
                           settlement_id=settlement_id, mtb=records[0].mtb if len(specs) == 1 else mint(ctx, specs),
                           created_at=now, ticket_ids=ticket_ids, request_id=call.requestId)
-    whitelist = [WhitelistEntry(token.token_id, r.ticket_id, r.mtb, r.valid_from, r.valid_until, now)
-                 for r in records] if token is not None else []
-    try:
-        await ctx.run(lambda: ctx.store.create_issue(bundle, records, actor=principal.key, replaces=replaces,
-                                                     whitelist=whitelist))
-    except DuplicateManifest:
-        raise ApiError(409, "this manifest (or requestId) was already used to issue tickets",
-                       code="manifest_already_used",
-                       details=[{"field": "manifestMtbTemplate", "message": "already used"}]) from None
-    except StateConflict as exc:
-        raise ApiError(409, str(exc), code="invalid_state") from None
-    return _issue_response(ctx, bundle, call.issueMtb, 201)
+    return bundle, records
 
 
 # --- transitions ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""B2B fixtures: one real server on 127.0.0.1 per module (jobs off: tests run the roll-over and
+"""B2B fixtures: one real server on 127.0.0.1 per module and store backend (SQLite, and
+PostgreSQL through the server tests' ``backend`` fixture; jobs off: tests run the roll-over and
 the webhook sender themselves, at the moments they choose), a company per test (so tests do not
 see each other's employees, and a second company gives the cross-company 404s), real API keys
 over real HTTP Basic auth."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -15,9 +17,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from server.app import app_from_data_dir
-from server.b2b import keys
+from server.b2b import keys, webhooks
 from server.b2b.calendar import local_date, zone
 from server.b2b.records import PERMISSIONS, Product
 from server.b2b.store import B2BStore
@@ -26,7 +29,7 @@ from server.config import load_config
 from server.store import open_store
 from server.thread import ServerThread
 
-from ..server.conftest import make_data_dir
+from ..server.conftest import PASSWORD, backend, database_for, make_data_dir, postgres_server  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = "Europe/Berlin"
@@ -43,6 +46,14 @@ def load_receiver() -> Any:
 
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def token(world: "World", entity: str = "admin") -> str:
+    """A real X-BoB-AuthToken of the server's credential ``entity`` (the admin API wants admin)."""
+    request = urllib.request.Request(f"{world.server.origin}/api/v1/auth/{entity}",
+                                     headers={"Authorization": basic(entity, PASSWORD)})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["jwtCompact"]
 
 
 def today() -> date:
@@ -134,18 +145,19 @@ class World:
         return company
 
 
-def start_world(path: Path, **b2b: Any) -> World:
-    data = make_data_dir(path, rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1,
-                                           "roles": {}},
+def start_world(path: Path, database: dict[str, str], **b2b: Any) -> World:
+    """A server on a new data directory; ``database`` is ``database_for()`` (this run's backend)."""
+    data = make_data_dir(path, **database, rate_limit={"requests": 100_000, "window_seconds": 60,
+                                                       "block_seconds": 1, "roles": {}},
                          b2b={"jobs": False, "timezone": TZ, **b2b})
     server = ServerThread(app_from_data_dir(data)).start()
     config = load_config(data)
-    return World(data, server, B2BStore(open_store(data / config.database).db))
+    return World(data, server, B2BStore(open_store(config.database_target(), pool_size=2).db))
 
 
 @pytest.fixture(scope="module")
-def b2b_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    world = start_world(tmp_path_factory.mktemp("b2b") / "data",
+def b2b_world(tmp_path_factory: pytest.TempPathFactory, database_for: Any) -> Iterator[World]:
+    world = start_world(tmp_path_factory.mktemp("b2b") / "data", database_for(),
                         rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1})
     yield world
     world.server.stop()
@@ -172,3 +184,55 @@ def row(hr_id: str, first: str = "Anna", last: str = "Müller", **extra: Any) ->
             "terminationDate": None, "autoSyncEmployee": None, "absences": []}
     body.update(extra)
     return body
+
+
+RECEIVER = load_receiver()
+
+
+class Receiver:
+    """An aiohttp receiver on 127.0.0.1 that verifies with the example's ``verify`` and fails
+    the first ``fail`` requests (or those of ``fail_employee``) with 500."""
+
+    def __init__(self, secret: str = "", fail: int = 0):
+        self.secret = secret
+        self.fail = fail
+        self.fail_employee: int | None = None
+        self.events: list[dict] = []
+        self.statuses: list[int] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            RECEIVER.verify(self.secret, request.headers.get(webhooks.HEADER), body)
+        except RECEIVER.BadSignature:
+            self.statuses.append(401)
+            return web.Response(status=401)
+        event = json.loads(body)
+        payload = event["payload"]
+        employee = payload.get("employeeId", payload["id"])
+        if self.fail > 0 or employee == self.fail_employee:
+            self.fail -= 1
+            self.statuses.append(500)
+            return web.Response(status=500)
+        self.events.append(event)
+        self.statuses.append(204)
+        return web.Response(status=204)
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def endpoint(world, company, receiver: Receiver, *events: str) -> int:
+    url = await receiver.start()
+    receiver.secret = webhooks.new_secret()
+    return world.store.add_endpoint(company.id, url, list(events or webhooks.EVENT_TYPES), receiver.secret,
+                                    datetime.now(timezone.utc))

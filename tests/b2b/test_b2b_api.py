@@ -335,12 +335,12 @@ async def test_auto_sync_false_leaves_an_employee_alone(world):
     assert {e["hrIntergartionLinks"][0]["hrId"] for e in await company.employees()} == {"M1", "M2"}
 
 
-async def test_rate_limit_100_a_minute_then_429_with_retry_after_and_a_block(tmp_path):
+async def test_rate_limit_100_a_minute_then_429_with_retry_after_and_a_block(tmp_path, database_for):
     import aiohttp
 
     from .conftest import start_world
 
-    world = start_world(tmp_path / "rl")
+    world = start_world(tmp_path / "rl", database_for())
     try:
         async with aiohttp.ClientSession() as session:
             world.session = session

@@ -4,70 +4,18 @@ endpoint disabled after a day of failures. The schedule runs on times the test c
 (``b2b deliver --at``), never on the wall clock."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from aiohttp import web
 
 from server.b2b import webhooks
 from server.b2b.cli import run_deliver, run_rollover
 
-from .conftest import load_receiver, row
+from .conftest import RECEIVER, Receiver, endpoint, row
 
 pytestmark = pytest.mark.usefixtures("world")
-RECEIVER = load_receiver()
-
-
-class Receiver:
-    """An aiohttp receiver on 127.0.0.1 that verifies with the example's ``verify`` and fails
-    the first ``fail`` requests (or those of ``fail_employee``) with 500."""
-
-    def __init__(self, secret: str = "", fail: int = 0):
-        self.secret = secret
-        self.fail = fail
-        self.fail_employee: int | None = None
-        self.events: list[dict] = []
-        self.statuses: list[int] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        try:
-            RECEIVER.verify(self.secret, request.headers.get(webhooks.HEADER), body)
-        except RECEIVER.BadSignature:
-            self.statuses.append(401)
-            return web.Response(status=401)
-        event = json.loads(body)
-        payload = event["payload"]
-        employee = payload.get("employeeId", payload["id"])
-        if self.fail > 0 or employee == self.fail_employee:
-            self.fail -= 1
-            self.statuses.append(500)
-            return web.Response(status=500)
-        self.events.append(event)
-        self.statuses.append(204)
-        return web.Response(status=204)
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
-
-
-async def endpoint(world, company, receiver: Receiver, *events: str) -> int:
-    url = await receiver.start()
-    receiver.secret = webhooks.new_secret()
-    return world.store.add_endpoint(company.id, url, list(events or webhooks.EVENT_TYPES), receiver.secret,
-                                    datetime.now(timezone.utc))
 
 
 async def test_the_example_receiver_verifies_real_deliveries(world):
@@ -124,6 +72,8 @@ async def test_retries_after_failures_then_delivers_and_logs_every_attempt(world
         assert (await run_deliver(world.data_dir, t0 + timedelta(seconds=14)))["attempts"] == 0  # not due yet
         [delivery] = world.store.deliveries(endpoint_id)
         assert delivery.status == "pending" and delivery.attempts == 1 and delivery.last_status_code == 500
+        failing_since = world.store.get_endpoint(endpoint_id).failing_since
+        assert failing_since is not None and abs(failing_since - t0) < timedelta(seconds=1)  # failing since t0
         assert t0 + timedelta(seconds=15) <= delivery.next_attempt_at <= t0 + timedelta(seconds=30)
         assert (await run_deliver(world.data_dir, t0 + timedelta(seconds=31)))["attempts"] == 1
         [delivery] = world.store.deliveries(endpoint_id)

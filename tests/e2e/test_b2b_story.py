@@ -2,7 +2,7 @@
 ticket -> the document's Aztec code, scanned from the rendered PDF, is shown to a real agent
 (simulated reader) -> green; a later HR sync leaves the employee out -> the webhook
 ``employee-subscription-changed`` reaches the example receiver, signature verified -> the agent,
-after its next deny-list sync, refuses the same code with result 7."""
+after its next deny-list sync, refuses the same code with result 7. On both store backends."""
 from __future__ import annotations
 
 import base64
@@ -17,23 +17,24 @@ from server.b2b.cli import run_deliver, run_rollover
 from server.b2b.records import Product
 from server.b2b.store import B2BStore
 from server.b2b.subscription import Plan
+from server.config import load_config
 from server.store import open_store
 
 from ..b2b.conftest import load_receiver, row
 from ..b2b.scan import scan_pdf
-from ..server.conftest import make_data_dir
+from ..server.conftest import backend, database_for, make_data_dir, postgres_server  # noqa: F401 - fixtures
 from .conftest import ServerProcess
 
 
-async def test_hr_sync_to_green_then_offboarded_to_result_7(tmp_path, make_agent):
-    data = make_data_dir(tmp_path / "server", b2b={"jobs": False, "timezone": "Europe/Berlin"})
+async def test_hr_sync_to_green_then_offboarded_to_result_7(tmp_path, make_agent, database_for):
+    data = make_data_dir(tmp_path / "server", **database_for(), b2b={"jobs": False, "timezone": "Europe/Berlin"})
     server = ServerProcess(data).start()
     receiver_module = load_receiver()
     received: list[dict] = []
     secret = webhooks.new_secret()
     receiver = receiver_module.make_server("127.0.0.1", 0, secret, received.append)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    store = B2BStore(open_store(data / "server.sqlite3").db)
+    store = B2BStore(open_store(load_config(data).database_target(), pool_size=1).db)
     try:
         now = datetime.now(timezone.utc)
         company = store.add_company("ACME Logistics", Product("job-ticket", ("A", "B"), ("bus", "tram"),

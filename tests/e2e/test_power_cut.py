@@ -68,7 +68,7 @@ def test_a_short_passback_window_accepts_again_after_it_across_power_cuts(tmp_pa
     device = tmp_path / "device"
     device.mkdir()
     pool = make_pool(device, passback_window_s=0.4)
-    figures = PowerCut(device, pool, lifetime_ms=(10, 150), seed=11).run(40)
+    figures = PowerCut(device, pool, lifetime_ms=(50, 300), seed=11).run(40)
     report = check_cache(device / "device.db", pool, figures)
     assert report["problems"] == []
     assert figures.kills == 40

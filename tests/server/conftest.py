@@ -81,7 +81,8 @@ class PostgresServer:
 
     def create(self) -> str:
         """The URL of a new, empty database."""
-        name = f"mtb_test_{os.getpid()}_{next(self._numbers)}"
+        # id(self): test packages that import these fixtures (tests/b2b) get their own instance
+        name = f"mtb_test_{os.getpid()}_{id(self) % 100_000}_{next(self._numbers)}"
         self._admin(f'CREATE DATABASE "{name}"')
         self.created.append(name)
         parts = urlsplit(self.admin_url)
