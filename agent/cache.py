@@ -9,6 +9,7 @@ The object is not thread-safe: the engine drives it from one worker thread.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -34,6 +35,11 @@ log = logging.getLogger(__name__)
 
 WAL_CHECKPOINT_PAGES = 10_000
 Durability = Literal["full", "normal"]
+
+# sqlite3 adapts every parameter that is not an int, float, str or bytearray: for None it finds no
+# adapter and raises (and clears) an AttributeError to learn so, once for each None bound, and a
+# scan's usage row binds three. None adapted to itself binds as NULL just the same.
+sqlite3.register_adapter(type(None), lambda value: value)
 
 
 @dataclass(frozen=True)
@@ -479,11 +485,30 @@ class Cache:
         """The first of ``candidates`` (kind, value) with a deny entry still in force at ``at``."""
         if not candidates:
             return None
-        wanted = " OR ".join("(kind=? AND value=?)" for _ in candidates)  # each term uses the primary key
-        rows = self.conn.execute(f"SELECT kind, value FROM deny_list WHERE ({wanted}) AND expire_epoch > ?",
-                                 [*(x for c in candidates for x in c), _epoch(at)]).fetchall()
-        found = set(rows)
-        return next((c for c in candidates if c in found), None)
+        epoch = _epoch(at)
+        rows = self.conn.execute(_deny_sql(len(candidates)), [x for kind, value in candidates
+                                                             for x in (kind, value, epoch)]).fetchall()
+        return _first_denied(candidates, rows)
+
+    def scan_facts(self, ticket_id: str, device_id: str, candidates: Sequence[tuple[DenyKind, str]],
+                   at: datetime) -> tuple[Use | None, Use | None, tuple[DenyKind, str] | None]:
+        """What a scan of one ticket asks the cache, in one statement: its last accepted use
+        anywhere and on ``device_id`` (as :meth:`last_uses`) and the first of ``candidates``
+        denied at ``at`` (as :meth:`denied`)."""
+        last = here = None
+        denied: list[tuple[Any, Any]] = []
+        params = [ticket_id, ticket_id, device_id]
+        epoch = _epoch(at)
+        for kind, value in candidates:
+            params += (kind, value, epoch)
+        for which, *row in self.conn.execute(_scan_facts_sql(len(candidates)), params):
+            if which == 0:
+                last = _use(row)
+            elif which == 1:
+                here = _use(row)
+            else:
+                denied.append((row[0], row[1]))
+        return last, here, _first_denied(candidates, denied) if denied else None
 
     # --- stops and zones -------------------------------------------------------------------------
 
@@ -593,20 +618,23 @@ class Cache:
 
     # --- recording and the outbox ----------------------------------------------------------------
 
-    def record(self, events: Sequence[dict[str, Any]], uses: Sequence[Use]) -> None:
+    def record(self, events: Sequence[dict[str, Any]], uses: Sequence[Use], *, conforming: bool = False) -> None:
         """The outbox events and their usage rows, in the caller's transaction (the engine's:
         a scan's reads and its writes are one) or in one of their own.
 
         Each event is checked against the server's ticketEvent shape first: an optional member it
-        would refuse is dropped (and the reason says so) rather than park the event for ever."""
+        would refuse is dropped (and the reason says so) rather than park the event for ever.
+        ``conforming``: the caller vouches for the shape (the engine does, see
+        :class:`agent.engine.PlaceCheck`), and the events are stored as they are."""
         if not self.conn.in_transaction:
             with self.transaction():
-                return self.record(events, uses)
+                return self.record(events, uses, conforming=conforming)
         now = format_extended(utcnow())
         execute = self.conn.execute
         try:
             for event in events:
-                execute(_INSERT_OUTBOX, (event["localEventId"], event["eventType"], conformed(event), now))
+                execute(_INSERT_OUTBOX, (event["localEventId"], event["eventType"],
+                                         _JSON.encode(event) if conforming else conformed(event), now))
             for u in uses:
                 execute(_INSERT_USAGE, (u.ticket_id, format_extended(u.time), _epoch(u.time), u.event_type, u.result,
                                         u.device_id, u.stop_area, u.zone, u.lat, u.long, u.boot_id, u.monotonic))
@@ -681,6 +709,28 @@ _LAST_USES = (f"SELECT 0, * FROM (SELECT {_USE_COLUMNS} FROM usage WHERE ticket_
               "ORDER BY epoch DESC LIMIT 1) UNION ALL "
               f"SELECT 1, * FROM (SELECT {_USE_COLUMNS} FROM usage WHERE ticket_id=? AND result=0 AND device_id=? "
               "AND event_type='validation' ORDER BY epoch DESC LIMIT 1)")
+
+
+@functools.cache
+def _deny_sql(count: int, columns: str = "kind, value") -> str:
+    """A look-up of ``count`` (kind, value) pairs in force after an epoch: one primary-key seek
+    each (an OR of the pairs costs half as much again: SQLite sorts its hits to drop duplicates).
+    One text per count, so the statement cache keeps each prepared."""
+    seek = f"SELECT {columns} FROM deny_list WHERE kind=? AND value=? AND expire_epoch > ?"
+    return " UNION ALL ".join([seek] * count)
+
+
+@functools.cache
+def _scan_facts_sql(count: int) -> str:
+    """:data:`_LAST_USES` and then the deny hits, padded to its rows' width and marked 2."""
+    padded = "2, kind, value" + ", NULL" * (_USE_COLUMNS.count(",") - 1)
+    return f"{_LAST_USES} UNION ALL {_deny_sql(count, padded)}" if count else _LAST_USES
+
+
+def _first_denied(candidates: Sequence[tuple[DenyKind, str]],
+                  rows: Iterable[tuple[Any, Any]]) -> tuple[DenyKind, str] | None:
+    found = set(rows)
+    return next((c for c in candidates if c in found), None)
 
 
 _FLEET_COLUMNS = "ticket_id, time, device, stop_area, zone, lat, long"

@@ -22,6 +22,7 @@ from mtb import checks
 from mtb.checks import Use
 from mtb.policy import Policy, operating_day
 from mtb.scan_context import Context
+from mtb.ticket_event import event_problems
 from mtb.timeutil import format_extended
 from mtb.verifier import SignatureCheck, verify_device, verify_issuer
 
@@ -40,7 +41,8 @@ class Velocity(Protocol):
         """km/h from the MTB's last sighting to this scan, or None: no answer within the budget."""
 
 
-@dataclass(frozen=True)
+# A scan's records are built on every scan: slotted or plain, never frozen (five times the cost).
+@dataclass(slots=True)
 class TicketOutcome:
     """One ticket's result and the verdicts it comes from, in the order of ``checks.CHECKS``
     (none when the scan could not be read far enough to judge a ticket)."""
@@ -56,7 +58,7 @@ class TicketOutcome:
         return [(check, v) for check, v in zip(checks.CHECKS, self.verdicts) if v.outcome == outcome]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Decision:
     event_result: int
     event_reason: str
@@ -117,47 +119,93 @@ def mtb_reference(scanned: codec.Mtb) -> dict[str, Any] | None:
 
 
 def scan_event_fields(ctx: Context, policy: Policy, scanned: codec.Mtb | None) -> dict[str, Any]:
-    """What every ticketEvent of one scan shares: when, where, on which validator, which MTB."""
-    event: dict[str, Any] = {
+    """What every ticketEvent of one scan shares: when and which MTB (:func:`moment_members`),
+    on what and where (:func:`place_members`)."""
+    return {**moment_members(ctx, policy, scanned), **place_members(ctx)}
+
+
+def moment_members(ctx: Context, policy: Policy, scanned: codec.Mtb | None) -> dict[str, Any]:
+    """The members of a scan's ticketEvents that the engine makes itself: the time, the operating
+    day and the MTB's references, each within what the server's ticketEvent accepts (an id that
+    would not be is left out), so they need no check."""
+    members: dict[str, Any] = {
         "time": format_extended(ctx.time),
-        "eventType": ctx.mode,
         "operatingDayDate": (ctx.operating_day or operating_day(ctx.time, policy)).isoformat(),
-        "validator": {k: v for k, v in (("validatorId", ctx.validator.validator_id),
-                                        ("location", ctx.validator.location),
-                                        ("sublocation", ctx.validator.sublocation)) if v is not None},
     }
     if scanned is not None:
         reference = mtb_reference(scanned)
         if reference is not None:
-            event["mtbReference"] = reference
+            members["mtbReference"] = reference
         if scanned.device is not None:
             device_pid = _int_pid(scanned.issuer.header.dsp) or _int_pid(scanned.issuer.header.iid)
             did = scanned.device.header.did
             if device_pid is not None and 0 < len(did) <= MAX_EVENT_ID:
-                event["deviceReference"] = {"pid": device_pid, "did": did}
-    if ctx.geo is not None:
-        event["geo"] = {k: v for k, v in (("lat", ctx.geo.lat), ("long", ctx.geo.long), ("alt", ctx.geo.alt))
-                        if v is not None}
+                members["deviceReference"] = {"pid": device_pid, "did": did}
+    return members
+
+
+def place_members(ctx: Context) -> dict[str, Any]:
+    """The members of a scan's ticketEvents taken from the device's configuration and position:
+    whether the server accepts them is for its model to say (:class:`PlaceCheck`)."""
+    validator = ctx.validator
+    members: dict[str, Any] = {
+        "eventType": ctx.mode,
+        "validator": {k: v for k, v in (("validatorId", validator.validator_id), ("location", validator.location),
+                                        ("sublocation", validator.sublocation)) if v is not None},
+    }
+    geo = ctx.geo
+    if geo is not None:
+        members["geo"] = {k: v for k, v in (("lat", geo.lat), ("long", geo.long), ("alt", geo.alt)) if v is not None}
     operator = ctx.operator_pid
     if operator is not None:
         if ctx.stop_area is not None:
-            event["stopArea"] = {"pid": operator, "stopAreaId": ctx.stop_area}
+            members["stopArea"] = {"pid": operator, "stopAreaId": ctx.stop_area}
         if ctx.zone is not None:
-            event["zone"] = {"pid": operator, "zoneId": ctx.zone}
+            members["zone"] = {"pid": operator, "zoneId": ctx.zone}
         if ctx.service is not None:
-            event["service"] = {k: v for k, v in (("pid", operator), ("serviceId", ctx.service.service_id),
-                                                  ("tripId", ctx.service.trip_id),
-                                                  ("blockId", ctx.service.block_id)) if v is not None}
+            members["service"] = {k: v for k, v in (("pid", operator), ("serviceId", ctx.service.service_id),
+                                                    ("tripId", ctx.service.trip_id),
+                                                    ("blockId", ctx.service.block_id)) if v is not None}
     if ctx.mode_of_transport is not None:
-        event["modeOfTransport"] = ctx.mode_of_transport
-    return event
+        members["modeOfTransport"] = ctx.mode_of_transport
+    return members
+
+
+class PlaceCheck:
+    """Whether the server's ticketEvent model takes a scan's :func:`place_members`, asked of the
+    model only when the place changes (a gate stands in one place all day, a bus scans a queue of
+    passengers between two fixes): the model is the most expensive step of building an event. A
+    ``False`` sends the events through the cache's own check, which drops what the server would
+    refuse and says so in the reason.
+
+    A place is compared by value, with the types of its numbers: ``==`` takes 1, 1.0 and True for
+    one another and the model does not (it refuses a latitude of true); everything else in a
+    place is text, where the model refuses a number of any type alike."""
+
+    _SOME_TIME = "2026-01-01T00:00:00.000Z"  # the members checked alone still make a whole event
+
+    def __init__(self) -> None:
+        self._last: tuple[Any, bool] = (None, False)  # the place and the answer, set in one step
+
+    def conforming(self, ctx: Context, members: dict[str, Any]) -> bool:
+        """``members``: :func:`place_members` of ``ctx``."""
+        geo = ctx.geo
+        place = (ctx.mode, ctx.validator, ctx.service, ctx.stop_area, ctx.zone, ctx.mode_of_transport,
+                 ctx.operator_pid, type(ctx.operator_pid), geo,
+                 None if geo is None else (type(geo.lat), type(geo.long), type(geo.alt)))
+        checked, answer = self._last
+        if place != checked:
+            answer = not event_problems({"ticketId": "-", "time": self._SOME_TIME, **members})
+            self._last = (place, answer)
+        return answer
 
 
 def ticket_event(shared: dict[str, Any], outcome: TicketOutcome, position_stale: bool = False) -> dict[str, Any]:
     """One BoB ticketEvent: the scan's ``shared`` fields (:func:`scan_event_fields`) and the ticket's result."""
     reason = outcome.reason + STALE_POSITION if position_stale else outcome.reason
+    ticket_id = outcome.ticket_id
     return {
-        "ticketId": outcome.ticket_id if len(outcome.ticket_id) <= MAX_EVENT_ID else unreadable_id(outcome.ticket_id),
+        "ticketId": ticket_id if len(ticket_id) <= MAX_EVENT_ID else unreadable_id(ticket_id),
         "localEventId": str(uuid.uuid4()),
         "eventResult": outcome.code,
         "eventReason": reason[:MAX_EVENT_REASON],
@@ -195,6 +243,7 @@ class Engine:
         self.cache = cache
         self.policy = policy or Policy()
         self._worker = Worker("engine", after_batch=cache.make_durable)
+        self._place = PlaceCheck()
 
     def schedule(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Queue ``fn(*args)`` on the engine's thread without waiting (the agent queues the next
@@ -240,13 +289,14 @@ class Engine:
         with self.cache.transaction():  # one write transaction: what passback read is what it records beside
             if scanned is not None:
                 outcomes = self._judge(scanned, ctx, velocity)
-            shared = scan_event_fields(ctx, self.policy, scanned)
+            place = place_members(ctx)
+            shared = {**moment_members(ctx, self.policy, scanned), **place}
             events = [ticket_event(shared, o, ctx.position_stale) for o in outcomes]
             geo = ctx.geo
             uses = [Use(o.ticket_id, ctx.time, ctx.mode, o.code, ctx.validator.validator_id, ctx.stop_area, ctx.zone,
                         geo.lat if geo else None, geo.long if geo else None, ctx.boot_id, ctx.monotonic)
                     for o in outcomes]
-            self.cache.record(events, uses)
+            self.cache.record(events, uses, conforming=self._place.conforming(ctx, place))
         # committed: only now may the passenger see the result
         first = min((o for o in outcomes if o.code), key=lambda o: checks.rank(o.code), default=None)
         if first is not None:
@@ -277,20 +327,22 @@ class Engine:
     def _ticket_outcome(self, scanned: codec.Mtb, ticket: codec.Ticket, ctx: Context, issuer: SignatureCheck,
                         device: SignatureCheck, tokens: list[str],
                         server_velocity_kmh: float | None = None) -> TicketOutcome:
-        last, here = self._earlier_uses(ticket.ticket_id, ctx)
-        hit = self.cache.denied(checks.deny_candidates(ticket, tokens), ctx.time)
+        last, here, hit = self.cache.scan_facts(ticket.ticket_id, ctx.validator.validator_id,
+                                                checks.deny_candidates(ticket, tokens), ctx.time)
+        last, here = self._with_other_devices(ticket.ticket_id, ctx, last, here)
         facts = checks.TicketFacts(issuer=issuer, device=device, denied=f"{hit[0]} {hit[1]}" if hit else None,
                                    last_use_here=here, last_use=last, server_velocity_kmh=server_velocity_kmh)
         verdicts = checks.judge(scanned, ticket, ctx, facts, self.policy)
         code, reason = checks.result(verdicts)
         return TicketOutcome(ticket, ticket.ticket_id, code, reason, verdicts)
 
-    def _earlier_uses(self, ticket_id: str, ctx: Context) -> tuple[Use | None, Use | None]:
+    def _with_other_devices(self, ticket_id: str, ctx: Context, last: Use | None,
+                            here: Use | None) -> tuple[Use | None, Use | None]:
         """(the ticket's latest accepted use anywhere, for fraud; the latest that makes a passback
-        here). This device's own uses, and other devices' as the uses feed last brought them:
-        passback counts those the policy's scope takes in (a scope of stop areas needs to know
-        where the device is; until it does, it is this device's alone)."""
-        last, here = self.cache.last_uses(ticket_id, ctx.validator.validator_id)
+        here). This device's own uses (``last``, ``here``: :meth:`Cache.scan_facts`), and other
+        devices' as the uses feed last brought them: passback counts those the policy's scope
+        takes in (a scope of stop areas needs to know where the device is; until it does, it is
+        this device's alone)."""
         scope = self.policy.passback_scope
         anywhere, at_stop = self.cache.fleet_last_uses(ticket_id, ctx.stop_area if scope == "stop-area" else None)
         if scope == "operator":

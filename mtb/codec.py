@@ -124,8 +124,10 @@ def b64url_decode(text: str | bytes) -> bytes:
         raise MtbFormatError("not base64url text") from exc
     padded = raw.strip()
     raw = padded.rstrip(b"=")
-    # '+' and '/' are base64 but not base64url; strict mode refuses every other stray byte
-    if not raw or len(padded) - len(raw) > 2 or b"+" in raw or b"/" in raw:
+    # '+' and '/' are base64 but not base64url; strict mode refuses every other stray byte. (find,
+    # not `in`: bytes.__contains__ first tries its operand as an int and raises a TypeError to learn
+    # it is not one, on every scan)
+    if not raw or len(padded) - len(raw) > 2 or raw.find(b"+") >= 0 or raw.find(b"/") >= 0:
         raise MtbFormatError("not base64url text")
     try:
         return binascii.a2b_base64((raw + b"=" * (-len(raw) % 4)).translate(_B64URL_TO_B64), strict_mode=True)
@@ -189,183 +191,208 @@ def wrap_transport(container: bytes, form: Transport) -> bytes | str:
 
 
 # --- container -------------------------------------------------------------------------------
+#
+# The decoder is one straight line per layer: a field of the right type costs one test inline,
+# and the helpers below are called only for what is absent, of another type, or must be
+# converted, so every refusal keeps its wording. Which check comes first is part of that
+# wording (a field with two problems names the first), so the order follows the spec's layers:
+# container, version, device layer, device header, issuer layer, issuer header, payload.
 
-def _map(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise MtbFormatError(f"{what} is not a CBOR map")
-    return value
-
-
-def _bstr(value: Any, what: str) -> bytes:
-    if not isinstance(value, bytes):
-        raise MtbFormatError(f"{what} is not a byte string")
-    return value
-
-
-def _text(fields: dict[str, Any], key: str, what: str, *, required: bool = False) -> str | None:
-    value = fields.get(key)
+def _refuse(what: str, key: str, value: Any) -> MtbFormatError:
+    """The refusal of a text field ``key`` of ``what`` that is absent (None) or not text."""
     if value is None:
-        if required:
-            raise MtbFormatError(f"{what} lacks {key!r}")
-        return None
-    if not isinstance(value, str):
-        raise MtbFormatError(f"{what} {key!r} is not text")
-    return value
+        return MtbFormatError(f"{what} lacks {key!r}")
+    return MtbFormatError(f"{what} {key!r} is not text")
 
 
-def _id(fields: dict[str, Any], key: str, what: str) -> str | None:
+def _id(value: Any, key: str, what: str) -> str:
     """pids arrive as int or text in real MTBs; the project compares them as text."""
-    value = fields.get(key)
-    if value is None:
-        return None
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise MtbFormatError(f"{what} {key!r} is not an int or text")
     return str(value)
 
 
-def _time(fields: dict[str, Any], key: str, what: str) -> datetime | None:
-    value = _text(fields, key, what)
-    if value is None:
-        return None
+def _time(value: Any, key: str, what: str) -> datetime:
+    if not isinstance(value, str):
+        raise MtbFormatError(f"{what} {key!r} is not text")
     try:
         return parse_time(value)
     except TimeFormatError as exc:
         raise MtbFormatError(f"{what} {key!r}: {exc}") from exc
 
 
-def _decode_cbor(decoder: cbor.StrictDecoder, data: bytes, what: str) -> Any:
-    try:
-        return decoder.loads(data)
-    except cbor.CborError as exc:
-        raise MtbFormatError(f"{what}: {exc}") from exc
-
-
-def _triple(decoder: cbor.StrictDecoder, body: bytes, what: str) -> tuple[bytes, bytes, bytes]:
-    parts = _decode_cbor(decoder, body, what)
-    if not isinstance(parts, list) or len(parts) != 3:
-        raise MtbFormatError(f"{what} is not an array of three byte strings")
-    return (_bstr(parts[0], f"{what} header"), _bstr(parts[1], f"{what} body"),
-            _bstr(parts[2], f"{what} signature"))
-
-
-def _issuer_header(decoder: cbor.StrictDecoder, data: bytes) -> IssuerHeader:
-    fields = _map(_decode_cbor(decoder, data, "issuer header"), "issuer header")
-    if "did" in fields:
-        raise MtbFormatError("issuer header carries 'did' (a device header key)")
-    miv = fields.get("miv")
-    if isinstance(miv, bool) or not isinstance(miv, (str, int)):
-        raise MtbFormatError("issuer header lacks 'miv' or it is not text or int")
-    return IssuerHeader(
-        alg=_text(fields, "alg", "issuer header", required=True),
-        iid=_id(fields, "iid", "issuer header") or _missing("issuer header", "iid"),
-        kid=_text(fields, "kid", "issuer header", required=True),
-        miv=miv,
-        nbf=_time(fields, "nbf", "issuer header"),
-        exp=_time(fields, "exp", "issuer header"),
-        dsp=_id(fields, "dsp", "issuer header"),
-        dsi=_text(fields, "dsi", "issuer header"),
-        fields=fields,
-    )
-
-
-def _missing(what: str, key: str) -> Any:
-    raise MtbFormatError(f"{what} lacks {key!r}")
-
-
-def _device_header(fields: dict[str, Any]) -> DeviceHeader:
-    return DeviceHeader(
-        alg=_text(fields, "alg", "device header", required=True),
-        did=_text(fields, "did", "device header", required=True),
-        kid=_text(fields, "kid", "device header", required=True),
-        t=_time(fields, "t", "device header"),
-        fields=fields,
-    )
-
-
-def _texts(fields: dict[str, Any], key: str, what: str) -> tuple[str, ...] | None:
-    value = fields.get(key)
-    if value is None:
-        return None
+def _texts(value: Any, key: str, what: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise MtbFormatError(f"{what} {key!r} is not an array of text")
     return tuple(value)
 
 
-def _ticket(issuer_pid: str, fields: Any, index: int) -> Ticket:
-    what = f"ticket {index}"
-    fields = _map(fields, what)
-    metadata = fields.get("c_md")
+def _triple(parts: Any, what: str) -> tuple[bytes, bytes, bytes]:
+    if not isinstance(parts, list) or len(parts) != 3:
+        raise MtbFormatError(f"{what} is not an array of three byte strings")
+    header, body, signature = parts
+    if isinstance(header, bytes) and isinstance(body, bytes) and isinstance(signature, bytes):
+        return header, body, signature
+    name = "header" if not isinstance(header, bytes) else "body" if not isinstance(body, bytes) else "signature"
+    raise MtbFormatError(f"{what} {name} is not a byte string")
+
+
+def _merged_metadata(metadata: Any, what: str) -> dict[str, Any]:
     if not isinstance(metadata, list) or not all(isinstance(m, dict) for m in metadata):
         raise MtbFormatError(f"{what} lacks 'c_md' metadata")
     merged: dict[str, Any] = {}
     for entry in metadata:
         merged.update(entry)
-    ticket_id = _id(merged, "tid", what)
-    if not ticket_id:
-        raise MtbFormatError(f"{what} lacks a ticket id ('tid' in 'c_md')")
-    active = fields.get("act")
+    return merged
+
+
+def _ticket(issuer_pid: str, fields: Any, index: int) -> Ticket:
+    what = f"ticket {index}"
+    if not isinstance(fields, dict):
+        raise MtbFormatError(f"{what} is not a CBOR map")
+    get = fields.get
+    metadata = get("c_md")
+    if type(metadata) is list and len(metadata) == 1 and isinstance(metadata[0], dict):
+        merged = metadata[0]  # the usual single entry: read as it is, never changed
+    else:
+        merged = _merged_metadata(metadata, what)
+    ticket_id = merged.get("tid")
+    if not isinstance(ticket_id, str) or not ticket_id:
+        ticket_id = None if ticket_id is None else _id(ticket_id, "tid", what)
+        if not ticket_id:
+            raise MtbFormatError(f"{what} lacks a ticket id ('tid' in 'c_md')")
+    active = get("act")
     if active is not None and not isinstance(active, bool):
         raise MtbFormatError(f"{what} 'act' is not a boolean")
-    return Ticket(
-        ticket_id=ticket_id,
-        issuer_pid=issuer_pid,
-        valid_from=_time(fields, "vf", what),
-        valid_until=_time(fields, "vu", what),
-        product_id=_id(merged, "p_cid", what),
-        zones=_texts(fields, "zon", what),
-        stop_areas=_texts(fields, "sa", what),
-        modes=_texts(fields, "mot", what),
-        traveller_id=_text(fields, "trv", what),
-        category=_text(fields, "cat", what),
-        active=active,
-        fields=fields,
-    )
+    valid_from, valid_until, product_id = get("vf"), get("vu"), merged.get("p_cid")
+    if valid_from is not None:
+        valid_from = _time(valid_from, "vf", what)
+    if valid_until is not None:
+        valid_until = _time(valid_until, "vu", what)
+    if product_id is not None and not isinstance(product_id, str):
+        product_id = _id(product_id, "p_cid", what)
+    zones, stop_areas, modes = get("zon"), get("sa"), get("mot")
+    if zones is not None:
+        zones = _texts(zones, "zon", what)
+    if stop_areas is not None:
+        stop_areas = _texts(stop_areas, "sa", what)
+    if modes is not None:
+        modes = _texts(modes, "mot", what)
+    traveller_id, category = get("trv"), get("cat")
+    if traveller_id is not None and not isinstance(traveller_id, str):
+        raise _refuse(what, "trv", traveller_id)
+    if category is not None and not isinstance(category, str):
+        raise _refuse(what, "cat", category)
+    return Ticket(ticket_id, issuer_pid, valid_from, valid_until, product_id, zones, stop_areas, modes,
+                  traveller_id, category, active, fields)
 
 
-def _tickets(decoder: cbor.StrictDecoder, payload_bytes: bytes) -> tuple[Ticket, ...]:
-    payload = _map(_decode_cbor(decoder, payload_bytes, "payload"), "payload")
-    tickets: list[Ticket] = []
-    for pid, items in payload.items():
-        if not isinstance(items, list):
-            raise MtbFormatError(f"payload entry {pid!r} is not an array of tickets")
-        if len(tickets) + len(items) > MAX_TICKETS:
-            raise MtbFormatError(f"payload carries more than {MAX_TICKETS} tickets")
-        tickets.extend(_ticket(str(pid), item, len(tickets)) for item in items)
-    return tuple(tickets)
+def _issuer_header(fields: Any) -> IssuerHeader:
+    what = "issuer header"
+    if not isinstance(fields, dict):
+        raise MtbFormatError(f"{what} is not a CBOR map")
+    if "did" in fields:
+        raise MtbFormatError("issuer header carries 'did' (a device header key)")
+    get = fields.get
+    miv = get("miv")
+    if isinstance(miv, bool) or not isinstance(miv, (str, int)):
+        raise MtbFormatError("issuer header lacks 'miv' or it is not text or int")
+    alg, iid, kid = get("alg"), get("iid"), get("kid")
+    if not isinstance(alg, str):
+        raise _refuse(what, "alg", alg)
+    if not isinstance(iid, str) or not iid:
+        iid = None if iid is None else _id(iid, "iid", what)
+        if not iid:
+            raise MtbFormatError(f"{what} lacks 'iid'")
+    if not isinstance(kid, str):
+        raise _refuse(what, "kid", kid)
+    nbf, exp, dsp, dsi = get("nbf"), get("exp"), get("dsp"), get("dsi")
+    if nbf is not None:
+        nbf = _time(nbf, "nbf", what)
+    if exp is not None:
+        exp = _time(exp, "exp", what)
+    if dsp is not None:
+        dsp = _id(dsp, "dsp", what)
+    if dsi is not None and not isinstance(dsi, str):
+        raise _refuse(what, "dsi", dsi)
+    return IssuerHeader(alg, iid, kid, miv, nbf, exp, dsp, dsi, fields)
 
 
-def _issuer_signed(decoder: cbor.StrictDecoder, body: bytes) -> IssuerSigned:
-    header_bytes, payload_bytes, signature = _triple(decoder, body, "issuer MTB")
-    return IssuerSigned(
-        body=body,
-        header_bytes=header_bytes,
-        payload_bytes=payload_bytes,
-        signature=signature,
-        header=_issuer_header(decoder, header_bytes),
-        tickets=_tickets(decoder, payload_bytes),
-    )
+def _device_header(fields: dict[str, Any]) -> DeviceHeader:
+    what = "device header"
+    get = fields.get
+    alg, did, kid, signed_at = get("alg"), get("did"), get("kid"), get("t")
+    if not isinstance(alg, str):
+        raise _refuse(what, "alg", alg)
+    if not isinstance(did, str):
+        raise _refuse(what, "did", did)
+    if not isinstance(kid, str):
+        raise _refuse(what, "kid", kid)
+    if signed_at is not None:
+        signed_at = _time(signed_at, "t", what)
+    return DeviceHeader(alg, did, kid, signed_at, fields)
 
 
 _decoders = threading.local()  # one strict decoder per thread serves every layer of every MTB
+_VERSION_ITEM = cbor.dumps(VERSION)  # how every minter writes it; other encodings are decoded
 
 
 def decode_container(container: bytes, transport: Transport = "raw") -> Mtb:
     decoder = getattr(_decoders, "decoder", None)
     if decoder is None:
         decoder = _decoders.decoder = cbor.StrictDecoder()
-    top = _map(_decode_cbor(decoder, container, "MTB container"), "MTB container")
-    if set(top) != {"v", "p"}:
-        raise MtbFormatError(f"MTB container keys {sorted(map(str, top))} are not ['p', 'v']")
-    version = _decode_cbor(decoder, _bstr(top["v"], "MTB 'v'"), "MTB version")
-    if version != VERSION:
-        raise MtbFormatError(f"unknown MTB version {version!r}")
-    body = _bstr(top["p"], "MTB 'p'")
-    first, inner, signature = _triple(decoder, body, "MTB")
-    first_fields = _map(_decode_cbor(decoder, first, "MTB header"), "MTB header")
-    if "did" not in first_fields:
-        return Mtb(transport, container, _issuer_signed(decoder, body), None)
-    device = DeviceSigned(header_bytes=first, header=_device_header(first_fields), signature=signature)
-    return Mtb(transport, container, _issuer_signed(decoder, inner), device)
+    loads = decoder.loads
+    what = "MTB container"  # the layer being decoded, for a refusal's wording
+    try:
+        top = loads(container)
+        if not isinstance(top, dict):
+            raise MtbFormatError(f"{what} is not a CBOR map")
+        if len(top) != 2 or "v" not in top or "p" not in top:
+            raise MtbFormatError(f"MTB container keys {sorted(map(str, top))} are not ['p', 'v']")
+        version, body = top["v"], top["p"]
+        if not isinstance(version, bytes):
+            raise MtbFormatError("MTB 'v' is not a byte string")
+        if version != _VERSION_ITEM:
+            what = "MTB version"
+            version = loads(version)
+            if version != VERSION:
+                raise MtbFormatError(f"unknown MTB version {version!r}")
+        if not isinstance(body, bytes):
+            raise MtbFormatError("MTB 'p' is not a byte string")
+        what = "MTB"
+        first, inner, signature = _triple(loads(body), what)
+        what = "MTB header"
+        first_fields = loads(first)
+        if not isinstance(first_fields, dict):
+            raise MtbFormatError(f"{what} is not a CBOR map")
+        if "did" in first_fields:  # a device layer around the issuer's
+            device: DeviceSigned | None = DeviceSigned(first, _device_header(first_fields), signature)
+            issuer_body = inner
+            what = "issuer MTB"
+            header_bytes, payload_bytes, issuer_signature = _triple(loads(inner), what)
+            what = "issuer header"
+            header = _issuer_header(loads(header_bytes))
+        else:  # the issuer's layer alone: its header is the one just read
+            device = None
+            issuer_body, header_bytes, payload_bytes, issuer_signature = body, first, inner, signature
+            header = _issuer_header(first_fields)
+        what = "payload"
+        payload = loads(payload_bytes)
+    except cbor.CborError as exc:
+        raise MtbFormatError(f"{what}: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise MtbFormatError("payload is not a CBOR map")
+    tickets: list[Ticket] = []
+    for pid, items in payload.items():
+        if not isinstance(items, list):
+            raise MtbFormatError(f"payload entry {pid!r} is not an array of tickets")
+        if len(tickets) + len(items) > MAX_TICKETS:
+            raise MtbFormatError(f"payload carries more than {MAX_TICKETS} tickets")
+        issuer_pid = str(pid)
+        for item in items:
+            tickets.append(_ticket(issuer_pid, item, len(tickets)))
+    issuer = IssuerSigned(issuer_body, header_bytes, payload_bytes, issuer_signature, header, tuple(tickets))
+    return Mtb(transport, container, issuer, device)
 
 
 def decode(data: bytes | str) -> Mtb:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from .codec import MtbFormatError, b64url_decode, b64url_encode
 
 DEVICE_KEY_BYTES = 16
+ES256 = ec.ECDSA(hashes.SHA256())  # made once: cryptography's constructor runs an import on every call
 
 
 class KeyMaterialError(ValueError):
@@ -47,7 +48,7 @@ def load_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
 
 def es256_sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
     """Sign and return the raw r||s form (64 bytes) that MTBs and JWS carry."""
-    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+    r, s = decode_dss_signature(key.sign(data, ES256))
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
@@ -56,7 +57,7 @@ def es256_verify(key: ec.EllipticCurvePublicKey, data: bytes, signature: bytes) 
         return False
     der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
     try:
-        key.verify(der, data, ec.ECDSA(hashes.SHA256()))
+        key.verify(der, data, ES256)
     except InvalidSignature:
         return False
     return True

@@ -4,6 +4,7 @@ Everything inside the project is an aware UTC ``datetime``; only the edges forma
 """
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime, timedelta, timezone
 
@@ -90,8 +91,12 @@ def format_basic(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+@functools.lru_cache(maxsize=8)
 def format_extended(value: datetime) -> str:
-    """ISO 8601 extended UTC with milliseconds, the form ticketEvents and the server use."""
+    """ISO 8601 extended UTC with milliseconds, the form ticketEvents and the server use.
+
+    Kept for the last few times formatted: a scan formats its time for its event and again for
+    its usage row (equal datetimes are one instant, whose UTC text is one)."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -26,6 +26,12 @@ class SignatureCheck:
         return self.code == 0
 
 
+# The answers every genuine ticket gets, made once: a scan builds no result object when it passes.
+ISSUER_VALID = SignatureCheck("valid", 0, "issuer signature valid")
+DEVICE_VALID = SignatureCheck("valid", 0, "device signature valid")
+DEVICE_ABSENT = SignatureCheck("absent", 0, "no device signature")
+
+
 def verify_issuer(mtb: Mtb, keys: KeyStore, allowed_algs: frozenset[str] = DEFAULT_ISSUER_ALGS) -> SignatureCheck:
     header = mtb.issuer.header
     if header.alg not in allowed_algs or header.alg != "ES256":
@@ -35,7 +41,7 @@ def verify_issuer(mtb: Mtb, keys: KeyStore, allowed_algs: frozenset[str] = DEFAU
         return SignatureCheck("unknown-key", 5, f"unknown issuer key pid {header.iid} kid {header.kid!r}")
     if not es256_verify(key, signed_data(mtb.issuer.header_bytes, mtb.issuer.payload_bytes), mtb.issuer.signature):
         return SignatureCheck("invalid", 5, "issuer signature does not verify")
-    return SignatureCheck("valid", 0, "issuer signature valid")
+    return ISSUER_VALID
 
 
 def verify_device(mtb: Mtb, keys: KeyStore, device_key: bytes | None = None) -> SignatureCheck:
@@ -44,7 +50,7 @@ def verify_device(mtb: Mtb, keys: KeyStore, device_key: bytes | None = None) -> 
     if device is None:
         if mtb.issuer.header.device_bound:
             return SignatureCheck("absent", 4, "MTB is bound to a device but has no device signature")
-        return SignatureCheck("absent", 0, "no device signature")
+        return DEVICE_ABSENT
     if device.header.alg != "HS256":
         return SignatureCheck("invalid", 4, f"device alg {device.header.alg!r} is not allowed")
     if device_key is None:
@@ -55,4 +61,4 @@ def verify_device(mtb: Mtb, keys: KeyStore, device_key: bytes | None = None) -> 
     expected = hs256(device_key, signed_data(device.header_bytes, mtb.issuer.body))
     if not hmac.compare_digest(expected, device.signature):
         return SignatureCheck("invalid", 6, "device signature does not verify")
-    return SignatureCheck("valid", 0, "device signature valid")
+    return DEVICE_VALID

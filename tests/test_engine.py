@@ -13,6 +13,7 @@ from agent.cache import Cache
 from mtb.policy import Policy
 from mtb.scan_context import Context, Geo, Validator
 from agent.engine import Engine
+from mtb.checks import Use
 
 from .conftest import NOW, ticket
 
@@ -250,3 +251,24 @@ def test_a_ticket_not_yet_activated_is_3(engine, issuer_key):
     decision = engine.validate_sync(issue(issuer_key, ticket(active=False)), ctx())
     assert (decision.event_result, decision.event_reason) == (3, "ticket not activated")
     assert code(engine, issue(issuer_key, ticket("T2", active=True)), validator=Validator("gate-2")) == 0
+
+
+def test_a_scans_one_lookup_answers_what_the_separate_lookups_answer(cache):
+    """Cache.scan_facts (last use anywhere, last validation here, first deny hit: one statement)
+    against Cache.last_uses and Cache.denied, over used, refused, denied, expired and unknown ids."""
+    cache.record([], [Use("T1", NOW - timedelta(minutes=m), mode, result, device, None, "A", 59.3, 18.0)
+                      for m, mode, result, device in ((50, "validation", 0, "bus-17"), (40, "validation", 0, "gate-2"),
+                                                      (30, "inspection", 0, "bus-17"), (20, "validation", 8, "bus-17"),
+                                                      (10, "validation", 0, "gate-9"))])
+    cache.deny("traveller", "trav-1", NOW + timedelta(days=1))
+    cache.deny("token", "phone-1", NOW - timedelta(seconds=1))  # expired
+    cache.deny("ticket", "T2", NOW + timedelta(days=1))
+    for ticket_id, device in (("T1", "bus-17"), ("T1", "gate-2"), ("T1", "tram-3"), ("T2", "bus-17")):
+        for candidates in ([("ticket", ticket_id)], [("ticket", ticket_id), ("traveller", "trav-1")],
+                           [("ticket", ticket_id), ("token", "phone-1")], [("token", "phone-1"), ("traveller", "trav-1")]):
+            last, here, hit = cache.scan_facts(ticket_id, device, candidates, NOW)
+            assert (last, here) == cache.last_uses(ticket_id, device) and hit == cache.denied(candidates, NOW)
+    last, here, hit = cache.scan_facts("T1", "bus-17", [("ticket", "T1")], NOW)
+    assert (last.device_id, last.time, here.time, hit) == ("gate-9", NOW - timedelta(minutes=10),
+                                                           NOW - timedelta(minutes=50), None)
+    assert cache.scan_facts("T1", "bus-17", [("traveller", "trav-1"), ("ticket", "T2")], NOW)[2] == ("traveller", "trav-1")

@@ -4,6 +4,7 @@ server for its shape (checked against the agent's copy of the ticketEvent model,
 against the server's own)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 import mtb
 from agent.cli import main
 from mtb.scan_context import Context, Geo, Service, Validator
+from agent.engine import place_members
 from agent.place import CONFIRM_FIXES, PositionTracker
 from agent.runtime import Agent
 from agent.stops import SAMPLE_STOPS, StopLocator, load_stops
@@ -197,3 +199,63 @@ def test_the_agents_check_and_the_servers_model_agree(event):
     except ValidationError:
         server_accepts = False
     assert (event_problems(event) == {}) == server_accepts, event
+
+
+places = st.builds(
+    lambda validator, geo, zone, stop, operator, mot, mode: Context(
+        time=NOW, validator=validator, geo=geo, zone=zone, stop_area=stop, operator_pid=operator,
+        mode_of_transport=mot, mode=mode),
+    validator=st.builds(Validator, st.text(max_size=205), st.none() | st.text(max_size=1005)),
+    geo=st.none() | st.builds(Geo, st.one_of(st.floats(-100, 100), st.integers(-90, 90), st.booleans()),
+                              st.floats(-200, 200), st.none() | st.floats()),
+    zone=st.none() | st.text(max_size=205) | st.integers(0, 2), stop=st.none() | st.sampled_from(["CEN", "S" * 201]),
+    operator=st.none() | st.integers(-1, 2 ** 54) | st.sampled_from([True, 1.0, 1234.0]),
+    mot=st.none() | st.text(max_size=55),
+    mode=st.sampled_from(["validation", "inspection"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(ctx=places, which=st.integers(0, 2))
+def test_what_the_engine_queues_from_any_place_is_what_it_decided_and_what_the_server_takes(engine, issuer_key,
+                                                                                         ctx, which):
+    """The engine checks a scan's place (validator, position, stop, zone, mode) against the model
+    once while it stays the same, and vouches for the members it makes itself: whatever the
+    place, each queued body is the decision's event, the server takes it, and a member the server
+    would refuse is dropped and named in the reason, never queued."""
+    raw = [signer.mint(issuer_key, pid=1234, kid="1234:k1", tickets=[ticket("T1")]),
+           signer.mint(issuer_key, pid=1234, kid="1234:k1", tickets=[ticket("X" * 300)]),
+           b"junk"][which]
+    decision = engine.validate_sync(raw, ctx)
+    queued = {e.local_event_id: e.body_json for e in engine.cache.outbox(limit=100_000)}
+    for event in decision.events:
+        body = queued[event["localEventId"]]
+        assert json.loads(body) == json.loads(json.dumps(event)) and event_problems(event) == {}
+        TicketEvent.model_validate_json(body)
+        assert ("[dropped " in event["eventReason"]) == bool(event_problems({**event, **place_members(ctx)}))
+
+
+def test_a_place_equal_in_value_but_not_in_type_is_checked_again(engine, issuer_key):
+    """1.0 == True, but the server takes a latitude of 1.0 and refuses one of true."""
+    raw = signer.mint(issuer_key, pid=1234, kid="1234:k1", tickets=[ticket()])
+    for lat, kept in ((1.0, True), (True, False), (1.0, True), (1, True)):
+        [event] = engine.validate_sync(raw, Context(time=NOW, validator=Validator("bus-1"), geo=Geo(lat, 18.0))).events
+        assert ("geo" in event) is kept and ("[dropped geo.lat" in event["eventReason"]) is not kept, (lat, event)
+        assert event.get("geo", {"lat": lat})["lat"] is lat  # the scan's own value, not an equal one from before
+
+
+@pytest.mark.parametrize("change, member", [
+    (dict(zone="Z" * 201), "zone"), (dict(stop_area="S" * 201), "stopArea"), (dict(mode_of_transport="m" * 51),
+                                                                              "modeOfTransport"),
+    (dict(validator=Validator("v" * 201)), "validator"), (dict(service=Service("s" * 201)), "service"),
+    (dict(operator_pid=2 ** 60), "zone"), (dict(operator_pid=1234.0), "zone"), (dict(operator_pid=True), "zone"),
+    (dict(geo=Geo(95.0, 18.0)), "geo"), (dict(geo=Geo(59.0, True)), "geo"), (dict(geo=Geo(59.0, 18.0, math.inf)), "geo"),
+])
+def test_a_place_that_changes_in_one_member_only_is_checked_again(engine, issuer_key, change, member):
+    """Between two scans at a place the server takes, one member turns into one it refuses (and back)."""
+    raw = signer.mint(issuer_key, pid=1234, kid="1234:k1", tickets=[ticket()])
+    good = Context(time=NOW, validator=Validator("bus-1"), geo=Geo(59.0, 18.0), zone="A", stop_area="CEN",
+                   mode_of_transport="bus", service=Service("17"), operator_pid=1234)
+    for ctx, kept in ((good, True), (dataclasses.replace(good, **change), False), (good, True)):
+        [event] = engine.validate_sync(raw, ctx).events
+        assert (member in event) is kept and ("[dropped " in event["eventReason"]) is not kept, (change, event)
