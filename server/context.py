@@ -9,6 +9,7 @@ from aiohttp import web
 from .clients import TrustedProxies
 from .config import ServerConfig
 from .datafile import WatchedFile
+from .errors import ApiError
 from .endpoint import Api, Endpoint
 from .keyring import KeyRing
 from .store import Store, StoreRunner
@@ -55,3 +56,14 @@ def ctx_of(request: web.Request) -> Context:
 
 def principal_of(request: web.Request) -> Any:
     return request[PRINCIPAL]
+
+
+async def visible_record(request: web.Request, read: Any, key: str, what: str, code: str) -> Any:
+    """The stored record that path parameter ``key`` names, read by ``read(id)``, when the caller
+    may see it (:meth:`Principal.sees`); else a 404, the same for another participant's record
+    as for none, so that ids cannot be probed."""
+    record_id = request.match_info[key]
+    record = await ctx_of(request).run(read, record_id)
+    if not principal_of(request).sees(record):
+        raise ApiError(404, f"{what} {record_id!r} not found", code=code)
+    return record

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from mtb.timeutil import format_extended
 
-from ..context import Context, ctx_of, principal_of
+from ..context import Context, ctx_of, visible_record
 from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, field_error, from_validation, json_response, read_json
 from ..params import body_model, param
@@ -213,11 +213,7 @@ async def post_manifest(request: web.Request) -> web.Response:
               replies={200: Reply(ProductSetManifest, headers=("Expires",)), 404: "Manifest not found"})
 async def get_manifest(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    principal = principal_of(request)
-    manifest_id = request.match_info["manifestId"]
-    record = await ctx.run(ctx.store.get_manifest, manifest_id)
-    if not principal.sees(record):
-        raise ApiError(404, f"manifest {manifest_id!r} not found", code="manifest_not_found")
+    record = await visible_record(request, ctx.store.get_manifest, "manifestId", "manifest", "manifest_not_found")
     headers = _manifest_headers(ctx, request, record)
     del headers["Location"]
     return json_response(record.body, headers=headers)

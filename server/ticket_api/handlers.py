@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from ..context import ctx_of, principal_of
+from ..context import ctx_of, principal_of, visible_record
 from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, field_error, json_response, read_json
 from ..models import ActiveStatusBody, ManifestCall, TicketBundleRequest
@@ -247,10 +247,6 @@ async def post_ticketbundle(request: web.Request) -> web.Response:
               summary="A ticket bundle", params=(Param("ticketBundleId", "path", {"type": "string"}),),
               replies={200: Reply(TicketBundle), 404: "Ticket bundle not found"})
 async def get_ticketbundle(request: web.Request) -> web.Response:
-    ctx = ctx_of(request)
-    principal = principal_of(request)
-    bundle_id = request.match_info["ticketBundleId"]
-    bundle = await ctx.run(ctx.store.get_bundle, bundle_id)
-    if not principal.sees(bundle):
-        raise ApiError(404, f"ticket bundle {bundle_id!r} not found", code="bundle_not_found")
+    bundle = await visible_record(request, ctx_of(request).store.get_bundle, "ticketBundleId", "ticket bundle",
+                                  "bundle_not_found")
     return json_response(tickets.bundle_json(bundle))
