@@ -57,6 +57,19 @@ class OutboxEvent:
         return json.loads(self.body_json)
 
 
+@dataclass(slots=True)
+class ScanFacts:
+    """What the cache knows of one ticket at a scan (:meth:`Cache.scan_facts`): its last accepted
+    use anywhere and its last validation on this device, the deny entry that hits it, and other
+    devices' latest use of it (the uses feed), anywhere and at the device's stop area."""
+
+    last: Use | None = None
+    here: Use | None = None
+    denied: tuple[DenyKind, str] | None = None
+    fleet_last: Use | None = None
+    fleet_here: Use | None = None
+
+
 def _create_v1(db: sqlite_utils.Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
     db["issuer_keys"].create({"pid": str, "kid": str, "jwk": str, "kind": str}, pk=("pid", "kid", "kind"))
@@ -491,24 +504,27 @@ class Cache:
         return _first_denied(candidates, rows)
 
     def scan_facts(self, ticket_id: str, device_id: str, candidates: Sequence[tuple[DenyKind, str]],
-                   at: datetime) -> tuple[Use | None, Use | None, tuple[DenyKind, str] | None]:
+                   at: datetime, stop_area: str | None = None) -> ScanFacts:
         """What a scan of one ticket asks the cache, in one statement: its last accepted use
-        anywhere and on ``device_id`` (as :meth:`last_uses`) and the first of ``candidates``
-        denied at ``at`` (as :meth:`denied`)."""
-        last = here = None
+        anywhere and on ``device_id`` (as :meth:`last_uses`), the first of ``candidates`` denied
+        at ``at`` (as :meth:`denied`), and its latest use on another device, anywhere and at
+        ``stop_area`` when one is given (as :meth:`fleet_last_uses`)."""
+        facts = ScanFacts()
         denied: list[tuple[Any, Any]] = []
-        params = [ticket_id, ticket_id, device_id]
+        params: list[Any] = [ticket_id, ticket_id, device_id, ticket_id]
+        if stop_area is not None:
+            params += (ticket_id, stop_area)
         epoch = _epoch(at)
         for kind, value in candidates:
             params += (kind, value, epoch)
-        for which, *row in self.conn.execute(_scan_facts_sql(len(candidates)), params):
-            if which == 0:
-                last = _use(row)
-            elif which == 1:
-                here = _use(row)
-            else:
+        for which, *row in self.conn.execute(_scan_facts_sql(len(candidates), stop_area is not None), params):
+            if which == 2:
                 denied.append((row[0], row[1]))
-        return last, here, _first_denied(candidates, denied) if denied else None
+            else:
+                setattr(facts, _SCAN_FACT_NAMES[which], _use(row))
+        if denied:
+            facts.denied = _first_denied(candidates, denied)
+        return facts
 
     # --- stops and zones -------------------------------------------------------------------------
 
@@ -580,12 +596,10 @@ class Cache:
 
     def fleet_last_uses(self, ticket_id: str, stop_area: str | None) -> tuple[Use | None, Use | None]:
         """The ticket's latest accepted use on another device, anywhere and at ``stop_area``."""
-        anywhere = self.conn.execute(_FLEET_LAST, (ticket_id,)).fetchone()
-        at_stop = None
-        if anywhere is not None and stop_area is not None:
-            at_stop = anywhere if anywhere[5] == stop_area else self.conn.execute(
-                _FLEET_LAST_AT, (ticket_id, stop_area)).fetchone()
-        return (_fleet_use(anywhere) if anywhere else None), (_fleet_use(at_stop) if at_stop else None)
+        sql, params = (_FLEET_LAST, [ticket_id]) if stop_area is None else \
+            (f"{_FLEET_LAST} UNION ALL {_FLEET_LAST_AT}", [ticket_id, ticket_id, stop_area])
+        found = {which: _use(row) for which, *row in self.conn.execute(sql, params)}
+        return found.get(3), found.get(4)
 
     def prune_fleet_uses(self, horizon_s: float, now: datetime) -> int:
         """Forget other devices' uses older than ``horizon_s``, counted back from the server's time
@@ -629,12 +643,11 @@ class Cache:
         if not self.conn.in_transaction:
             with self.transaction():
                 return self.record(events, uses, conforming=conforming)
-        now = format_extended(utcnow())
         execute = self.conn.execute
         try:
             for event in events:
                 execute(_INSERT_OUTBOX, (event["localEventId"], event["eventType"],
-                                         _JSON.encode(event) if conforming else conformed(event), now))
+                                         _JSON.encode(event) if conforming else conformed(event)))
             for u in uses:
                 execute(_INSERT_USAGE, (u.ticket_id, format_extended(u.time), _epoch(u.time), u.event_type, u.result,
                                         u.device_id, u.stop_area, u.zone, u.lat, u.long, u.boot_id, u.monotonic))
@@ -701,7 +714,10 @@ def conformed(event: dict[str, Any]) -> str:
 
 # one encoder: json.dumps with options builds one per call; NaN and infinities are no JSON
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-_INSERT_OUTBOX = "INSERT INTO outbox(local_event_id, event_type, body, created_at) VALUES (?,?,?,?)"
+# created_at: when it was queued, by the system clock as format_extended writes it (SQLite's
+# own formatting, in C: a Python one costs a scan more than the rest of the row)
+_INSERT_OUTBOX = ("INSERT INTO outbox(local_event_id, event_type, body, created_at) "
+                  "VALUES (?,?,?,strftime('%Y-%m-%dT%H:%M:%fZ','now'))")
 _INSERT_USAGE = ("INSERT INTO usage(ticket_id, time, epoch, event_type, result, device_id, stop_area, zone, lat, long, "
                  "boot_id, monotonic) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 _USE_COLUMNS = "ticket_id, time, event_type, result, device_id, stop_area, zone, lat, long, boot_id, monotonic"
@@ -721,10 +737,13 @@ def _deny_sql(count: int, columns: str = "kind, value") -> str:
 
 
 @functools.cache
-def _scan_facts_sql(count: int) -> str:
-    """:data:`_LAST_USES` and then the deny hits, padded to its rows' width and marked 2."""
+def _scan_facts_sql(count: int, at_stop: bool) -> str:
+    """:data:`_LAST_USES` (rows marked 0 and 1), the other devices' latest use anywhere (3) and,
+    with ``at_stop``, at a stop area (4), each padded to a usage row's width, and the deny hits
+    (2) padded likewise."""
+    fleet = [_FLEET_LAST] + ([_FLEET_LAST_AT] if at_stop else [])
     padded = "2, kind, value" + ", NULL" * (_USE_COLUMNS.count(",") - 1)
-    return f"{_LAST_USES} UNION ALL {_deny_sql(count, padded)}" if count else _LAST_USES
+    return " UNION ALL ".join([_LAST_USES, *fleet] + ([_deny_sql(count, padded)] if count else []))
 
 
 def _first_denied(candidates: Sequence[tuple[DenyKind, str]],
@@ -733,13 +752,13 @@ def _first_denied(candidates: Sequence[tuple[DenyKind, str]],
     return next((c for c in candidates if c in found), None)
 
 
-_FLEET_COLUMNS = "ticket_id, time, device, stop_area, zone, lat, long"
-_FLEET_LAST = f"SELECT {_FLEET_COLUMNS} FROM fleet_uses WHERE ticket_id=? ORDER BY epoch DESC LIMIT 1"
-_FLEET_LAST_AT = f"SELECT {_FLEET_COLUMNS} FROM fleet_uses WHERE ticket_id=? AND stop_area=? ORDER BY epoch DESC LIMIT 1"
-
-
-def _fleet_use(row: Sequence[Any]) -> Use:
-    return Use(row[0], parse_time(row[1]), "validation", 0, row[2], row[3], row[4], row[5], row[6])
+# Other devices' uses as usage rows (each an accepted validation): one reader, _use, for both.
+_FLEET_COLUMNS = "ticket_id, time, 'validation', 0, device, stop_area, zone, lat, long, NULL, NULL"
+_FLEET_LAST = (f"SELECT 3, * FROM (SELECT {_FLEET_COLUMNS} FROM fleet_uses WHERE ticket_id=? "
+               "ORDER BY epoch DESC LIMIT 1)")
+_FLEET_LAST_AT = (f"SELECT 4, * FROM (SELECT {_FLEET_COLUMNS} FROM fleet_uses WHERE ticket_id=? AND stop_area=? "
+                  "ORDER BY epoch DESC LIMIT 1)")
+_SCAN_FACT_NAMES = {0: "last", 1: "here", 3: "fleet_last", 4: "fleet_here"}
 
 
 def _use(row: Sequence[Any]) -> Use:

@@ -26,7 +26,7 @@ from mtb.ticket_event import event_problems
 from mtb.timeutil import format_extended
 from mtb.verifier import SignatureCheck, verify_device, verify_issuer
 
-from .cache import Cache
+from .cache import Cache, ScanFacts
 from .messages import OUT_OF_SERVICE, passenger_message
 
 log = logging.getLogger(__name__)
@@ -327,29 +327,30 @@ class Engine:
     def _ticket_outcome(self, scanned: codec.Mtb, ticket: codec.Ticket, ctx: Context, issuer: SignatureCheck,
                         device: SignatureCheck, tokens: list[str],
                         server_velocity_kmh: float | None = None) -> TicketOutcome:
-        last, here, hit = self.cache.scan_facts(ticket.ticket_id, ctx.validator.validator_id,
-                                                checks.deny_candidates(ticket, tokens), ctx.time)
-        last, here = self._with_other_devices(ticket.ticket_id, ctx, last, here)
+        scope = self.policy.passback_scope
+        found = self.cache.scan_facts(ticket.ticket_id, ctx.validator.validator_id,
+                                      checks.deny_candidates(ticket, tokens), ctx.time,
+                                      ctx.stop_area if scope == "stop-area" else None)
+        last, here = with_other_devices(found, scope)
+        hit = found.denied
         facts = checks.TicketFacts(issuer=issuer, device=device, denied=f"{hit[0]} {hit[1]}" if hit else None,
                                    last_use_here=here, last_use=last, server_velocity_kmh=server_velocity_kmh)
         verdicts = checks.judge(scanned, ticket, ctx, facts, self.policy)
         code, reason = checks.result(verdicts)
         return TicketOutcome(ticket, ticket.ticket_id, code, reason, verdicts)
 
-    def _with_other_devices(self, ticket_id: str, ctx: Context, last: Use | None,
-                            here: Use | None) -> tuple[Use | None, Use | None]:
-        """(the ticket's latest accepted use anywhere, for fraud; the latest that makes a passback
-        here). This device's own uses (``last``, ``here``: :meth:`Cache.scan_facts`), and other
-        devices' as the uses feed last brought them: passback counts those the policy's scope
-        takes in (a scope of stop areas needs to know where the device is; until it does, it is
-        this device's alone)."""
-        scope = self.policy.passback_scope
-        anywhere, at_stop = self.cache.fleet_last_uses(ticket_id, ctx.stop_area if scope == "stop-area" else None)
-        if scope == "operator":
-            here = latest(here, anywhere)
-        elif scope == "stop-area":
-            here = latest(here, at_stop)
-        return latest(last, anywhere), here
+
+def with_other_devices(found: ScanFacts, scope: str) -> tuple[Use | None, Use | None]:
+    """(the ticket's latest accepted use anywhere, for fraud; the latest that makes a passback
+    here). This device's own uses (``found.last``, ``found.here``), and other devices' as the
+    uses feed last brought them: passback counts those the policy's ``scope`` takes in (a scope
+    of stop areas needs to know where the device is; until it does, it is this device's alone)."""
+    here = found.here
+    if scope == "operator":
+        here = latest(here, found.fleet_last)
+    elif scope == "stop-area":
+        here = latest(here, found.fleet_here)
+    return latest(found.last, found.fleet_last), here
 
 
 def latest(a: Use | None, b: Use | None) -> Use | None:

@@ -266,9 +266,11 @@ def test_a_scans_one_lookup_answers_what_the_separate_lookups_answer(cache):
     for ticket_id, device in (("T1", "bus-17"), ("T1", "gate-2"), ("T1", "tram-3"), ("T2", "bus-17")):
         for candidates in ([("ticket", ticket_id)], [("ticket", ticket_id), ("traveller", "trav-1")],
                            [("ticket", ticket_id), ("token", "phone-1")], [("token", "phone-1"), ("traveller", "trav-1")]):
-            last, here, hit = cache.scan_facts(ticket_id, device, candidates, NOW)
-            assert (last, here) == cache.last_uses(ticket_id, device) and hit == cache.denied(candidates, NOW)
-    last, here, hit = cache.scan_facts("T1", "bus-17", [("ticket", "T1")], NOW)
-    assert (last.device_id, last.time, here.time, hit) == ("gate-9", NOW - timedelta(minutes=10),
-                                                           NOW - timedelta(minutes=50), None)
-    assert cache.scan_facts("T1", "bus-17", [("traveller", "trav-1"), ("ticket", "T2")], NOW)[2] == ("traveller", "trav-1")
+            found = cache.scan_facts(ticket_id, device, candidates, NOW)
+            assert (found.last, found.here) == cache.last_uses(ticket_id, device)
+            assert found.denied == cache.denied(candidates, NOW)
+    found = cache.scan_facts("T1", "bus-17", [("ticket", "T1")], NOW)
+    assert (found.last.device_id, found.last.time, found.here.time, found.denied) == (
+        "gate-9", NOW - timedelta(minutes=10), NOW - timedelta(minutes=50), None)
+    assert cache.scan_facts("T1", "bus-17", [("traveller", "trav-1"), ("ticket", "T2")], NOW).denied == (
+        "traveller", "trav-1")

@@ -91,3 +91,17 @@ def test_pruning_counts_back_from_the_servers_time_not_a_fast_device_clock(cache
     anywhere, _ = cache.fleet_last_uses("T1", None)
     assert anywhere is not None and anywhere.time == NOW - timedelta(seconds=1800)
     assert cache.uses_high_water() == 2
+
+
+def test_a_scans_one_lookup_finds_the_latest_other_use_anywhere_and_at_the_stop_area(cache):
+    """Cache.scan_facts brings other devices' latest use of the ticket in its one statement:
+    the latest anywhere, and the latest at the stop area asked for (none asked: none looked up)."""
+    cache.apply_fleet_uses([other(1, 300, stop="SA1"), other(2, 60, stop="SA2"), other(3, 30, stop=None)], 3)
+    found = cache.scan_facts("T1", "bus-17", [("ticket", "T1")], NOW, "SA1")
+    assert (found.fleet_last.time, found.fleet_here.time) == (NOW - timedelta(seconds=30), NOW - timedelta(seconds=300))
+    assert (found.fleet_last, found.fleet_here) == cache.fleet_last_uses("T1", "SA1")
+    assert cache.scan_facts("T1", "bus-17", [], NOW, "SA2").fleet_here.stop_area == "SA2"
+    assert cache.scan_facts("T1", "bus-17", [], NOW).fleet_here is None
+    assert cache.scan_facts("T1", "bus-17", [], NOW, "SA9").fleet_here is None
+    assert cache.scan_facts("T2", "bus-17", [], NOW, "SA1").fleet_last is None
+    assert (found.last, found.here, found.denied) == (None, None, None)  # this device never saw it
