@@ -61,10 +61,12 @@ def decode_mtb(ticket: TicketRecord, keystore: Any) -> tuple[DecodedMtb | None, 
 
 
 def qr_svg(text: str) -> str:
-    """The MTB's 2D code (QR, low error correction: the most data per module) as inline SVG."""
-    return segno.make(text, error="l", micro=False).svg_inline(
+    """The MTB's 2D code (QR, low error correction: the most data per module) as inline SVG,
+    a picture (role img) named by its title: segno writes no role, so it is added here."""
+    svg = segno.make(text, error="l", micro=False).svg_inline(
         scale=1, border=4, omitsize=True, dark="#000", light="#fff", svgclass="qr",
         title="2D code of this ticket's MTB")
+    return svg.replace("<svg ", '<svg role="img" ', 1)
 
 
 def plain(value: Any) -> str:

@@ -8,14 +8,13 @@ its next sync, looks at the fleet and a device, freezes and thaws another ticket
 keyboard alone, and signs out; a form without its CSRF token does nothing; a support user sees
 the buttons but cannot press them. On the employer side: the companies, a company, its
 employees, an integration's sync runs, and a webhook delivery that failed, retried from the page
-and then delivered to a receiver on 127.0.0.1. Every page is checked in the browser for WCAG
-basics (a name on every control, AA contrast of every text, a text alternative on every picture,
-every time in the operator's zone with UTC on hover), at a desktop's and at a phone's width
-(nothing wider than the screen); the browser fetched nothing from anywhere but the server. A
+and then delivered to a receiver on 127.0.0.1. A keyboard user reads each time in UTC too. Every
+page is checked in the browser with axe-core and the project's own checks (console_a11y.py), at
+a desktop's and at a phone's width; the browser fetched nothing from anywhere but the server. A
 screenshot of each page goes to the test's own folder (``tmp_path``).
 
-Without Chromium or the playwright package the test is skipped with a loud reason; under
-``CI=true`` (``.ci/run`` installs both) it fails instead.
+Without Chromium, the playwright or the axe-playwright-python package the test is skipped with a
+loud reason; under ``CI=true`` (``.ci/run`` installs them) it fails instead.
 """
 from __future__ import annotations
 
@@ -43,13 +42,11 @@ from server.store import DeviceReport, Store, open_store
 from ..b2b.conftest import row
 from ..b2b.test_b2b_webhooks import Receiver
 from ..server.conftest import PASSWORD, make_data_dir
-from ..server.console_client import assert_times_in_zone
 from .conftest import ServerProcess, free_port
+from .console_a11y import DESKTOP, PHONE, axe_problems, check_page, focused_name
 from .test_agent_server import issue
 
 CHROMIUM = "/usr/bin/chromium"
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 900}
 ZONE = "Europe/Berlin"  # the operators' time zone (console.timezone)
 
 
@@ -67,7 +64,7 @@ TIMEOUT_MS = 20_000
 
 def browser_unavailable(reason: str) -> None:
     message = (f"console browser tests not possible: {reason}. Install Debian's Chromium (apt-get install "
-               f"chromium) and the playwright package (pip install -e '.[test]'); never `playwright install`")
+               f"chromium) and the playwright and axe-playwright-python packages (pip install -e '.[test]'); never `playwright install`")
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message}; CI=true, so this is a failure, not a skip", pytrace=False)
     pytest.skip(f"SKIPPED WITHOUT A BROWSER: {message}")
@@ -85,9 +82,10 @@ async def chromium(tmp_path: Path, fetched: list[str]) -> Any:
     if shutil.which(CHROMIUM) is None:
         browser_unavailable(f"{CHROMIUM} not found")
     try:
+        import axe_playwright_python  # noqa: F401 - console_a11y runs it
         from playwright.async_api import async_playwright
     except ImportError as exc:
-        browser_unavailable(f"playwright not importable ({exc})")
+        browser_unavailable(f"playwright or axe-playwright-python not importable ({exc})")
     async with async_playwright() as driver:
         context = await driver.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
@@ -124,88 +122,15 @@ async def backoffice_of(console_server: ServerProcess) -> Any:
         yield Api(Deployment(console_server.data_dir, console_server), session)  # type: ignore[arg-type]
 
 
-# WCAG checks run in the page on everything it shows: a language and a title; every control
-# with a name (its label, aria-label or its text); every image and picture with a text
-# alternative; every piece of text at AA contrast against what is behind it (4.5:1, 3:1 when
-# large; disabled controls are exempt); every time with its UTC time in its title.
-PAGE_PROBLEMS = r"""() => {
-  const problems = [];
-  const shown = e => { const r = e.getBoundingClientRect(), s = getComputedStyle(e);
-                       return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'; };
-  const what = e => e.outerHTML.slice(0, 120);
-  if (!document.documentElement.lang) problems.push('the page has no language');
-  if (!document.title.trim()) problems.push('the page has no title');
-  if (document.querySelectorAll('h1').length !== 1) problems.push('not exactly one h1');
-  if (!document.querySelector('main')) problems.push('no main landmark');
-  const textOf = ids => (ids || '').split(/\s+/).map(id => document.getElementById(id)?.textContent || '').join(' ');
-  for (const e of document.querySelectorAll('input:not([type=hidden]), select, textarea, button')) {
-    const name = [...(e.labels || [])].map(l => l.textContent).join(' ') + (e.getAttribute('aria-label') || '')
-      + textOf(e.getAttribute('aria-labelledby')) + (e.tagName === 'BUTTON' ? e.textContent : '') + (e.title || '');
-    if (!name.trim()) problems.push('a control without a name: ' + what(e));
-  }
-  for (const e of document.querySelectorAll('img')) if (!e.hasAttribute('alt')) problems.push('no alt: ' + what(e));
-  for (const e of document.querySelectorAll('svg')) {
-    if (e.closest('[aria-hidden=true]')) continue;
-    if (!(e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.querySelector(':scope > title')))
-      problems.push('a picture without a text alternative: ' + what(e));
-  }
-  const rgba = c => { const v = (c.match(/[\d.]+/g) || [0, 0, 0, 0]).map(Number);
-                      return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1]; };
-  const over = (top, below) => [0, 1, 2].map(i => top[i] * top[3] + below[i] * (1 - top[3]));
-  const channel = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
-  const luminance = c => 0.2126 * channel(c[0]) + 0.7152 * channel(c[1]) + 0.0722 * channel(c[2]);
-  const behind = e => {
-    const layers = [];
-    for (let x = e; x; x = x.parentElement) {
-      const c = rgba(getComputedStyle(x).backgroundColor);
-      if (c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
-    }
-    return layers.reverse().reduce((below, layer) => over(layer, below), [255, 255, 255]);
-  };
-  const seen = new Set();
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  while (walker.nextNode()) {
-    const e = walker.currentNode.parentElement;
-    if (!walker.currentNode.textContent.trim() || seen.has(e)) continue;
-    seen.add(e);
-    if (!shown(e) || e.closest(':disabled, title, desc, option')) continue;
-    const s = getComputedStyle(e), back = behind(e);
-    const ink = over(rgba(e instanceof SVGElement ? s.fill : s.color), back);
-    const [hi, lo] = [luminance(ink), luminance(back)].sort((a, b) => b - a);
-    const ratio = (hi + 0.05) / (lo + 0.05), size = parseFloat(s.fontSize);
-    const large = size >= 24 || (size >= 18.66 && Number(s.fontWeight) >= 700);
-    if (ratio < (large ? 3 : 4.5))
-      problems.push(`contrast ${ratio.toFixed(2)}: ${e.tagName}.${e.getAttribute('class')} `
-                    + `"${e.textContent.trim().slice(0, 40)}"`);
-  }
-  for (const e of document.querySelectorAll('time'))
-    if (!/Z$/.test(e.dateTime) || !/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/.test(e.title))
-      problems.push('a time without its UTC time: ' + what(e));
-  return problems;
-}"""
-
-
 async def shot(page: Any, folder: Path, name: str) -> None:
-    """The page passes the checks above, its times are in the operator's zone, and its
-    screenshot is saved."""
-    assert await page.evaluate(PAGE_PROBLEMS) == [], (name, page.url)
-    assert_times_in_zone(await page.content(), ZONE)
+    """The page passes every check (console_a11y) at both widths, and its screenshot is saved."""
+    await check_page(page, ZONE, name)
     await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 def server_store(server: ServerProcess) -> Store:
     """The server's database, opened by the test as another process would."""
     return open_store(load_config(server.data_dir).database_target(), pool_size=1)
-
-
-async def fits_a_phone(page: Any, url: str) -> None:
-    """At a phone's width nothing is wider than the screen (wide tables scroll in their own region)."""
-    await page.goto(url)
-    wide = await page.evaluate("""() => [...document.querySelectorAll('body *')].filter(
-        e => e.getBoundingClientRect().right > window.innerWidth + 0.5 && !e.closest('.scroll'))
-        .map(e => e.tagName + '.' + e.className + ': ' + e.textContent.slice(0, 60))""")
-    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (url, wide)
-    assert await page.evaluate(PAGE_PROBLEMS) == [], url
 
 
 FOCUS = """() => { const e = document.activeElement, s = getComputedStyle(e);
@@ -270,13 +195,16 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     await page.get_by_role("button", name="Sign in").click()
     await page.get_by_role("heading", name="Tickets").wait_for()
     assert page.url == origin + "/console/tickets"
-    # the page checks notice what they look for: pale text and a field without a label
+    # the checks notice what they look for: pale text (axe measures it), a pale digit (too short
+    # for axe to decide: the test measures it) and a field without a label
     probe = "() => { const p = document.createElement('p'); p.id = 'probe'; p.style.color = '#aaa'; " \
-            "p.textContent = 'pale'; p.append(document.createElement('input')); document.body.append(p); }"
+            "p.innerHTML = 'pale words <span>7</span> <input id=unnamed>'; " \
+            "document.querySelector('main').append(p); }"
     await page.evaluate(probe)
-    problems = await page.evaluate(PAGE_PROBLEMS)
-    assert [p[:len("contrast 2.32: P")] for p in problems if p.startswith("contrast")] == ["contrast 2.32: P"], problems
-    assert len([p for p in problems if p.startswith("a control without a name: <input")]) == 1, problems
+    problems = await axe_problems(page)
+    assert sorted(p.split(":")[0] for p in problems) == ["color-contrast (serious)", "contrast 2.32", "label (critical)"]
+    assert any(p.startswith("contrast 2.32: SPAN") for p in problems), problems
+    assert any(p.startswith("label (critical)") and p.endswith("#unnamed") for p in problems), problems
     await page.evaluate("document.getElementById('probe').remove()")
     await page.keyboard.press("Tab")  # the keyboard's first stop is the skip link, then the sections
     assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
@@ -373,6 +301,7 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     await shot(page, tmp_path, "12-device")
     await page.get_by_role("navigation", name="Sections").get_by_role("link", name="Deny list").click()
     assert "Devices without it" in await page.locator("thead").inner_text()
+    await check_page(page, ZONE, "deny list with the devices without an entry")
 
     # with the keyboard alone: Tab to a form's reason, type it, Tab to its button, Enter
     await page.goto(origin + f"/console/tickets/{other_id}")
@@ -395,17 +324,16 @@ async def test_an_operator_follows_a_ticket_revokes_it_and_the_agent_refuses_it(
     await shot(page, tmp_path, "08-csrf-refused")
     assert (await backoffice_of.get(f"/ticket/{other_id}", role="admin")).body["state"] == "active"
 
-    # on a phone: nothing wider than the screen
+    # on a phone (every page above was checked at a phone's width too)
     await page.set_viewport_size(PHONE)
-    for path in ("/console/fleet", "/console/devices/val1", "/console/deny-list", "/console/activity",
-                 f"/console/tickets/{ticket_id}"):
-        await fits_a_phone(page, origin + path)
+    await page.goto(origin + f"/console/tickets/{ticket_id}")
     await shot(page, tmp_path, "09-ticket-on-a-phone")
     await page.set_viewport_size(DESKTOP)
 
     # sign out: the pages ask for a sign-in again
     await page.get_by_role("button", name="Sign out").click()
     await page.get_by_text("You are signed out.").wait_for()
+    await check_page(page, ZONE, "signed out")
     await page.goto(origin + "/console/deny-list")
     assert page.url.startswith(origin + "/console/login")
 
@@ -505,11 +433,8 @@ async def test_an_operator_sees_the_employers_and_retries_a_failed_webhook(chrom
         assert "delivered" in await page.locator("tbody tr", has_text=delivery.event_id).inner_text()
         await shot(page, tmp_path, "18-webhook-retried")
 
-        await page.set_viewport_size(PHONE)
+        await page.set_viewport_size(PHONE)  # every page above was checked at a phone's width too
         company = f"/console/employers/{acme}"
-        for path in ("/console/employers", company, f"{company}/employees", f"{company}/integrations/{integration}",
-                     f"{company}/webhooks/{endpoint}"):
-            await fits_a_phone(page, origin + path)
         await page.goto(origin + f"{company}/employees")
         await shot(page, tmp_path, "19-employees-on-a-phone")
         await page.set_viewport_size(DESKTOP)
@@ -533,3 +458,54 @@ async def test_an_operator_sees_the_employers_and_retries_a_failed_webhook(chrom
 
 def receiver_url_of(b2b: B2BStore, endpoint: int) -> str:
     return b2b.get_endpoint(endpoint).url  # type: ignore[union-attr]
+
+
+# Where a time's UTC text is drawn, and whether it is really seen there (the topmost element at
+# its middle), or an empty list when it is hidden (a clipped box of one pixel).
+UTC_SHOWN = """e => { const u = e.querySelector('.utc'), r = u.getBoundingClientRect();
+    if (r.width <= 1 || r.height <= 1) return [];
+    const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+    return [u.textContent.trim(), u.contains(top), r.bottom <= window.innerHeight && r.right <= window.innerWidth]; }"""
+
+
+def utc_words(datetime_attr: str) -> str:
+    return "(" + datetime_attr.replace("T", " ").removesuffix("Z") + " UTC)"
+
+
+async def test_a_keyboard_user_reads_each_time_in_utc(chromium, console_server, backoffice_of, tmp_path):
+    """The UTC time of a time is not only a mouse's: Tab to the time and it shows below it (in a
+    table scrolled sideways on a phone too), and it is in the name Chromium gives the time for
+    screen readers; hovering shows it likewise; otherwise the lists show one line a time."""
+    origin = console_server.origin
+    ticket_id, _ = await issue(backoffice_of, "trav-times")
+    page = await chromium.new_page()
+    await sign_in(page, origin, "admin")
+    await page.get_by_role("heading", name="Tickets").wait_for()
+    for size, where in ((DESKTOP, "desktop"), (PHONE, "phone")):
+        await page.set_viewport_size(size)
+        for path, inside in ((f"/console/tickets/{ticket_id}", "dl.facts"), ("/console/tickets", ".scroll")):
+            await page.goto(origin + path)
+            times = page.locator(f"{inside} time")
+            assert await times.count() >= 2
+            for i in range(await times.count()):
+                assert await times.nth(i).evaluate(UTC_SHOWN) == [], (where, path)  # compact until asked
+            await tab_until(page, f"e => e.tagName === 'TIME' && e.closest('{inside}')")
+            focused = (await page.evaluate_handle("document.activeElement")).as_element()
+            words = utc_words(await focused.get_attribute("datetime"))
+            for _ in range(40):  # Chromium does not scroll a half-shown focused element into view: the arrow keys do
+                if (await focused.evaluate(UTC_SHOWN))[1:] == [True, True]:
+                    break
+                await page.keyboard.press("ArrowRight")
+            assert await focused.evaluate("e => e === document.activeElement"), (where, path)
+            assert await focused.evaluate(UTC_SHOWN) == [words, True, True], (where, path)
+            assert (await focused_name(page)).endswith(words), (where, path)
+            await page.screenshot(path=str(tmp_path / f"21-time-focused-{where}-{path.count('/')}.png"))
+            await focused.evaluate("e => e.blur()")
+            assert await focused.evaluate(UTC_SHOWN) == [], (where, path)
+            if size is DESKTOP:  # a phone has no pointer to hover with
+                second = times.nth(1)
+                await second.hover()
+                assert await second.evaluate(UTC_SHOWN) == [utc_words(await second.get_attribute("datetime")), True,
+                                                            True], path
+                await page.mouse.move(0, 0)
+                assert await second.evaluate(UTC_SHOWN) == [], path

@@ -75,18 +75,22 @@ def client_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
 
-TIME = re.compile(r'<time datetime="([^"]+)Z" title="([^"]+) UTC">([^<]+)</time>')
+TIME = re.compile(r'<time datetime="([^"]+)Z" tabindex="0" role="time" aria-label="([^"]+)">([^<]+)'
+                  r'<span class="utc"> \(([^<]+) UTC\)</span></time>')
 
 
 def assert_times_in_zone(text: str, zone: str) -> int:
-    """Every time on the page is in ``zone`` (to the second or to the minute) with its UTC time
-    in the title (hover); returns how many there are."""
+    """Every time on the page is in ``zone`` (to the second or to the minute), focusable, with
+    its UTC time in its text (shown on hover and focus) and in its accessible name; returns how
+    many there are."""
     times = TIME.findall(text)
-    for iso, utc_text, local_text in times:
+    assert len(times) == text.count("<time "), "a time not written by render.when"
+    for iso, label, local_text, utc_text in times:
         utc = datetime.fromisoformat(iso).replace(tzinfo=timezone.utc)
         assert utc_text == utc.strftime("%Y-%m-%d %H:%M:%S")
         local = utc.astimezone(ZoneInfo(zone))
         shown = [local.strftime(f"%Y-%m-%d {clock} ") + (local.tzname() or "") for clock in ("%H:%M:%S", "%H:%M")]
         assert local_text in shown, (local_text, shown)  # to the second, or to the minute (the activity chart)
+        assert label == f"{local_text} ({utc_text} UTC)"
     assert f"Times are shown in {zone}" in text
     return len(times)

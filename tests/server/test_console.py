@@ -370,7 +370,7 @@ async def test_the_ticket_page_shows_the_decoded_mtb_and_its_2d_code(clients, ap
     assert "<dt>Zones</dt><dd>A, B</dd>" in page.text
     assert ticket["mtb"] in page.text
     expected = segno.make(ticket["mtb"], error="l", micro=False)
-    assert f'<svg viewBox="0 0 {expected.symbol_size(scale=1)[0]} ' in page.text  # the code of exactly this MTB
+    assert f'<svg role="img" viewBox="0 0 {expected.symbol_size(scale=1)[0]} ' in page.text  # exactly this MTB's code
     assert re.search(r"Issue</td>\s*<td>active</td>", page.text)
 
 
@@ -415,7 +415,7 @@ async def test_every_list_is_paged(make_server):
         assert "1&ndash;5 of 6" in deny.text and 'rel="next"' in deny.text
 
 
-async def test_times_are_in_the_operators_zone_with_utc_on_hover(make_server):
+async def test_times_are_in_the_operators_zone_with_utc_on_hover_and_focus(make_server):
     deployment = make_server(console={"timezone": "Europe/Stockholm"})
     from .conftest import Api
 

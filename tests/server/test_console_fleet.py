@@ -74,7 +74,7 @@ async def test_the_fleet_page_shows_every_device_and_marks_the_silent_ones(make_
         assert "<td>participant 4321</td>" in row_of(page.text, "4321:val-of-4321")
         foreign = await client.get("/console/devices/" + quote("4321:val-of-4321", safe=""))
         assert foreign.status == 200 and "a device of participant 4321" in foreign.text
-        assert assert_times_in_zone(page.text, "Europe/Berlin") == 4  # each last contact, UTC on hover
+        assert assert_times_in_zone(page.text, "Europe/Berlin") == 4  # each last contact, UTC on hover and focus
 
         assert devices_on((await client.get("/console/fleet?show=silent")).text) == ["val2"]
         assert devices_on((await client.get("/console/fleet?show=alarm")).text) == ["ins1"]

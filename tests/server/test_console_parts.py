@@ -63,9 +63,13 @@ def test_the_operators_day_follows_daylight_saving():
     assert start == datetime(2026, 3, 28, 23, 0, tzinfo=timezone.utc)
 
 
-def test_a_time_shows_local_with_utc_on_hover():
+def test_a_time_shows_local_with_utc_for_mouse_keyboard_and_screen_reader():
     text = str(when(datetime(2026, 7, 1, 10, 0, 5, tzinfo=timezone.utc), ZoneInfo("Europe/Stockholm")))
-    assert text == '<time datetime="2026-07-01T10:00:05Z" title="2026-07-01 10:00:05 UTC">2026-07-01 12:00:05 CEST</time>'
+    assert text == ('<time datetime="2026-07-01T10:00:05Z" tabindex="0" role="time" '
+                    'aria-label="2026-07-01 12:00:05 CEST (2026-07-01 10:00:05 UTC)">2026-07-01 12:00:05 CEST'
+                    '<span class="utc"> (2026-07-01 10:00:05 UTC)</span></time>')
+    to_the_minute = str(when(datetime(2026, 7, 1, 10, 0, 5, tzinfo=timezone.utc), ZoneInfo("UTC"), seconds=False))
+    assert 'aria-label="2026-07-01 10:00 UTC (2026-07-01 10:00:05 UTC)">2026-07-01 10:00 UTC<' in to_the_minute
     assert "&mdash;" in str(when(None, ZoneInfo("UTC")))
 
 
