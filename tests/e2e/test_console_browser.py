@@ -64,7 +64,8 @@ TIMEOUT_MS = 20_000
 
 def browser_unavailable(reason: str) -> None:
     message = (f"console browser tests not possible: {reason}. Install Debian's Chromium (apt-get install "
-               f"chromium) and the playwright and axe-playwright-python packages (pip install -e '.[test]'); never `playwright install`")
+               f"chromium) and the playwright and axe-playwright-python packages (pip install -e '.[test]'); "
+               f"never `playwright install`")
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message}; CI=true, so this is a failure, not a skip", pytrace=False)
     pytest.skip(f"SKIPPED WITHOUT A BROWSER: {message}")
