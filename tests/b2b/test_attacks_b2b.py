@@ -2,9 +2,15 @@
 real API keys: each must get a 4xx naming the field, never a 500, and leave nothing applied."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+import aiohttp
 import pytest
 
-from .conftest import row
+from server.b2b import addresses, webhooks
+from server.b2b.cli import run_deliver
+
+from .conftest import Receiver, endpoint, row, start_world
 
 pytestmark = pytest.mark.usefixtures("world")
 
@@ -24,3 +30,60 @@ async def test_dates_at_the_end_of_the_calendar_are_422_naming_the_field(world, 
     assert await acme.employees() == []  # nothing applied
     integration = await acme.get(f"/hr-integrations/{acme.integration}")
     assert integration.status == 200 and integration.body["data"]["lastSyncedAt"] is None, integration
+
+
+async def test_webhooks_reach_no_loopback_address_by_any_spelling_unless_allowed(tmp_path, database_for):
+    """A partner that gets the operator to register "its" webhook URL must not make the server
+    POST to the server's own host (admin ports, the console, a metadata service): by default a
+    delivery goes only to a public address, checked on the address actually connected to, so a
+    DNS name that resolves to 127.0.0.1 (``localhost``), an IPv4-mapped IPv6 or an unspecified address
+    are refused alike, and the log says why. Allowing the network lets the same receiver in."""
+    world = start_world(tmp_path / "data", database_for(), webhook_allowed_networks=[])  # the default
+    receiver = Receiver()
+    try:
+        async with aiohttp.ClientSession() as session:
+            world.session = session
+            company = world.company("Hostile")
+            url = await receiver.start()
+            port = url.split(":")[2].split("/")[0]
+            spellings = (url, f"http://localhost:{port}/hook",
+                         f"http://[::ffff:127.0.0.1]:{port}/hook", f"http://0.0.0.0:{port}/hook")
+            now = datetime.now(timezone.utc)
+            endpoints = [world.store.add_endpoint(company.id, u, list(webhooks.EVENT_TYPES), webhooks.new_secret(), now)
+                         for u in spellings]
+            assert (await company.sync([row("S1")])).status == 204
+            assert (await run_deliver(world.data_dir, None))["attempts"] == len(spellings)
+            assert receiver.statuses == []  # nothing reached the loopback receiver
+            for endpoint_id in endpoints:
+                [delivery] = world.store.deliveries(endpoint_id)
+                assert delivery.status == "pending" and "not allowed" in (delivery.last_error or ""), delivery
+    finally:
+        await receiver.stop()
+        world.server.stop()
+        world.store.db.close()
+    allowed = start_world(tmp_path / "allowed", database_for(), webhook_allowed_networks=["127.0.0.0/8"])
+    receiver = Receiver()
+    try:
+        async with aiohttp.ClientSession() as session:
+            allowed.session = session
+            company = allowed.company("Trusted")
+            await endpoint(allowed, company, receiver)
+            assert (await company.sync([row("S1")])).status == 204
+            assert await run_deliver(allowed.data_dir, None) == {"attempts": 1, "pending": 0}
+            assert receiver.statuses == [204]
+    finally:
+        await receiver.stop()
+        allowed.server.stop()
+        allowed.store.db.close()
+
+
+@pytest.mark.parametrize("address, extra, ok", [
+    ("93.184.216.34", (), True), ("2606:4700::1111", (), True),
+    ("127.0.0.1", (), False), ("127.8.9.10", (), False), ("::1", (), False), ("0.0.0.0", (), False),
+    ("169.254.169.254", (), False), ("fe80::1%eth0", (), False), ("10.1.2.3", (), False), ("192.168.0.1", (), False),
+    ("172.16.0.1", (), False), ("100.64.0.1", (), False), ("fc00::1", (), False), ("224.0.0.1", (), False),
+    ("::ffff:127.0.0.1", (), False), ("::ffff:10.0.0.1", (), False), ("::ffff:93.184.216.34", (), True),
+    ("10.1.2.3", ("10.0.0.0/8",), True), ("127.0.0.1", ("127.0.0.1",), True), ("127.0.0.2", ("127.0.0.1",), False),
+])
+def test_the_webhook_address_policy(address, extra, ok):
+    assert addresses.allowed(address, addresses.networks(extra)) is ok
