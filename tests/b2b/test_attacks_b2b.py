@@ -87,3 +87,33 @@ async def test_webhooks_reach_no_loopback_address_by_any_spelling_unless_allowed
 ])
 def test_the_webhook_address_policy(address, extra, ok):
     assert addresses.allowed(address, addresses.networks(extra)) is ok
+
+
+async def test_a_huge_member_name_is_neither_echoed_nor_kept_whole(world, acme):
+    """A refused sync is answered with the fields it names and kept for the operator (the
+    integration's errors, its sync runs); a member name of a megabyte must not come back, nor
+    be stored, a megabyte at a time."""
+    name = "k" * 1_000_000
+    reply = await acme.sync([{**row("H1"), name: 1}])
+    assert reply.status == 422, reply
+    assert len(reply.raw) < 2_000, len(reply.raw)
+    [detail] = reply.body["details"]
+    assert detail["field"].startswith("employees[0].kkkk") and detail["index"] == 0, detail
+    integration = await acme.get(f"/hr-integrations/{acme.integration}")
+    assert len(integration.raw) < 4_000 and integration.body["data"]["errors"], integration
+    stored = world.store.db.query("SELECT errors FROM b2b_hr_sync_failures WHERE integration_id = ?",
+                                  (acme.integration,))
+    assert [len(r["errors"]) < 2_000 for r in stored] == [True], [len(r["errors"]) for r in stored]
+
+
+async def test_refused_syncs_keep_only_the_newest_hundred(world, acme):
+    """A partner may send 100 refused syncs a minute, all day: the record of refused syncs is
+    for the operator to see what went wrong lately, and keeps the newest 100 per integration."""
+    for i in range(105):
+        assert (await acme.sync([row("R1", email=f"not-an-email-{i}")])).status == 422
+    stored = world.store.db.query("SELECT errors FROM b2b_hr_sync_failures WHERE integration_id = ? ORDER BY id",
+                                  (acme.integration,))
+    assert len(stored) == 100
+    assert "not-an-email" not in stored[0]["errors"]  # (messages never echo the value)
+    runs = await acme.get(f"/hr-integrations/{acme.integration}")
+    assert runs.status == 200 and runs.body["data"]["errors"], runs
