@@ -11,6 +11,7 @@ from server.b2b import addresses, webhooks
 from server.b2b.cli import run_deliver
 
 from .conftest import Receiver, endpoint, row, start_world
+from .test_b2b_admin import Admin
 
 pytestmark = pytest.mark.usefixtures("world")
 
@@ -117,3 +118,12 @@ async def test_refused_syncs_keep_only_the_newest_hundred(world, acme):
     assert "not-an-email" not in stored[0]["errors"]  # (messages never echo the value)
     runs = await acme.get(f"/hr-integrations/{acme.integration}")
     assert runs.status == 200 and runs.body["data"]["errors"], runs
+
+
+@pytest.mark.parametrize("url", ["http://[::1/hook", "http://a:99999/hook", "http://:80/hook", "https://user@/hook",
+                                 "http://exa mple.com/"])
+async def test_a_webhook_url_nothing_can_connect_to_is_422_naming_url(world, acme, url):
+    """Stored, it would fail every delivery for a day, then disable the endpoint: refused at once."""
+    reply = await Admin(world).call("POST", f"/companies/{acme.id}/webhook-endpoints", {"url": url})
+    assert reply[0] == 422 and [d["field"] for d in reply[1]["details"]] == ["url"], reply
+    assert world.store.list_endpoints(acme.id) == []
