@@ -4,6 +4,8 @@ tunnel or agent, nothing listens beyond the device itself.
 
 - ``mtb_agent_scans_total{result}``: scans decided, by ticketEvent result code (0 accepted).
 - ``mtb_agent_decision_seconds``: from a scan read to its decision recorded (durably).
+- ``mtb_agent_fraudchecks_total{outcome}``: the back office's fraud check per scan (answered in
+  time, unanswered, unsupported by the server, not asked; :data:`agent.sync.fraudcheck.OUTCOMES`).
 - ``mtb_agent_outbox_events``, ``mtb_agent_outbox_parked_events``, ``mtb_agent_outbox_oldest_age_seconds``.
 - ``mtb_agent_list_age_seconds{list}``: since each list was last brought up to date (+Inf: never).
 - ``mtb_agent_alarm{kind}`` (1 while raised) and ``mtb_agent_alarms``.
@@ -11,7 +13,7 @@ tunnel or agent, nothing listens beyond the device itself.
   state report, since the cache was made.
 - ``mtb_agent_clock_skew_seconds``: the device clock minus the server's ``Date``.
 
-Scans and decision times are counted as they happen; the rest is read from the cache at each
+Scans, decision times and fraud checks are counted as they happen; the rest is read from the cache at each
 scrape, with the state report's own reading (:mod:`.sync.device_state`).
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ from prometheus_client.registry import Collector
 from mtb.timeutil import utcnow
 
 from .engine import Engine
+from .sync.fraudcheck import OUTCOMES, Outcome
 from .sync.device_state import DeviceState, read_state
 
 log = logging.getLogger(__name__)
@@ -49,12 +52,20 @@ class AgentMetrics:
         self.decision_seconds = Histogram("mtb_agent_decision_seconds",
                                           "From a scan read to its decision recorded durably",
                                           buckets=DECISION_BUCKETS, registry=self.registry)
+        self.fraudchecks = Counter("mtb_agent_fraudchecks", "The back office's fraud check per scan, by outcome",
+                                   ["outcome"], registry=self.registry)
+        for outcome in OUTCOMES:
+            self.fraudchecks.labels(outcome)
         self._state = _StateCollector()
         self.registry.register(self._state)
 
     def decided(self, result: int, seconds: float) -> None:
         self.scans.labels(str(result)).inc()
         self.decision_seconds.observe(seconds)
+
+    def fraudcheck(self, outcome: Outcome) -> None:
+        """Count one scan's fraud check (called on the event loop)."""
+        self.fraudchecks.labels(outcome).inc()
 
     async def render(self) -> bytes:
         """The text format, with the device's state read from its cache now."""

@@ -392,13 +392,16 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
         cache.close()
         raise
     engine = Engine(cache, config.policy.policy())
+    metrics = AgentMetrics(engine) if config.metrics.port else None
     syncer = fraudcheck = None
     if config.server is not None and credentials is not None:
         server = config.server
         client = ServerClient(server.base_url, *credentials, timeout_s=server.timeout_s, tls=server.tls(),
                               allow_insecure_http=server.allow_insecure_http,
                               max_requests_per_minute=server.max_requests_per_minute)
-        fraudcheck = FraudCheck(client, server.fraudcheck_budget_ms / 1000) if server.fraudcheck else None
+        if server.fraudcheck:
+            fraudcheck = FraudCheck(client, server.fraudcheck_budget_ms / 1000,
+                                    metrics.fraudcheck if metrics is not None else None)
         syncer = Syncer(engine, client, batch_size=server.batch_size, upload_interval_s=server.upload_interval_s,
                         feeds_interval_s=server.feeds_interval_s, long_poll_s=server.long_poll_s,
                         long_poll_gap_s=server.long_poll_gap_s, uses_horizon_s=config.policy.fleet_uses_horizon_s)
@@ -422,7 +425,7 @@ def build_agent(config, *, reader: Reader | None = None, feedback: Feedback | No
         validate_with_stale_metadata=config.policy.validate_with_stale_metadata,
         history_days=config.policy.history_days,
         max_failed_recordings=config.max_failed_recordings,
-        metrics=AgentMetrics(engine) if config.metrics.port else None,
+        metrics=metrics,
         metrics_address=(config.metrics.host, config.metrics.port) if config.metrics.port else None,
         fraudcheck=fraudcheck,
     )

@@ -8,6 +8,8 @@ it would accept a ticket, and never past ``budget_s`` (``[server] fraudcheck_bud
 from the moment the scan was read; otherwise, and when the server does not answer in time, the
 device decides with what it has. A server without the endpoint (404, 501) is not asked again
 for an hour; a 403 (the server already answered this client about that sighting) is no answer.
+Each scan's outcome is counted (:data:`OUTCOMES`, the agent's metrics): an operator sees how
+often the back office's answer came in time to count.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import json
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Callable, Literal
 
 import mtb as codec
 from mtb.timeutil import format_extended
@@ -30,6 +32,11 @@ from .errors import Rejected, SyncError
 log = logging.getLogger(__name__)
 UNSUPPORTED_PAUSE_S = 3600.0
 BUDGET_SHARE = 2  # fraud checks leave half of the request budget to the other channels
+Outcome = Literal["answered", "unanswered", "unsupported", "not_asked"]
+# answered: a velocity within the budget; unanswered: offline, refused, no velocity or too late;
+# unsupported: the server has no fraud check (404, 501); not_asked: offline, no token, no
+# position, no room in the request budget, paused after an unsupported, or no MTB reference.
+OUTCOMES: tuple[Outcome, ...] = ("answered", "unanswered", "unsupported", "not_asked")
 
 
 class Velocity:
@@ -54,9 +61,11 @@ class Velocity:
 class FraudCheck:
     path = "/fraudcheck"
 
-    def __init__(self, client: ServerClient, budget_s: float = 0.150) -> None:
+    def __init__(self, client: ServerClient, budget_s: float = 0.150,
+                 counted: Callable[[Outcome], None] | None = None) -> None:
         self.client = client
         self.budget_s = budget_s
+        self.counted = counted or (lambda outcome: None)
         self._paused_until = -math.inf
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -66,12 +75,14 @@ class FraudCheck:
         client = self.client
         if ctx.geo is None or started < self._paused_until or not (client.online and client.has_token) \
                 or not client.budget.has_room(client.budget.requests // BUDGET_SHARE):
+            self.counted("not_asked")
             return None
         try:
             reference = mtb_reference(codec.decode(raw))
         except codec.MtbFormatError:
-            return None
+            reference = None
         if reference is None:
+            self.counted("not_asked")
             return None
         body = {"mtbReference": reference, "geo": {"lat": ctx.geo.lat, "long": ctx.geo.long},
                 "time": format_extended(ctx.time)}
@@ -92,6 +103,7 @@ class FraudCheck:
             kmh = data.get("velocity") if isinstance(data, dict) else None
             if isinstance(kmh, (int, float)) and not isinstance(kmh, bool) and math.isfinite(kmh) and kmh >= 0:
                 velocity.answer(float(kmh))
+                self.counted("answered")
                 return
             log.warning("GET %s: no velocity in the answer %.200r", self.path, data)
         except Rejected as exc:
@@ -99,8 +111,12 @@ class FraudCheck:
                 log.warning("GET %s: the server has no fraud check (HTTP %d); not asking for an hour",
                             self.path, exc.status)
                 self._paused_until = time.monotonic() + UNSUPPORTED_PAUSE_S
+                self.counted("unsupported")
+                velocity.answer(None)
+                return
         except (SyncError, asyncio.TimeoutError):
             pass  # offline, refused or too slow: the device decides with what it has
+        self.counted("unanswered")
         velocity.answer(None)
 
     async def close(self) -> None:

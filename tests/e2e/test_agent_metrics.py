@@ -23,9 +23,13 @@ async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
         async with session.get(f"http://127.0.0.1:{port}/metrics") as reply:
             assert reply.status == 200
             assert reply.headers["Content-Type"].startswith("text/plain; version=")
-            text = await reply.text()
+            return parse(await reply.read())
+
+
+def parse(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Samples of the Prometheus text format by (name, sorted labels), read by prometheus-client's parser."""
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+            for family in text_string_to_metric_families(text.decode()) for sample in family.samples}
 
 
 async def test_scans_latency_outbox_lists_alarms_and_sync_errors(server, backoffice, make_agent):
