@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import aiohttp
+import pytest
 
 from .conftest import OTHER_PID, Api
 from .test_load_and_attack import other_participant_token
@@ -25,3 +26,20 @@ async def test_another_participant_cannot_escape_its_limit_by_inventing_subs(mak
         known = await api.get("/blacklist", token=other_participant_token(d, listed, "val"))
         assert known.status == 200, known  # the listed device is not blocked by the strangers
         assert (await api.get("/blacklist", role="val")).status == 200  # nor are ours
+
+
+@pytest.mark.parametrize("path", ["/api/v1/openapi.json", "/b2b/openapi.json"])
+async def test_the_public_documents_are_fixed_bytes_with_a_strong_etag(deployment, path):
+    """Anyone may fetch the OpenAPI documents, without a token or a limit: each is 70-140 KB of
+    JSON, so it is serialised once (not per request, which made every anonymous fetch cost ~2 ms
+    of the event loop the devices share) and carries a strong ETag that a client revalidates."""
+    url = deployment.server.origin + path
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as first, session.get(url) as second:
+            assert first.status == second.status == 200
+            etag = first.headers.get("ETag")
+            assert etag and etag.startswith('"') and etag == second.headers.get("ETag"), first.headers
+            assert await first.read() == await second.read()
+            assert (await first.json())["openapi"].startswith("3.")
+        async with session.get(url, headers={"If-None-Match": etag}) as again:
+            assert again.status == 304 and await again.read() == b""
