@@ -25,12 +25,28 @@ def networks(texts: Sequence[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(text, strict=False) for text in texts)
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: a NAT64 gateway forwards to the IPv4 address inside
+COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291's deprecated IPv4-compatible addresses
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one leads to (mapped, 6to4, NAT64, IPv4-compatible), if any."""
+    if ip.ipv4_mapped is not None or ip.sixtofour is not None:
+        return ip.ipv4_mapped or ip.sixtofour
+    if ip in NAT64 or (ip in COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def allowed(address: str, extra: Sequence[Network] = ()) -> bool:
-    """Whether a delivery may connect to ``address``: public, or inside an allowed network
-    (an IPv4-mapped IPv6 address counts as the IPv4 address it maps)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Whether a delivery may connect to ``address``: public, or inside an allowed network. An
+    IPv6 address that leads to an IPv4 one (``::ffff:127.0.0.1``, ``64:ff9b::a00:1``,
+    ``2002:7f00:1::``) is judged by that IPv4 address."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
+    if any(ip in net for net in extra):
+        return True
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = _embedded_ipv4(ip) or ip
     return any(ip in net for net in extra) or (ip.is_global and not ip.is_multicast)
 
 

@@ -84,6 +84,8 @@ async def test_webhooks_reach_no_loopback_address_by_any_spelling_unless_allowed
     ("169.254.169.254", (), False), ("fe80::1%eth0", (), False), ("10.1.2.3", (), False), ("192.168.0.1", (), False),
     ("172.16.0.1", (), False), ("100.64.0.1", (), False), ("fc00::1", (), False), ("224.0.0.1", (), False),
     ("::ffff:127.0.0.1", (), False), ("::ffff:10.0.0.1", (), False), ("::ffff:93.184.216.34", (), True),
+    ("64:ff9b::a00:1", (), False), ("64:ff9b::5db8:d822", (), True), ("2002:7f00:1::1", (), False),
+    ("2002:a00:1::", (), False), ("::127.0.0.1", (), False), ("::7f00:1", (), False),
     ("10.1.2.3", ("10.0.0.0/8",), True), ("127.0.0.1", ("127.0.0.1",), True), ("127.0.0.2", ("127.0.0.1",), False),
 ])
 def test_the_webhook_address_policy(address, extra, ok):
