@@ -21,7 +21,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.b2b.conftest import Company, start_world  # noqa: E402
+from tests.b2b.conftest import Company, start_world, token  # noqa: E402
 from tests.server.conftest import event  # noqa: E402
 
 
@@ -37,8 +37,7 @@ async def measure(company: Company, n: int) -> None:
         started = time.perf_counter()
         assert (await company.sync(roster(n, "a"))).status == 204
         print(f"first sync, {n} added: {time.perf_counter() - started:.1f} s")
-        token = await asyncio.to_thread(lambda: __import__("tests.b2b.conftest", fromlist=["token"]).token(world, "val1"))
-        headers = {"X-BoB-AuthToken": token}
+        headers = {"X-BoB-AuthToken": await asyncio.to_thread(token, world, "val1")}
         api = world.server.origin + "/api/v1"
 
         async def device(method: str, path: str, body: Any = None) -> float:
