@@ -73,7 +73,8 @@ async def main() -> None:
         cli.init_data_dir(data, admin_password="bench-password-long", **({"database": args.database}
                                                                          if args.database else {}),
                           max_body_bytes=64 * 1024 * 1024, rate_limit={"enabled": False},
-                          b2b={"jobs": False, "rate_limit": {"enabled": False}, "webhook_concurrency": 32})
+                          b2b={"jobs": False, "rate_limit": {"enabled": False}, "webhook_concurrency": 32,
+                               "webhook_allowed_networks": ["127.0.0.1"]})
         store = B2BStore(open_store(args.database or data / "server.sqlite3", pool_size=2).db)
         now = datetime.now(timezone.utc)
         company = store.add_company("Bench GmbH", Product("job-ticket", ("A", "B"), ("bus", "tram"),

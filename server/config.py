@@ -111,6 +111,13 @@ class ConsoleConfig(BaseModel):
     page_size: int = Field(50, ge=5, le=500)  # rows of every list
 
 
+def check_networks(value: list[str]) -> list[str]:
+    """Addresses or networks (``10.0.0.0/8``, ``127.0.0.1``); a ValueError names a bad one."""
+    for network in value:
+        ipaddress.ip_network(network, strict=False)
+    return value
+
+
 class B2BConfig(BaseModel):
     """The JobTicket B2B API (:mod:`server.b2b`; its README says what each choice means)."""
 
@@ -129,6 +136,10 @@ class B2BConfig(BaseModel):
     document_poll_seconds: float = Field(10.0, gt=0)  # documents another process's roll-over left to render
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
     webhook_concurrency: int = Field(8, ge=1, le=100)
+    # Deliveries connect only to public addresses, and to these networks (server/b2b/addresses.py):
+    # e.g. ["10.20.0.0/16"] for an HR system on the operator's network, ["127.0.0.1"] for a
+    # receiver on this host. Never loopback, link-local or private ones otherwise.
+    webhook_allowed_networks: Annotated[list[str], AfterValidator(check_networks)] = Field(default_factory=list)
     document_font: str | None = None  # a .ttf for the PDF; default DejaVu Sans, else reportlab's Vera
 
     @field_validator("base_path")
@@ -266,9 +277,7 @@ class ServerConfig(BaseModel):
     @field_validator("metrics_allow", "trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for network in value:
-            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
-        return value
+        return check_networks(value)
 
     def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(n, strict=False) for n in self.metrics_allow]

@@ -70,6 +70,9 @@ def field_error(field: str, message: str, *, status: int = 422, code: str = "val
     return ApiError(status, f"{field}: {message}", code=code, details=[{"field": field, "message": message}])
 
 
+FIELD_MAX = 200  # characters of a field path in an error: a member's name is the client's text
+
+
 def _loc(loc: Iterable[Any], prefix: str) -> str:
     text = prefix
     for part in loc:
@@ -77,6 +80,8 @@ def _loc(loc: Iterable[Any], prefix: str) -> str:
             text += f"[{part}]"
         else:
             text += f".{part}" if text else str(part)
+    if len(text) > FIELD_MAX:  # an unknown member named with a megabyte is not sent back (or kept) whole
+        text = text[:FIELD_MAX] + "…"
     return text or "(body)"
 
 

@@ -53,6 +53,8 @@ def _object(raw: bytes, what: str) -> dict[str, Any]:
         value = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise JwsError(f"{what} is not JSON") from exc
+    except RecursionError:  # a token is not a request body: it is refused as the token it is
+        raise JwsError(f"{what} is nested too deeply") from None
     if not isinstance(value, dict):
         raise JwsError(f"{what} is not a JSON object")
     return value

@@ -7,7 +7,6 @@ changes, and served with a strong ETag (SHA-256 of the exact bytes served).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -22,6 +21,7 @@ from mtb import keys
 from mtb import b64url_decode, b64url_encode
 
 from . import config as cfg
+from .etags import strong_etag
 
 KDK_BYTES = 32
 
@@ -41,7 +41,7 @@ def _load_metadata(path: Path) -> Metadata:
     keystore = keys.KeyStore()
     keystore.add_metadata(document)  # refuses a document of the wrong shape
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    etag = strong_etag(body)
     return Metadata(document, body, etag, keystore, stat.st_mtime_ns)
 
 

@@ -7,8 +7,9 @@ one it has (a test compares it with ``app.router``).
 """
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +18,8 @@ from pydantic import BaseModel, TypeAdapter
 from . import deviations
 from .context import ctx_of
 from .endpoint import ERROR_BODY, PUBLIC, Api, Endpoint, Reply
-from .errors import ERRORS, Error, json_response
+from .errors import ERRORS, Error
+from .etags import IF_NONE_MATCH, NOT_MODIFIED, etag_matches, strong_etag
 
 REF = "#/components/schemas/{model}"
 
@@ -143,15 +145,32 @@ BOB_SECURITY_SCHEMES = {
 BOB_SECURITY = {"token": [{"bobAuthToken": []}], "basic": [{"clientCertificate": []}, {"basicAuth": []}]}
 
 
+DOCUMENT_PARAMS = (IF_NONE_MATCH,)
+DOCUMENT_REPLIES = {200: Reply({"type": "object"}, headers=("ETag",)), 304: NOT_MODIFIED}
+
+
+def document_response(request: web.Request, cache: dict[str, Any], key: str,
+                      make: Callable[[], dict[str, Any]]) -> web.Response:
+    """A public document, serialised once into ``cache[key]`` with its strong ETag: anyone may
+    fetch it without a token or a limit, and 100 KB of JSON made afresh for each would cost every
+    anonymous fetch milliseconds of the event loop that the devices share."""
+    if key not in cache:
+        body = json.dumps(make(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        cache[key] = (body, strong_etag(body))
+    body, etag = cache[key]
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag_matches(request.headers.get("If-None-Match"), etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="application/json", charset="utf-8", headers=headers)
+
+
 @api.endpoint("GET", "/openapi.json", op="getOpenApi", roles=PUBLIC, summary="This document",
-              replies={200: Reply({"type": "object"})})
+              params=DOCUMENT_PARAMS, replies=DOCUMENT_REPLIES)
 async def get_openapi(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
-    if "openapi" not in ctx.cache:
-        ctx.cache["openapi"] = build(
-            "Bundled BoB ticket server",
-            "BoB Ticket API v1, the validation/inspection device feeds and event ingest, with the JobTicket B2B "
-            "conventions (rate limit per credential, sortField/sortOrder allow-lists, pages of at most 100, "
-            "JSON error bodies).\n\nWhere this server deliberately differs from the BoB Ticket API v1 seed:\n\n"
-            + deviations.markdown_table(), ctx.config.base_path, ctx.apis, BOB_SECURITY_SCHEMES, BOB_SECURITY)
-    return json_response(ctx.cache["openapi"])
+    return document_response(request, ctx.cache, "openapi", lambda: build(
+        "Bundled BoB ticket server",
+        "BoB Ticket API v1, the validation/inspection device feeds and event ingest, with the JobTicket B2B "
+        "conventions (rate limit per credential, sortField/sortOrder allow-lists, pages of at most 100, "
+        "JSON error bodies).\n\nWhere this server deliberately differs from the BoB Ticket API v1 seed:\n\n"
+        + deviations.markdown_table(), ctx.config.base_path, ctx.apis, BOB_SECURITY_SCHEMES, BOB_SECURITY))

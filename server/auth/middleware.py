@@ -3,7 +3,9 @@
 its credential (removing a credential cuts its tokens off at once) or that another
 participant's token stays within what this server grants that participant (config
 ``participants``: its roles, never admin; only its listed entities may write), counts the
-request against the caller's rate limit, then checks the endpoint's roles.
+request against the caller's rate limit (every unlisted entity of a participant shares one:
+it signs any ``sub`` it likes, and a fresh one per request must not mean a fresh budget), then
+checks the endpoint's roles.
 
 401 = no/bad/expired token; 403 = good token, wrong role or not granted; 429 = over the limit.
 """
@@ -39,9 +41,12 @@ def auth_middleware(ctx: Any) -> Any:
             cred = await ctx.run(ctx.store.get_credential, principal.sub)
             if cred is None or cred.role != principal.role:
                 raise ApiError(401, "the credential behind this token was removed or changed", code="invalid_token")
+            budget = principal.key
         else:
-            check_grant(config.grant_for(principal.pid), principal, writes=request.method not in READS)
-        await check_rate(ctx, principal.key, principal.role)
+            grant = config.grant_for(principal.pid)
+            check_grant(grant, principal, writes=request.method not in READS)
+            budget = principal.key if grant.knows(principal.sub) else f"{principal.pid}:*"
+        await check_rate(ctx, budget, principal.role)
         if principal.role not in endpoint.roles:
             raise ApiError(403, f"role {principal.role!r} may not call this endpoint "
                                 f"(allowed: {', '.join(endpoint.roles)})", code="wrong_role")

@@ -13,7 +13,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
+import yarl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 
 from mtb.timeutil import format_extended
 
@@ -106,7 +107,18 @@ class IntegrationIn(_Body):
     name: Name = "JobTicket+ API Integration"
 
 
-Url = Annotated[StrictStr, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+def _connectable(value: str) -> str:
+    """A URL the sender can connect to, parsed as the sender's HTTP client parses it (stored
+    unparseable, it would fail every delivery for a day and then disable the endpoint)."""
+    try:
+        yarl.URL(value)
+    except ValueError as exc:
+        raise ValueError(f"is not a URL the sender can use: {exc}") from None
+    return value
+
+
+Url = Annotated[StrictStr, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$"),
+                AfterValidator(_connectable)]
 
 
 class EndpointIn(_Body):

@@ -11,8 +11,7 @@ from aiohttp import web
 from .. import openapi
 from ..auth.ratelimit import Limiter
 from ..context import Context
-from ..endpoint import PUBLIC, Reply
-from ..errors import json_response
+from ..endpoint import PUBLIC
 from . import admin_handlers, handlers  # noqa: F401 - declare the endpoints on api
 from .api import B2B_KEY, api, b2b_of
 from .delivery import document_worker, rollover_worker, webhook_worker
@@ -35,14 +34,11 @@ DESCRIPTION = ("The JobTicket B2B API on the bundled server: employees with thei
 
 
 @api.endpoint("GET", "/openapi.json", op="getB2BOpenApi", roles=PUBLIC, summary="This document",
-              replies={200: Reply({"type": "object"})})
+              params=openapi.DOCUMENT_PARAMS, replies=openapi.DOCUMENT_REPLIES)
 async def get_openapi(request: web.Request) -> web.Response:
     b2b = b2b_of(request)
-    cache = b2b.ctx.cache
-    if "b2b-openapi" not in cache:
-        cache["b2b-openapi"] = openapi.build(api.title, DESCRIPTION, b2b.config.base_path, [api], SECURITY_SCHEMES,
-                                             SECURITY)
-    return json_response(cache["b2b-openapi"])
+    return openapi.document_response(request, b2b.ctx.cache, "b2b-openapi", lambda: openapi.build(
+        api.title, DESCRIPTION, b2b.config.base_path, [api], SECURITY_SCHEMES, SECURITY))
 
 
 def install(app: web.Application, ctx: Context, limiter: Limiter | None) -> None:

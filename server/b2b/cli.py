@@ -30,7 +30,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from pydantic import ValidationError
 
 from mtb.timeutil import parse_time
@@ -98,11 +97,11 @@ async def run_documents(data: Path) -> dict[str, Any]:
 
 
 async def run_deliver(data: Path, at: datetime | None) -> dict[str, Any]:
-    from .delivery import deliver_due
+    from .delivery import deliver_due, webhook_session
 
     b2b = open_b2b(data)
     try:
-        async with aiohttp.ClientSession() as session:
+        async with webhook_session(b2b) as session:
             attempts = await deliver_due(b2b, session, at)
         return {"attempts": attempts, "pending": await b2b.run(b2b.store.pending_deliveries)}
     finally:

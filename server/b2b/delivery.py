@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import aiohttp
 
-from . import webhooks
+from . import addresses, webhooks
 from .records import Attempt, Delivery
 from .service import LEASE, B2B, render_documents, rollover, wall_clock
 
@@ -49,6 +49,13 @@ async def _send(b2b: B2B, session: aiohttp.ClientSession, delivery: Delivery, no
     return attempt
 
 
+def webhook_session(b2b: B2B) -> aiohttp.ClientSession:
+    """The sender's HTTP client: it connects only where the address policy allows
+    (:mod:`.addresses`), takes no proxy from the environment and follows no redirect."""
+    allowed = addresses.networks(b2b.config.webhook_allowed_networks)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(socket_factory=addresses.socket_factory(allowed)))
+
+
 async def deliver_due(b2b: B2B, session: aiohttp.ClientSession, now: datetime | None = None,
                       *, max_rounds: int = 100_000) -> int:
     """Send what is due at ``now`` (default: the wall clock), round after round while each
@@ -71,7 +78,7 @@ async def deliver_due(b2b: B2B, session: aiohttp.ClientSession, now: datetime | 
 
 async def webhook_worker(b2b: B2B, stop: asyncio.Event) -> None:
     """Send due deliveries every ``webhook_poll_seconds``, or at once when a change wakes it."""
-    async with aiohttp.ClientSession() as session:
+    async with webhook_session(b2b) as session:
         while not stop.is_set():
             try:
                 await deliver_due(b2b, session)

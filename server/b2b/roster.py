@@ -34,11 +34,13 @@ def _email(value: str) -> str:
 
 def _day(value: object) -> object:
     if not isinstance(value, str) or not _DAY.match(value):
-        raise ValueError("must be a date YYYY-MM-DD")
+        raise ValueError("must be a date YYYY-MM-DD before 9999-01-01")
     return value
 
 
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Year 9999 is refused: the day after a termination, or the month after a pause, must still be
+# a date (HR systems write 9999-12-31 for "no end"; here that is a missing terminationDate).
+_DAY = re.compile(r"^(?!9999)\d{4}-\d{2}-\d{2}$")
 Day = Annotated[date, BeforeValidator(_day),
                 WithJsonSchema({"type": "string", "format": "date", "pattern": _DAY.pattern})]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=100)]

@@ -44,6 +44,7 @@ DOCUMENT_SORT = {"id": "id", "createdAt": "created_at", "documentName": "name", 
 INTEGRATION_SORT = {"id": "id", "name": "name", "lastSyncedAt": "last_synced_at", "createdAt": "created_at"}
 ORDERS = {"asc": "ASC", "desc": "DESC"}
 _IN_CHUNK = 500
+SYNC_FAILURES_KEPT = 100  # refused HR syncs kept per integration (the newest)
 T = TypeVar("T")
 Query_ = Callable[[str, Sequence[Any]], list[Row]]  # db.query, or tx.query inside a transaction
 
@@ -357,12 +358,17 @@ class B2BStore:
 
     def record_sync_error(self, integration_id: int, errors: list[dict[str, Any]], now: datetime) -> None:
         """A refused sync leaves its errors on the integration (``GET /hr-integrations/{id}``),
-        and a line in the integration's sync runs (the operator console lists them)."""
+        and a line in the integration's sync runs (the operator console lists them); the newest
+        ``SYNC_FAILURES_KEPT`` of those lines are kept (a partner may send a refused sync 100
+        times a minute, all day)."""
         with self.db.transaction() as tx:
             tx.execute("UPDATE b2b_hr_integrations SET errors = ?, status = CASE WHEN last_sync_id IS NULL "
                        "THEN status ELSE 'SYNC FAILED' END WHERE id = ?", (_json(errors[:20]), integration_id))
             tx.execute("INSERT INTO b2b_hr_sync_failures(integration_id, received_at, errors) VALUES (?, ?, ?)",
                        (integration_id, ts(now), _json(errors[:20])))
+            tx.execute("DELETE FROM b2b_hr_sync_failures WHERE integration_id = ? AND id NOT IN (SELECT id FROM "
+                       "b2b_hr_sync_failures WHERE integration_id = ? ORDER BY id DESC LIMIT ?)",
+                       (integration_id, integration_id, SYNC_FAILURES_KEPT))
 
     def list_syncs(self, integration_id: int, offset: int, limit: int) -> tuple[list[SyncRun], int]:
         """The integration's HR syncs, newest first: those applied, with their counts, and those

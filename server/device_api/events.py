@@ -56,7 +56,7 @@ def normalise(event: TicketEvent, kind: str) -> Normalised:
         else:
             dropped = sorted(extra)
             log.warning("ticketEvent %r: dropped unknown members %s (%d bytes > %d)", event.ticketId,
-                        dropped[:10], size, EXTRA_LIMIT)
+                        [name[:100] for name in dropped[:10]], size, EXTRA_LIMIT)  # a name is client text: bounded
     ref, geo = event.mtbReference, event.geo
     new = NewEvent(local_event_id=event.localEventId, ticket_id=event.ticketId, event_time=event.time,
                    event_result=event.eventResult, body=known,

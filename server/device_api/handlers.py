@@ -3,7 +3,6 @@ metadata, KDKs, stops, the deny list), a wallet's device key, and event ingest."
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..config import STOPS_FILE
 from ..context import ctx_of, principal_of
 from ..endpoint import Api, Link, Param, Reply
 from ..errors import ApiError, json_response, read_json
+from ..etags import IF_NONE_MATCH, NOT_MODIFIED, etag_matches, strong_etag
 from ..models import EVENT_MODELS, DeviceKeyRequest
 from ..params import DEVICES, FEED_MAX, body_model, feed_params, feed_window, page_headers, param, q_int
 from ..store import NewEvent
@@ -34,19 +34,10 @@ api = Api("Device API", "What validators and inspection devices call (BoB Valida
 
 EVERY_ROLE = ("val", "ins", "pos", "tvm")
 USES_DEFAULT = 1000
-IF_NONE_MATCH = Param("If-None-Match", "header", {"type": "string"})
-NOT_MODIFIED = Reply(None, "Not modified (If-None-Match matched the ETag)")
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    tags = [t.strip() for t in header.split(",")]
-    return "*" in tags or etag in tags or f"W/{etag}" in tags
 
 
 @api.endpoint("GET", "/participantMetadata", op="getParticipantMetadata", roles=EVERY_ROLE,
@@ -55,7 +46,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 async def get_participant_metadata(request: web.Request) -> web.Response:
     metadata = ctx_of(request).keyring.metadata
     headers = {"ETag": metadata.etag, "Cache-Control": "no-cache"}
-    if _etag_matches(request.headers.get("If-None-Match"), metadata.etag):
+    if etag_matches(request.headers.get("If-None-Match"), metadata.etag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=metadata.body, content_type="application/json", headers=headers)
 
@@ -73,9 +64,9 @@ async def get_stops(request: web.Request) -> web.Response:
         body = await asyncio.to_thread(path.read_bytes)
     except FileNotFoundError:
         raise ApiError(404, f"no {STOPS_FILE} in this deployment", code="no_stops") from None
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    etag = strong_etag(body)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if _etag_matches(request.headers.get("If-None-Match"), etag):
+    if etag_matches(request.headers.get("If-None-Match"), etag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, content_type="text/csv", charset="utf-8", headers=headers)
 

@@ -19,7 +19,7 @@ from ..errors import ApiError, from_validation, json_response, read_json
 from ..models import GeoPosition, IsoTime, MtbReference
 from ..params import DEVICES, feed_page, feed_params, param, path_int
 from .events import mtb_ref
-from .handlers import EVERY_ROLE, FEED_DESCRIPTION, api
+from .handlers import FEED_DESCRIPTION, api
 from .tickle import TickleMacroSet
 
 
@@ -80,11 +80,13 @@ def whitelist_json(entry: Any) -> dict[str, Any]:
     return item
 
 
-@api.endpoint("GET", "/whitelist", op="getWhitelist", roles=EVERY_ROLE,
+@api.endpoint("GET", "/whitelist", op="getWhitelist", roles=DEVICES,
               summary="Whitelist entries with id > whitelistEntryId, oldest first",
               description="One entry per ticket issued bound to a token (POST /ticket with tokenId or "
                           "tokenPublicKey): a validator that reads the token can validate the ticket without "
                           "its MTB being shown. A revoked ticket stays here; the deny list revokes it. "
+                          "Validators and inspectors only: each entry is the ticket's whole signed MTB, a bearer "
+                          "ticket to whoever shows it as a code. "
                           + FEED_DESCRIPTION,
               params=feed_params("whitelistEntryId"),
               replies={200: Reply(list[WhitelistEntryOut], headers=("X-Total-Count", "Link"))})

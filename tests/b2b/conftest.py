@@ -33,6 +33,7 @@ from ..server.conftest import PASSWORD, backend, database_for, make_data_dir, po
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = "Europe/Berlin"
+LOOPBACK = ["127.0.0.1"]  # the tests' webhook receivers (the sender refuses loopback unless allowed)
 FARE = {"amount": 49.0, "currency": "EUR", "vatAmount": 3.43, "vatPercent": 7.0}
 
 
@@ -149,7 +150,7 @@ def start_world(path: Path, database: dict[str, str], **b2b: Any) -> World:
     """A server on a new data directory; ``database`` is ``database_for()`` (this run's backend)."""
     data = make_data_dir(path, **database, rate_limit={"requests": 100_000, "window_seconds": 60,
                                                        "block_seconds": 1, "roles": {}},
-                         b2b={"jobs": False, "timezone": TZ, **b2b})
+                         b2b={"jobs": False, "timezone": TZ, "webhook_allowed_networks": LOOPBACK, **b2b})
     server = ServerThread(app_from_data_dir(data)).start()
     config = load_config(data)
     return World(data, server, B2BStore(open_store(config.database_target(), pool_size=2).db))

@@ -27,7 +27,8 @@ from .conftest import ServerProcess
 
 
 async def test_hr_sync_to_green_then_offboarded_to_result_7(tmp_path, make_agent, database_for):
-    data = make_data_dir(tmp_path / "server", **database_for(), b2b={"jobs": False, "timezone": "Europe/Berlin"})
+    data = make_data_dir(tmp_path / "server", **database_for(),
+                         b2b={"jobs": False, "timezone": "Europe/Berlin", "webhook_allowed_networks": ["127.0.0.1"]})
     server = ServerProcess(data).start()
     receiver_module = load_receiver()
     received: list[dict] = []

@@ -106,7 +106,7 @@ def console_server(tmp_path: Path) -> Any:
     data = make_data_dir(tmp_path / "server", console={"timezone": ZONE},
                          rate_limit={"requests": 100_000, "window_seconds": 60, "block_seconds": 1, "roles": {}},
                          b2b={"timezone": ZONE, "webhook_poll_seconds": 3600,
-                              "rollover_interval_seconds": 3600})
+                              "rollover_interval_seconds": 3600, "webhook_allowed_networks": ["127.0.0.1"]})
     cli.add_credential(data, "support1", "support", PASSWORD)
     process = ServerProcess(data).start()
     yield process

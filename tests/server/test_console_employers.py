@@ -23,13 +23,14 @@ from server.b2b.records import PERMISSIONS, Product, Query
 from server.b2b.store import B2BStore
 from server.b2b.subscription import Plan
 
-from ..b2b.conftest import row
+from ..b2b.conftest import LOOPBACK, row
 from ..b2b.test_b2b_webhooks import Receiver
 from .conftest import PASSWORD, Deployment
 from .console_client import ConsoleClient, Page, assert_times_in_zone, client_session
 
 FARE = {"amount": 49.0, "currency": "EUR", "vatAmount": 3.43, "vatPercent": 7.0}
 ZONE = "Europe/Berlin"
+LOOPBACK_HOOKS = {"webhook_allowed_networks": LOOPBACK}  # the receivers here are on 127.0.0.1
 
 
 @dataclass
@@ -112,7 +113,7 @@ def delivery_row(page: Page, delivery: int) -> str:
 
 
 async def test_employers_companies_employees_and_sync_runs(make_server, employer_on):
-    d = make_server(console={"timezone": ZONE}, b2b={"jobs": False, "timezone": ZONE})
+    d = make_server(console={"timezone": ZONE}, b2b={"jobs": False, "timezone": ZONE, **LOOPBACK_HOOKS})
     acme = await employer_on(d)
     assert await acme.sync("sync-1", [row("A1"), row("A2", "Bea", "Berg"), row("A3", "Cem", "Çelik")]) == 204
     assert await acme.sync("sync-2", [row("A1"), row("A2", "Bea", "Berg")]) == 204  # A3 left: offboarded
@@ -167,7 +168,7 @@ async def test_employers_companies_employees_and_sync_runs(make_server, employer
 
 
 async def test_retry_now_makes_a_delivery_due_and_only_an_admin_can_press_it(make_server, employer_on):
-    d = make_server(b2b={"jobs": False})
+    d = make_server(b2b={"jobs": False, **LOOPBACK_HOOKS})
     acme = await employer_on(d, fail=1)
     assert await acme.sync("sync-1", [row("R1")]) == 204
     assert (await run_deliver(d.data_dir, None))["attempts"] == 1  # the receiver answers 500
@@ -221,7 +222,7 @@ async def test_retry_now_makes_a_delivery_due_and_only_an_admin_can_press_it(mak
 async def test_the_servers_sender_sends_a_retried_delivery_at_once(make_server, employer_on):
     # The sender looks for due deliveries only when woken (the poll is an hour): a retry that
     # arrives proves that "retry now" woke it.
-    d = make_server(b2b={"jobs": True, "webhook_poll_seconds": 3600, "rollover_interval_seconds": 3600})
+    d = make_server(b2b={"jobs": True, **LOOPBACK_HOOKS, "webhook_poll_seconds": 3600, "rollover_interval_seconds": 3600})
     acme = await employer_on(d, fail=1)
     assert await acme.sync("sync-1", [row("W1")]) == 204  # the sync wakes the sender: one attempt, 500
     await _until(lambda: acme.receiver.statuses == [500])
@@ -260,7 +261,7 @@ def pager_of(page: Page, label: str) -> str:
 
 
 async def test_every_employer_list_is_paged(make_server, employer_on):
-    d = make_server(console={"page_size": 5}, b2b={"jobs": False})  # six of everything: two pages
+    d = make_server(console={"page_size": 5}, b2b={"jobs": False, **LOOPBACK_HOOKS})  # six of everything: two pages
     acme = await employer_on(d)
     now = datetime.now(timezone.utc)
     for i in range(5):
