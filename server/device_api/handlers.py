@@ -173,11 +173,19 @@ def use_entry(event: NewEvent, device: str) -> str:
     return json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
 
 
+# A use dated further ahead than this is stored as an event but not fed to other devices: its
+# device's clock was wrong, and the feed's horizon (counted from each use's time) would keep it
+# in every device's passback and fraud data for as long as its date is ahead.
+USE_FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
 def _with_uses(items: list[events.Normalised], kind: str, device: str) -> list[NewEvent]:
-    """The events to store, each accepted validation with its uses-feed entry."""
+    """The events to store, each accepted validation with its uses-feed entry (none for one
+    dated past :data:`USE_FUTURE_TOLERANCE` from now)."""
     out = []
+    latest = _now() + USE_FUTURE_TOLERANCE
     for item in items:
-        if kind == "validation" and item.event.event_result == 0:
+        if kind == "validation" and item.event.event_result == 0 and item.event.event_time <= latest:
             item.event.use = use_entry(item.event, device)
         out.append(item.event)
     return out

@@ -54,15 +54,17 @@ async def test_the_uses_feed_serves_accepted_validations_of_every_device_by_id(a
     accepted = make_event(f"T-u-{tag}", f"u-{tag}-1", time=recent)
     refused = make_event(f"T-u-{tag}", f"u-{tag}-2", time=recent, eventResult=8)
     old = make_event(f"T-u-{tag}", f"u-{tag}-3", time=format_extended(now - timedelta(hours=2)))  # past the horizon
+    ahead = make_event(f"T-u-{tag}", f"u-{tag}-6", time="9999-12-31T00:00:00.000Z")  # a device clock gone wrong
     bare = {"ticketId": f"T-u2-{tag}", "localEventId": f"u-{tag}-4", "time": recent, "eventResult": 0}
-    assert (await api.post("/validation", [accepted, refused, old], role="val")).status == 200
+    assert (await api.post("/validation", [accepted, refused, old, ahead], role="val")).status == 200
     assert (await api.post("/inspection", [make_event(f"T-u-{tag}", f"u-{tag}-5", time=recent,
                                                       eventType="inspection")], role="ins")).status == 200
     assert (await api.post(f"/validation/T-u2-{tag}", bare, role="val")).status == 201
     reply = await api.get("/uses", role="val", params={"useId": after})
     assert reply.status == 200, reply
     mine = [u for u in reply.body if tag in u["ticketId"]]
-    assert [u["ticketId"] for u in mine] == [f"T-u-{tag}", f"T-u2-{tag}"]  # accepted validations only
+    assert [(u["ticketId"], u["time"]) for u in mine] == [(f"T-u-{tag}", recent), (f"T-u2-{tag}", recent)]  # accepted
+    # validations only, and none dated in the future
     first, second = mine
     assert first == {"useId": first["useId"], "ticketId": f"T-u-{tag}", "time": recent, "device": "val1",
                      "stopAreaId": "SA1", "zoneId": "A", "geo": {"lat": 55.6, "long": 13.0}}
