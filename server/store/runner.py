@@ -1,7 +1,8 @@
 """Store calls off the event loop: ``await runner(store.get_ticket, tid)``.
 
-As many threads as the database allows calls at once (SQLite: one, so calls are serialised
-and the event loop never waits on a query; a pooled backend: its pool size).
+As many threads as the database allows calls at once (SQLite: reads side by side, each thread
+on a read-only connection of its own, writes one at a time; PostgreSQL: its pool size), so the
+event loop never waits on a query.
 """
 from __future__ import annotations
 

@@ -1,10 +1,14 @@
 """The SQLite backend: the embedded default, one file.
 
-One ``sqlite3`` connection in WAL mode (``synchronous=NORMAL``), guarded by a lock; the store
-runner calls it from one dedicated thread (SQLite has one writer anyway), so the event loop
-never waits on a query. Other processes (``python -m server credentials add`` while the server
-runs) share the file through WAL and ``busy_timeout``. Every write transaction takes the write
-lock up front (``BEGIN IMMEDIATE``), so ids come out in commit order.
+One writing ``sqlite3`` connection in WAL mode (``synchronous=NORMAL``), guarded by a lock, and
+a read-only connection for each thread of the store runner that reads: WAL lets readers go on
+while the writer works, so a long write transaction (a B2B HR sync replacing a roster of tens
+of thousands) no longer holds every device's deny-list read behind it; writes still wait their
+turn (SQLite has one writer). As on PostgreSQL, :meth:`SqliteDatabase.query` reads what is
+committed, never a transaction's own uncommitted rows (those are read through the transaction).
+Other processes (``python -m server credentials add`` while the server runs) share the file
+through WAL and ``busy_timeout``. Every write transaction takes the write lock up front
+(``BEGIN IMMEDIATE``), so ids come out in commit order.
 
 A COMMIT can fail and leave the transaction open (a deferred constraint, a full disk, an I/O
 error): :meth:`SqliteDatabase.transaction` then rolls back, so the connection is never left
@@ -55,11 +59,11 @@ class SqliteTx:
 
 class SqliteDatabase:
     dialect = "sqlite"
-    concurrency = 1
     commits_in_id_order = True
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, concurrency: int = 8):
         self.path = str(path)
+        self.concurrency = concurrency  # store calls at once: reads side by side, writes one at a time
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
@@ -67,6 +71,11 @@ class SqliteDatabase:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute("PRAGMA foreign_keys = ON")
+        # an in-memory database is one connection's alone: it reads through the writer
+        self._own_readers = self._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[SqliteTx]:
@@ -83,13 +92,33 @@ class SqliteDatabase:
                 raise
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        """What is committed now, on this thread's read-only connection (it waits for no writer)."""
+        if not self._own_readers:
+            with self._lock:
+                return self._db.execute(sql, params).fetchall()
+        return self._reader().execute(sql, params).fetchall()
+
+    def _reader(self) -> sqlite3.Connection:
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            reader.row_factory = sqlite3.Row
+            reader.execute("PRAGMA busy_timeout = 5000")
+            reader.execute("PRAGMA query_only = ON")
+            with self._readers_lock:
+                self._readers.append(reader)
+            self._local.reader = reader
+        return reader
 
     def listen(self, channel: str, callback: Callable[[], None]) -> None:
         """SQLite cannot tell other processes: None, so the caller polls."""
         return None
 
     def close(self) -> None:
+        """After the store runner's threads are done (:meth:`StoreRunner.close`)."""
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
         with self._lock:
             self._db.close()

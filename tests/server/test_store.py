@@ -230,3 +230,35 @@ def test_uses_that_commit_out_of_order_are_never_skipped_by_a_reader_below_the_h
     assert len(committed) == 120 and seen == committed
     for store in (*writers, reader):
         store.close()
+
+
+def test_a_long_write_transaction_holds_no_read_of_what_is_committed(target):
+    """One store, one writer holding its transaction open (a big HR sync, say): reads on other
+    threads answer meanwhile with what is committed, and see the writer's rows once it commits."""
+    store = open_store(target)
+    store.add_deny(DenyEntry(expire=NOW + timedelta(days=1), ticket_id="BEFORE"))
+    writing, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with store.db.transaction() as tx:
+            Store.add_deny_in(tx, DenyEntry(expire=NOW + timedelta(days=1), ticket_id="DURING"))
+            writing.set()
+            assert release.wait(30)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert writing.wait(30)
+        answers: list[list[str]] = []
+        readers = [threading.Thread(target=lambda: answers.append([e.ticket_id for e in store.deny_since(0, 10)]))
+                   for _ in range(3)]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(10)
+        assert answers == [["BEFORE"]] * 3  # all answered while the write was open, none saw it
+    finally:
+        release.set()
+        writer.join(30)
+    assert [e.ticket_id for e in store.deny_since(0, 10)] == ["BEFORE", "DURING"]
+    store.close()
