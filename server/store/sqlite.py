@@ -76,6 +76,7 @@ class SqliteDatabase:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._closed = False  # then no thread opens a reader again
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[SqliteTx]:
@@ -101,11 +102,13 @@ class SqliteDatabase:
     def _reader(self) -> sqlite3.Connection:
         reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
         if reader is None:
-            reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            reader.row_factory = sqlite3.Row
-            reader.execute("PRAGMA busy_timeout = 5000")
-            reader.execute("PRAGMA query_only = ON")
             with self._readers_lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+                reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                reader.row_factory = sqlite3.Row
+                reader.execute("PRAGMA busy_timeout = 5000")
+                reader.execute("PRAGMA query_only = ON")
                 self._readers.append(reader)
             self._local.reader = reader
         return reader
@@ -117,6 +120,7 @@ class SqliteDatabase:
     def close(self) -> None:
         """After the store runner's threads are done (:meth:`StoreRunner.close`)."""
         with self._readers_lock:
+            self._closed = True
             for reader in self._readers:
                 reader.close()
             self._readers.clear()

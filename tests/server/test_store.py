@@ -262,3 +262,25 @@ def test_a_long_write_transaction_holds_no_read_of_what_is_committed(target):
         writer.join(30)
     assert [e.ticket_id for e in store.deny_since(0, 10)] == ["BEFORE", "DURING"]
     store.close()
+
+
+def test_a_closed_store_reads_nothing_on_any_thread(target):
+    """After close, a read fails on a thread that had read before and on one that never had."""
+    store = open_store(target)
+    store.add_deny(DenyEntry(expire=NOW + timedelta(days=1), ticket_id="T1"))
+    assert len(store.deny_since(0, 10)) == 1  # this thread has read
+    store.close()
+    errors: list[Exception] = []
+
+    def read() -> None:
+        try:
+            store.deny_since(0, 10)
+        except Exception as exc:  # noqa: BLE001 - whatever the backend raises for a closed database
+            errors.append(exc)
+
+    for _ in range(2):  # this thread, then a new one
+        read()
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join(10)
+    assert len(errors) == 4
